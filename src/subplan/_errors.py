@@ -1,0 +1,216 @@
+"""The whole error tree of subplan.
+
+Every error subplan raises on purpose derives from :class:`SubplanError`; where a builtin
+fits, the error subclasses it too, so ``except ValueError`` keeps working for callers that
+do not know subplan::
+
+    SubplanError
+    ├── ConfigError (ValueError)          an option out of range: min_files < 1, max_parallel <= 0
+    │   ├── DependencyCycleError          explicit dependencies form a cycle (.cycle)
+    │   └── TemplateError                 a malformed command template or a missing value
+    │                                     (.placeholder, .index, .argument)
+    ├── InputError (ValueError)           bad input data: a missing path, an empty file set,
+    │                                     a malformed path list, an unsafe path (.path)
+    ├── PlanError (ValueError)            a plan that breaks an invariant, or a malformed
+    │                                     plan file (.problems)
+    ├── UnknownSubplanError (KeyError)    an id that is not in the plan (.subplan_id)
+    ├── CommandError (OSError)            a command could not be started (.program, .cwd)
+    │   └── CommandNotFoundError (FileNotFoundError)   no such program
+    └── ProcessGroupAliveError (RuntimeError)          a command's processes survived
+                                                       SIGKILL (.pgid, .result)
+
+Errors carry their data as attributes, not only in the message. Messages are one line and
+name what is wrong, because the CLI prints them as they are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._execute._command_process import CommandResult
+
+__all__ = [
+    "CommandError",
+    "CommandNotFoundError",
+    "ConfigError",
+    "DependencyCycleError",
+    "InputError",
+    "PlanError",
+    "ProcessGroupAliveError",
+    "SubplanError",
+    "TemplateError",
+    "UnknownSubplanError",
+]
+
+
+class SubplanError(Exception):
+    """Base class of every error subplan raises on purpose."""
+
+
+class ConfigError(SubplanError, ValueError):
+    """An option or argument has a value out of its range.
+
+    Example:
+        >>> from subplan import decompose
+        >>> decompose(["a.py"], min_files=0)
+        Traceback (most recent call last):
+        ...
+        subplan._errors.ConfigError: min_files must be >= 1, got 0
+    """
+
+
+class DependencyCycleError(ConfigError):
+    """Explicit dependencies between subplans form a cycle.
+
+    Attributes:
+        cycle: the ids on the cycle, in order; the first is not repeated at the end.
+    """
+
+    def __init__(self, cycle: Sequence[str]) -> None:
+        self.cycle: tuple[str, ...] = tuple(cycle)
+        shown = " -> ".join((*self.cycle, self.cycle[0])) if self.cycle else "?"
+        super().__init__(f"dependency cycle: {shown}")
+
+
+class InputError(SubplanError, ValueError):
+    """Input data is unusable: a missing path, an empty file set, a malformed list.
+
+    Attributes:
+        path: the offending path or file name, when there is one.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class PlanError(SubplanError, ValueError):
+    """A plan breaks an invariant, or a plan document cannot be read.
+
+    Attributes:
+        problems: every problem found; the message names the first and counts the rest.
+    """
+
+    def __init__(self, problems: str | Sequence[str]) -> None:
+        self.problems: tuple[str, ...] = (
+            (problems,) if isinstance(problems, str) else tuple(problems)
+        )
+        first = self.problems[0] if self.problems else "invalid plan"
+        more = len(self.problems) - 1
+        super().__init__(first if more == 0 else f"{first} (and {more} more problems)")
+
+
+class UnknownSubplanError(SubplanError, KeyError):
+    """A subplan id that the plan does not contain.
+
+    Attributes:
+        subplan_id: the id that was asked for.
+    """
+
+    def __init__(self, subplan_id: str) -> None:
+        super().__init__(subplan_id)
+        self.subplan_id = subplan_id
+
+    def __str__(self) -> str:
+        return f"no subplan with id {self.subplan_id!r}"
+
+
+class TemplateError(ConfigError):
+    """A command template is malformed, or a value it needs is missing.
+
+    Attributes:
+        placeholder: the placeholder at fault (without braces), when there is one.
+        index: the argv index of the argument at fault (0 is the program), when known.
+        argument: that argument as written in the template.
+
+    Example:
+        >>> from subplan._execute._command import CommandTemplate
+        >>> CommandTemplate.parse(["agent", "{nope}"])
+        Traceback (most recent call last):
+        ...
+        subplan._errors.TemplateError: unknown placeholder {nope} in \
+argument 1 ('{nope}'); known: {id}, {files}, {files_list}, {attempt}, {run_id}, \
+{workspace}, {label}
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        placeholder: str | None = None,
+        index: int | None = None,
+        argument: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.placeholder = placeholder
+        self.index = index
+        self.argument = argument
+
+
+class CommandError(SubplanError, OSError):
+    """A command could not be started: not executable, a missing working directory, ...
+
+    ``errno`` is copied from the operating system's error, which is chained as
+    ``__cause__``.
+
+    Attributes:
+        program: the program (``argv[0]``).
+        cwd: the working directory asked for, or ``None``.
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> from subplan._execute._command import run_command
+        >>> logs = pathlib.Path(tempfile.mkdtemp())
+        >>> run_command(["true"], cwd="/no/such/dir", env={}, stdout_path=logs / "out",
+        ...             stderr_path=logs / "err")
+        Traceback (most recent call last):
+        ...
+        subplan._errors.CommandError: cannot run 'true': working \
+directory not found: '/no/such/dir'
+    """
+
+    def __init__(self, message: str, *, program: str = "", cwd: str | None = None) -> None:
+        super().__init__(message)
+        self.program = program
+        self.cwd = cwd
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class CommandNotFoundError(CommandError, FileNotFoundError):
+    """The program of a command does not exist (neither as a path nor on ``PATH``).
+
+    Attributes:
+        program: the program that was not found.
+
+    Example:
+        >>> from subplan._execute._command import resolve_program
+        >>> resolve_program("no-such-agent-xyz")
+        Traceback (most recent call last):
+        ...
+        subplan._errors.CommandNotFoundError: program not found: \
+'no-such-agent-xyz'
+    """
+
+
+class ProcessGroupAliveError(SubplanError, RuntimeError):
+    """Processes of a command's group survived SIGKILL (for example stuck in the kernel).
+
+    Running the command again could run it twice at once, so the caller must not retry
+    until the group is gone (see :func:`kill_process_group`).
+
+    Attributes:
+        pgid: the process group.
+        result: what is known of the command's run (``ended`` is when we gave up).
+    """
+
+    def __init__(self, pgid: int, result: CommandResult | None = None) -> None:
+        super().__init__(f"process group {pgid} is still alive after SIGKILL")
+        self.pgid = pgid
+        self.result = result
+
+    def __reduce__(self) -> tuple[type[ProcessGroupAliveError], tuple[int, CommandResult | None]]:
+        return (type(self), (self.pgid, self.result))

@@ -1,0 +1,159 @@
+"""Every invariant of a plan, for arbitrary file sets and configurations (DESIGN §3).
+
+These checks do not trust :meth:`Plan.validate`: each invariant is recomputed here from
+the raw nodes, so a bug in ``validate`` cannot hide a bug in the decomposer.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from dataclasses import replace
+
+import networkx as nx
+from hypothesis import given
+from hypothesis import strategies as st
+
+from subplan import FileEntry, Plan, PlanConfig, decompose, subplan_id
+
+from strategies import configs, entries, path_sets
+
+
+def check_invariants(plan: Plan, files: list[str]) -> None:
+    """Assert every invariant of DESIGN §3 on ``plan`` made from ``files``."""
+    cfg = plan.config
+    nodes = list(plan)
+    by_id = {n.id: n for n in nodes}
+    # ids unique, safe, derived from the files
+    assert len(by_id) == len(nodes)
+    for node in nodes:
+        assert node.id == subplan_id(node.files)
+        assert "/" not in node.id and ".." not in node.id and " " not in node.id
+    # leaves partition the input: each file in exactly one leaf, none invented or lost
+    counts = Counter(f for leaf in plan.leaves for f in leaf.files)
+    assert sorted(counts) == sorted(files)
+    assert set(counts.values()) == {1}
+    # exact links, both ways: a node's children are exactly the nodes naming it as parent
+    named_parent: dict[str | None, set[str]] = {}
+    for node in nodes:
+        named_parent.setdefault(node.parent, set()).add(node.id)
+    assert named_parent[None] == {plan.root.id}
+    for node in nodes:
+        assert set(node.children) == named_parent.get(node.id, set())
+        assert len(set(node.children)) == len(node.children)
+        for child_id in node.children:
+            child = by_id[child_id]
+            assert child.depth == node.depth + 1
+            # children's files within the parent's; siblings disjoint; together all of them
+            assert set(child.files) <= set(node.files)
+        child_files = [f for c in node.children for f in by_id[c].files]
+        if node.children:
+            assert len(child_files) == len(set(child_files)) == node.file_count
+            assert len(node.children) >= 2
+    # depth bound, and each leaf has the first leaf reason that holds
+    for node in nodes:
+        assert node.depth <= cfg.max_depth
+        if node.is_leaf:
+            assert node.leaf_reason is not None
+            if node.leaf_reason == "below_min_files":
+                assert node.file_count < cfg.min_files
+            elif node.leaf_reason == "fits_budget":
+                assert cfg.fits_budget(node.file_count, node.tokens)
+            elif node.leaf_reason == "max_depth":
+                assert node.depth == cfg.max_depth
+            else:
+                assert node.leaf_reason == "no_progress"
+        else:
+            assert node.leaf_reason is None
+            assert node.file_count >= cfg.min_files
+    plan.validate()
+
+
+@given(path_sets(), configs)
+def test_every_invariant_holds(files: list[str], cfg: PlanConfig) -> None:
+    check_invariants(decompose(files, config=cfg), files)
+
+
+@given(entries(), configs)
+def test_every_invariant_holds_with_token_budgets(items: list[FileEntry], cfg: PlanConfig) -> None:
+    plan = decompose(items, config=cfg)
+    check_invariants(plan, [e.path for e in items])
+    assert plan.root.tokens == sum(e.tokens for e in items)
+
+
+@st.composite
+def graphs(draw: st.DrawFn) -> tuple[list[str], nx.DiGraph]:
+    files = draw(path_sets(min_size=2))
+    graph = nx.DiGraph()
+    pairs = st.tuples(st.sampled_from(files), st.sampled_from(files))
+    graph.add_edges_from((a, b) for a, b in draw(st.lists(pairs, max_size=60)) if a != b)
+    return files, graph
+
+
+@given(graphs(), configs)
+def test_every_invariant_holds_with_an_import_graph(
+    case: tuple[list[str], nx.DiGraph], cfg: PlanConfig
+) -> None:
+    files, graph = case
+    check_invariants(decompose(files, config=cfg, import_graph=graph), files)
+
+
+@given(graphs(), configs, st.randoms(use_true_random=False))
+def test_same_input_in_any_order_gives_the_same_bytes(
+    case: tuple[list[str], nx.DiGraph], cfg: PlanConfig, rnd: random.Random
+) -> None:
+    files, graph = case
+    shuffled = list(files)
+    rnd.shuffle(shuffled)
+    # The graph too is rebuilt in another order: only its content may matter.
+    edges = list(graph.edges)
+    rnd.shuffle(edges)
+    other = nx.DiGraph()
+    other.add_nodes_from(rnd.sample(list(graph.nodes), len(graph)))
+    other.add_edges_from(edges)
+    first = decompose(files, config=cfg, import_graph=graph).to_json()
+    second = decompose(shuffled, config=cfg, import_graph=other).to_json()
+    assert first == second
+
+
+@given(path_sets(min_size=3), path_sets(), path_sets(), configs)
+def test_unchanged_subtrees_keep_their_ids_when_files_change_elsewhere(
+    kept: list[str], before: list[str], after: list[str], cfg: PlanConfig
+) -> None:
+    # Two top-level directories: "keep/" is untouched, "edit/" gains and loses files.
+    keep = [f"keep/{p}" for p in kept]
+    plan1 = decompose(keep + [f"edit/{p}" for p in before], config=cfg)
+    plan2 = decompose(keep + [f"edit/{p}" for p in after], config=cfg)
+    keep_set = set(keep)
+    if len(keep) < cfg.min_files or cfg.max_depth == 0:
+        return
+    if not plan1.root.children or not plan2.root.children:
+        return  # the root itself was a leaf (it fit the budget): nothing below to keep
+    kept_nodes = [n for n in plan1 if set(n.files) <= keep_set]
+    keep_ids = {n.id for n in kept_nodes}
+    assert kept_nodes, "the keep/ subtree must exist"
+    for node in kept_nodes:
+        assert node.id in plan2
+        # Everything but the parent of the top kept node (the root, whose files changed).
+        same_parent = node.parent in keep_ids
+        assert replace(plan2[node.id], parent=None) == replace(node, parent=None)
+        assert (plan2[node.id].parent == node.parent) or not same_parent
+
+
+@given(path_sets(), configs)
+def test_json_round_trip_is_exact(files: list[str], cfg: PlanConfig) -> None:
+    plan = decompose(files, config=cfg)
+    again = Plan.from_json(plan.to_json())
+    assert plan == again
+    assert plan.to_json(indent=2) == again.to_json(indent=2)
+    assert list(plan.leaves) == list(again.leaves)
+
+
+@given(path_sets(), configs)
+def test_levels_are_the_plan(files: list[str], cfg: PlanConfig) -> None:
+    from subplan import decompose_levels
+
+    levels = list(decompose_levels(files, config=cfg))
+    plan = decompose(files, config=cfg)
+    assert [tuple(level) for level in plan.levels()] == levels
+    assert len(levels) == plan.depth + 1
