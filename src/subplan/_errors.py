@@ -14,6 +14,8 @@ do not know subplan::
     ├── PlanError (ValueError)            a plan that breaks an invariant, or a malformed
     │                                     plan file (.problems)
     ├── UnknownSubplanError (KeyError)    an id that is not in the plan (.subplan_id)
+    ├── LimiterTimeoutError (TimeoutError)  no slot within the timeout (.timeout, .groups)
+    ├── SlotNotHeldError (RuntimeError)   a slot released twice or to the wrong limiter
     ├── CommandError (OSError)            a command could not be started (.program, .cwd)
     │   └── CommandNotFoundError (FileNotFoundError)   no such program
     └── ProcessGroupAliveError (RuntimeError)          a command's processes survived
@@ -37,8 +39,10 @@ __all__ = [
     "ConfigError",
     "DependencyCycleError",
     "InputError",
+    "LimiterTimeoutError",
     "PlanError",
     "ProcessGroupAliveError",
+    "SlotNotHeldError",
     "SubplanError",
     "TemplateError",
     "UnknownSubplanError",
@@ -214,3 +218,50 @@ class ProcessGroupAliveError(SubplanError, RuntimeError):
 
     def __reduce__(self) -> tuple[type[ProcessGroupAliveError], tuple[int, CommandResult | None]]:
         return (type(self), (self.pgid, self.result))
+
+
+class LimiterTimeoutError(SubplanError, TimeoutError):
+    """No slot became free within the timeout.
+
+    Attributes:
+        timeout: the timeout that expired, in seconds.
+        groups: the groups the request named.
+
+    Example:
+        >>> from subplan import Limiter
+        >>> limiter = Limiter(1)
+        >>> slot = limiter.acquire()
+        >>> limiter.acquire(timeout=0)
+        Traceback (most recent call last):
+        ...
+        subplan._errors.LimiterTimeoutError: no slot free within 0 s (capacity 1)
+    """
+
+    def __init__(self, message: str, *, timeout: float, groups: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.timeout = timeout
+        self.groups: tuple[str, ...] = tuple(groups)
+
+
+class SlotNotHeldError(SubplanError, RuntimeError):
+    """A slot was released that is not held: released twice, or from another limiter.
+
+    The limiter's counts are left unchanged.
+
+    Attributes:
+        slot_id: the id of the slot that was passed, or ``None`` if it was not a slot.
+
+    Example:
+        >>> from subplan import Limiter
+        >>> limiter = Limiter(1)
+        >>> slot = limiter.acquire()
+        >>> limiter.release(slot)
+        >>> limiter.release(slot)
+        Traceback (most recent call last):
+        ...
+        subplan._errors.SlotNotHeldError: slot 1 is not held: it was already released
+    """
+
+    def __init__(self, message: str, *, slot_id: int | None) -> None:
+        super().__init__(message)
+        self.slot_id = slot_id
