@@ -530,3 +530,32 @@ def test_walk_equals_git_on_random_trees(
         assert listed == walked
     finally:
         shutil.rmtree(root)
+
+
+def test_a_directory_its_repository_ignores_is_walked(tmp_path: pathlib.Path) -> None:
+    # Like a Python installed under ~/.pyenv, whose git clone ignores versions/.
+    repo = tmp_path / "repo"
+    (repo / "versions" / "3.11" / "lib").mkdir(parents=True)
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    (repo / ".gitignore").write_text("versions/\n")
+    (repo / "versions" / "3.11" / "lib" / "os.py").write_text("x")
+    inventory = scan(repo / "versions" / "3.11")
+    assert "walk" == inventory.source
+    assert ("lib/os.py",) == inventory.paths
+    # An empty directory that is not ignored stays a git listing (of nothing).
+    (repo / "empty").mkdir()
+    assert "git" == scan(repo / "empty").source
+
+
+def test_a_repository_that_ignores_everything_lists_nothing(tmp_path: pathlib.Path) -> None:
+    repo = tmp_path / "repo"
+    (repo / "sub").mkdir(parents=True)
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    (repo / ".gitignore").write_text("*\n")
+    (repo / "sub" / "a.txt").write_text("x")
+    # The top of a work tree is git's to answer, even when the answer is nothing...
+    assert ("git", ()) == (scan(repo).source, scan(repo).paths)
+    assert () == scan(repo, use_git=True).paths
+    # ...while an ignored directory below it is not part of the repository: walked.
+    assert ("walk", ("a.txt",)) == (scan(repo / "sub").source, scan(repo / "sub").paths)
+    assert () == scan(repo / "sub", use_git=True).paths

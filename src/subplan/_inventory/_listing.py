@@ -278,6 +278,10 @@ def scan(
         raise InputError(f"permission denied: {os.fspath(root)}", path=top) from None
     if use_git is not False:
         listed = _git_ls_files(top)
+        if listed is not None and use_git is None and not listed.names and _ignored_below(top):
+            # A directory its enclosing repository ignores (a Python under ~/.pyenv, whose
+            # clone ignores versions/) is not part of that repository: walk it instead.
+            listed = None
         if listed is not None:
             files, skipped = _from_git(top, listed, excludes)
             return _sorted_inventory(real_root, files, skipped, "git")
@@ -312,6 +316,15 @@ class _GitListing:
     unreadable: list[bytes]  # directories git could not open, relative to the root
 
 
+def _ignored_below(top: str) -> bool:
+    """True when ``top`` is a directory below a work tree's top that git ignores."""
+    prefix = _git(top, "rev-parse", "--show-prefix")
+    if prefix is None or prefix.returncode != 0 or not prefix.stdout.strip():
+        return False  # the top of a work tree is never ignored by it
+    ignored = _git(top, "check-ignore", "-q", ".")
+    return ignored is not None and ignored.returncode == 0
+
+
 def _git_ls_files(top: str) -> _GitListing | None:
     """Run git's listing at ``top``; ``None`` when it is not a work tree (or no git)."""
     proc = _git(top, "ls-files", "-z", "-co", "--exclude-standard")
@@ -319,6 +332,7 @@ def _git_ls_files(top: str) -> _GitListing | None:
         return None
     names = proc.stdout.split(b"\0")
     names.pop()  # the empty string after the last NUL (or of an empty listing)
+
     unreadable: list[bytes] = []
     warned = _GIT_UNREADABLE_RE.findall(proc.stderr)
     if warned:
