@@ -1,0 +1,142 @@
+"""Work that runs one command per subplan, from an argv template."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from .._clock import Clock, SystemClock
+from .._errors import SubplanError
+from .._model import Subplan
+from ._command import CommandTemplate, run_command, write_files_list
+from ._results import AttemptContext, WorkResult
+
+__all__ = ["CommandFailedError", "CommandTimeoutError", "CommandWork"]
+
+
+class CommandFailedError(SubplanError, RuntimeError):
+    """A subplan's command ended with a non-zero status or a signal.
+
+    Attributes:
+        exit_code: the exit status, or None when killed by a signal.
+        signal: the signal that ended it, or None.
+        stderr_path: where its standard error went.
+    """
+
+    def __init__(
+        self, message: str, *, exit_code: int | None, signal: int | None, stderr_path: Path
+    ) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+        self.signal = signal
+        self.stderr_path = stderr_path
+
+
+class CommandTimeoutError(SubplanError, TimeoutError):
+    """A subplan's command ran past its timeout; its whole process group was killed."""
+
+
+class CommandWork:
+    """Run a command per subplan: the work callable behind ``subplan run -- CMD ARG...``.
+
+    Each attempt renders the template (see :class:`CommandTemplate` for ``{id}``,
+    ``{files}``, ``{files_list}``, ``{attempt}``, ``{run_id}``, ``{label}``,
+    ``{workspace}``), writes the subplan's files to ``files.txt`` in its artifacts
+    directory, and runs the command in its own process session with the environment
+    variables ``SUBPLAN_RUN_ID``, ``SUBPLAN_ID``, ``SUBPLAN_ATTEMPT``,
+    ``SUBPLAN_FILES_LIST`` and ``SUBPLAN_LABEL``. Standard output and error stream to
+    ``stdout-N.log`` and ``stderr-N.log`` (N the attempt). Exit status 0 is success;
+    anything else raises :class:`CommandFailedError`. On timeout or cancellation the
+    whole process group is killed and confirmed gone before the attempt ends, so a retry
+    never overlaps it.
+
+    Args:
+        argv: the command template, as a list of arguments (never a shell string).
+        cwd: the working directory of the commands (default: the current directory).
+        env: extra environment variables.
+        kill_grace: seconds between SIGTERM and SIGKILL when a command must stop.
+        clock: the time source.
+
+    Raises:
+        TemplateError: an unknown placeholder, or ``{files}`` inside a larger argument.
+
+    Example:
+        >>> work = CommandWork(["echo", "{id}", "{files}"])
+        >>> sorted(work.template.placeholders)
+        ['files', 'id']
+    """
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        *,
+        cwd: str | os.PathLike[str] | None = None,
+        env: Mapping[str, str] | None = None,
+        kill_grace: float = 5.0,
+        clock: Clock | None = None,
+    ) -> None:
+        self.template = CommandTemplate.parse(argv)
+        self.cwd = Path(cwd) if cwd is not None else None
+        self.env = dict(env or {})
+        self.kill_grace = kill_grace
+        self.clock = clock or SystemClock()
+
+    def __call__(self, subplan: Subplan, ctx: AttemptContext) -> WorkResult:
+        artifacts = ctx.artifacts_dir
+        files_list = write_files_list(artifacts / "files.txt", subplan.files)
+        workspace = str((self.cwd or Path.cwd()).resolve())
+        values = {
+            "id": subplan.id,
+            "files_list": str(files_list),
+            "attempt": str(ctx.attempt),
+            "run_id": ctx.run_id,
+            "label": subplan.label,
+            "workspace": workspace,
+        }
+        argv = self.template.render(values, subplan.files)
+        env = {
+            **self.env,
+            "SUBPLAN_RUN_ID": ctx.run_id,
+            "SUBPLAN_ID": subplan.id,
+            "SUBPLAN_ATTEMPT": str(ctx.attempt),
+            "SUBPLAN_FILES_LIST": str(files_list),
+            "SUBPLAN_LABEL": subplan.label,
+            "SUBPLAN_WORKSPACE": workspace,
+        }
+        remaining = None
+        if ctx.deadline is not None:
+            remaining = max(0.001, ctx.deadline - self.clock.monotonic())
+        result = run_command(
+            argv,
+            cwd=self.cwd,
+            env=env,
+            stdout_path=artifacts / f"stdout-{ctx.attempt}.log",
+            stderr_path=artifacts / f"stderr-{ctx.attempt}.log",
+            timeout=remaining,
+            cancel=ctx.cancel_event,
+            kill_grace=self.kill_grace,
+            clock=self.clock,
+        )
+        if result.ok:
+            return WorkResult(passed=True)
+        if result.timed_out:
+            raise CommandTimeoutError("command timed out; its process group was killed")
+        if result.cancelled:
+            raise CommandFailedError(
+                "command cancelled; its process group was killed",
+                exit_code=result.exit_code,
+                signal=result.signal,
+                stderr_path=result.stderr_path,
+            )
+        how = (
+            f"exit status {result.exit_code}"
+            if result.exit_code is not None
+            else f"killed by signal {result.signal}"
+        )
+        raise CommandFailedError(
+            f"command failed with {how} (stderr: {result.stderr_path})",
+            exit_code=result.exit_code,
+            signal=result.signal,
+            stderr_path=result.stderr_path,
+        )

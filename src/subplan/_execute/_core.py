@@ -1,0 +1,364 @@
+"""The dispatcher's state machine: one owner of every slot, for the whole tree.
+
+:class:`Scheduler` holds the units of work (leaves, and integration steps of internal
+nodes), their dependencies, the ready queue and the retry queue. It never runs work and
+never sleeps: a driver (threads, asyncio, or the virtual-time simulator in
+:mod:`subplan.testing`) asks it what to launch, runs that, and tells it how each attempt
+ended. Because one object decides every start, ``max_parallel`` is one global bound:
+nested groups never get a pool of their own, and a slot is taken when the dispatcher
+launches an attempt and given back when the driver reports the attempt's end, so a worker
+that dies cannot keep one.
+
+Notes:
+    Launching is O(log n) per attempt (two heaps); a unit blocked only by its group's cap
+    is set aside for that pass, so it never blocks units of other groups behind it.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from .._clock import Clock
+from .._errors import ConfigError
+from .._model import Plan, Subplan
+from ._limiter import Limiter, Slot
+from ._results import AttemptRecord, AttemptStatus, Event, SubplanOutcome
+from ._retry import RetryPolicy
+
+__all__ = ["AttemptEnd", "Launch", "Scheduler", "check_max_parallel"]
+
+UnitState = Literal["pending", "ready", "retry_wait", "running", "succeeded", "failed", "skipped"]
+
+
+def check_max_parallel(value: object) -> int:
+    """``value`` as a valid ``max_parallel``, or :class:`ConfigError`."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"max_parallel must be an integer, got {value!r}")
+    if value < 1:
+        raise ConfigError(f"max_parallel must be >= 1, got {value}")
+    return value
+
+
+@dataclass(slots=True)
+class _Unit:
+    id: str
+    node: Subplan
+    kind: Literal["leaf", "integration"]
+    groups: tuple[str, ...]
+    priority: int
+    seq: int
+    waiting_for: set[str] = field(default_factory=set)
+    dependants: list[str] = field(default_factory=list)
+    state: UnitState = "pending"
+    attempts: list[AttemptRecord] = field(default_factory=list)
+    charged: int = 0
+    not_before: float = 0.0
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Launch:
+    """An attempt the driver must start now; it holds a slot until reported ended."""
+
+    unit_id: str
+    subplan: Subplan
+    kind: Literal["leaf", "integration"]
+    attempt: int
+    slot: Slot
+    deadline: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptEnd:
+    """How an attempt ended, as the driver saw it.
+
+    Attributes:
+        status: the attempt's status.
+        started: wall-clock start of the work.
+        ended: wall-clock end of the work.
+        error: the exception the work raised, if any (decides whether it retries).
+        error_text: one line describing the failure.
+        cost: what the work reported.
+        passed: what the work reported.
+        detail: the work's message.
+        charge: False when the attempt must not count against the retry budget (an
+            innocent attempt requeued after someone else's crash).
+    """
+
+    status: AttemptStatus
+    started: float
+    ended: float
+    error: BaseException | None = None
+    error_text: str | None = None
+    cost: float | None = None
+    passed: bool | None = None
+    detail: str | None = None
+    charge: bool = True
+
+
+class Scheduler:
+    """The dispatcher's state: what may start, what waits, what ended.
+
+    Args:
+        plan: the plan; its leaves are the units of work.
+        max_parallel: the global bound on attempts in flight.
+        run_id: the run's id, for events.
+        retry: the retry policy.
+        clock: time source for retry deadlines and event times.
+        rng: randomness for backoff jitter (seeded by the caller).
+        dependencies: ``{unit id: unit ids it waits for}`` (already expanded).
+        integration: when True, every internal node gets an integration step that waits
+            for its children.
+        groups: ``{unit id: group names}`` whose caps apply to it.
+        priorities: ``{unit id: priority}``; higher starts first, FIFO among equals.
+        limiter: where slots come from: the only bound. Its capacity must be
+            ``max_parallel`` (the drivers build it so); group caps live in it too.
+        emit: called with each :class:`Event`, from the driver's thread.
+    """
+
+    def __init__(
+        self,
+        plan: Plan,
+        *,
+        max_parallel: int,
+        run_id: str,
+        retry: RetryPolicy,
+        clock: Clock,
+        rng: random.Random,
+        limiter: Limiter,
+        dependencies: Mapping[str, Iterable[str]] | None = None,
+        integration: bool = False,
+        groups: Mapping[str, tuple[str, ...]] | None = None,
+        priorities: Mapping[str, int] | None = None,
+        emit: Callable[[Event], None] | None = None,
+    ) -> None:
+        self.plan = plan
+        self.max_parallel = check_max_parallel(max_parallel)
+        self.run_id = run_id
+        self.retry = retry
+        self.clock = clock
+        self.rng = rng
+        self.limiter = limiter
+        self._emit_to = emit
+        self.warnings: list[str] = []
+        self.running = 0
+        self.cancelled = False
+        self.cancel_reason: str | None = None
+        self._ready: list[tuple[int, int, str]] = []
+        self._retry_wait: list[tuple[float, int, str]] = []
+        groups = groups or {}
+        priorities = priorities or {}
+        units: dict[str, _Unit] = {}
+        for seq, node in enumerate(plan):
+            if node.is_leaf or integration:
+                units[node.id] = _Unit(
+                    id=node.id,
+                    node=node,
+                    kind="leaf" if node.is_leaf else "integration",
+                    groups=groups.get(node.id, ()),
+                    priority=priorities.get(node.id, 0),
+                    seq=seq,
+                )
+        if integration:
+            for unit in units.values():
+                if unit.kind == "integration":
+                    unit.waiting_for.update(unit.node.children)
+        for unit_id, prerequisites in (dependencies or {}).items():
+            units[unit_id].waiting_for.update(prerequisites)
+        for unit in units.values():
+            for prerequisite in unit.waiting_for:
+                units[prerequisite].dependants.append(unit.id)
+        # Pre-order puts parents first; ready order must follow the leaves' plan order,
+        # and integration steps come after their children anyway through waiting_for.
+        self.units = units
+        for unit in units.values():
+            if unit.state == "pending" and not unit.waiting_for:
+                self._make_ready(unit)
+
+    # -- events ------------------------------------------------------------------------
+
+    def emit(self, kind: str, **fields: object) -> None:
+        """Build and send an event, if anyone listens; a listener's error becomes a warning."""
+        if self._emit_to is None:
+            return
+        event = Event(kind=kind, time=self.clock.time(), run_id=self.run_id, **fields)  # type: ignore[arg-type]
+        try:
+            self._emit_to(event)
+        except Exception as exc:  # a broken listener must not break the run
+            if len(self.warnings) < 10:
+                self.warnings.append(f"event listener raised {type(exc).__name__}: {exc}")
+
+    # -- queues ------------------------------------------------------------------------
+
+    def _make_ready(self, unit: _Unit) -> None:
+        unit.state = "ready"
+        heapq.heappush(self._ready, (-unit.priority, unit.seq, unit.id))
+
+    def _promote_due(self, now: float) -> None:
+        while self._retry_wait and self._retry_wait[0][0] <= now:
+            _, _, unit_id = heapq.heappop(self._retry_wait)
+            self._make_ready(self.units[unit_id])
+
+    def launch_ready(self, *, deadline_after: float | None = None) -> list[Launch]:
+        """Take slots for every unit that may start now and return the launches.
+
+        Args:
+            deadline_after: the per-attempt timeout in seconds, or None.
+
+        Returns:
+            The attempts to start, in queue order (highest priority, then oldest first).
+        """
+        if self.cancelled:
+            return []
+        now = self.clock.monotonic()
+        self._promote_due(now)
+        launches: list[Launch] = []
+        blocked: list[tuple[int, int, str]] = []
+        # The limiter is the one and only bound: the scheduler keeps no second count that
+        # could hide a broken limiter from the tests that check the peak.
+        while self._ready:
+            entry = heapq.heappop(self._ready)
+            unit = self.units[entry[2]]
+            slot = self.limiter.acquire_nowait(groups=unit.groups)
+            if slot is None:
+                blocked.append(entry)
+                if not unit.groups or self.limiter.statistics().running >= self.limiter.capacity:
+                    break  # the limiter itself is full: nobody else can start either
+                continue  # only this unit's group is full: others may still start
+            unit.state = "running"
+            self.running += 1
+            attempt = len(unit.attempts) + 1
+            deadline = None if deadline_after is None else now + deadline_after
+            launches.append(Launch(unit.id, unit.node, unit.kind, attempt, slot, deadline))
+        for entry in blocked:
+            heapq.heappush(self._ready, entry)
+        return launches
+
+    def next_wakeup(self) -> float | None:
+        """Monotonic time at which a waiting retry becomes ready, or None."""
+        return self._retry_wait[0][0] if self._retry_wait else None
+
+    def is_done(self) -> bool:
+        """True when nothing runs and nothing more can start."""
+        if self.running:
+            return False
+        if self.cancelled:
+            return True
+        if self._ready or self._retry_wait:
+            return False
+        stuck = [u.id for u in self.units.values() if u.state == "pending"]
+        if stuck:  # cannot happen with acyclic dependencies; loud if it ever does
+            raise RuntimeError(f"units wait for prerequisites that never end: {stuck[:5]}")
+        return True
+
+    # -- ends --------------------------------------------------------------------------
+
+    def finished(self, launch: Launch, end: AttemptEnd) -> None:
+        """Record how an attempt ended, give its slot back, and decide what follows."""
+        unit = self.units[launch.unit_id]
+        self.limiter.release(launch.slot)
+        self.running -= 1
+        record = AttemptRecord(
+            subplan_id=unit.id,
+            number=launch.attempt,
+            status=end.status,
+            started=end.started,
+            ended=end.ended,
+            error=end.error_text,
+            error_type=None if end.error is None else type(end.error).__name__,
+            cost=end.cost,
+            passed=end.passed,
+            charged=end.charge,
+            detail=end.detail,
+        )
+        unit.attempts.append(record)
+        self.emit(
+            "attempt_ended",
+            subplan_id=unit.id,
+            attempt=launch.attempt,
+            status=end.status,
+            error=end.error_text,
+        )
+        if end.status == "succeeded":
+            self._succeed(unit)
+            return
+        if end.charge:
+            unit.charged += 1
+        retryable = end.status in ("timed_out", "cancelled") or self.retry.retryable(end.error)
+        # An uncharged end (someone else's crash took it down) is always run again.
+        again = not end.charge or (retryable and unit.charged < self.retry.max_attempts)
+        if again and self.cancelled:
+            # Not finished and not out of attempts: left for a resume, not failed.
+            unit.state = "pending"
+            unit.reason = f"run cancelled ({end.error_text or end.status})"
+            return
+        if again and not end.charge:
+            self._make_ready(unit)  # requeued at once, no attempt spent
+            return
+        if again:
+            delay = self.retry.delay(unit.charged, self.rng)
+            unit.state = "retry_wait"
+            unit.not_before = self.clock.monotonic() + delay
+            heapq.heappush(self._retry_wait, (unit.not_before, unit.seq, unit.id))
+            self.emit(
+                "retry_scheduled", subplan_id=unit.id, attempt=launch.attempt + 1, delay=delay
+            )
+            return
+        unit.state = "failed"
+        unit.reason = end.error_text or end.status
+        self._skip_dependants(unit)
+
+    def _succeed(self, unit: _Unit) -> None:
+        unit.state = "succeeded"
+        unit.reason = None
+        for dependant_id in unit.dependants:
+            dependant = self.units[dependant_id]
+            dependant.waiting_for.discard(unit.id)
+            if dependant.state == "pending" and not dependant.waiting_for:
+                self._make_ready(dependant)
+
+    def _skip_dependants(self, failed: _Unit) -> None:
+        stack = [(failed, d) for d in failed.dependants]
+        while stack:
+            cause, dependant_id = stack.pop()
+            dependant = self.units[dependant_id]
+            if dependant.state != "pending":
+                continue
+            dependant.state = "skipped"
+            what = "failed" if cause.state == "failed" else "was skipped"
+            dependant.reason = f"prerequisite {cause.node.label} ({cause.id}) {what}"
+            self.emit("skipped", subplan_id=dependant.id, reason=dependant.reason)
+            stack.extend((dependant, d) for d in dependant.dependants)
+
+    def cancel(self, reason: str = "cancelled") -> None:
+        """Stop dispatch: nothing new starts; running attempts are left to end."""
+        if not self.cancelled:
+            self.cancelled = True
+            self.cancel_reason = reason
+
+    # -- results -------------------------------------------------------------------------
+
+    def outcomes(self) -> dict[str, SubplanOutcome]:
+        """Every unit's outcome, in plan order."""
+        out: dict[str, SubplanOutcome] = {}
+        for unit in self.units.values():
+            status: Literal["succeeded", "failed", "skipped", "not_run"]
+            reason = unit.reason
+            if unit.state in ("succeeded", "failed", "skipped"):
+                status = unit.state
+            else:
+                status = "not_run"
+                reason = reason or self.cancel_reason or "not run"
+            out[unit.id] = SubplanOutcome(
+                subplan_id=unit.id,
+                label=unit.node.label,
+                kind=unit.kind,
+                status=status,
+                attempts=tuple(unit.attempts),
+                reason=reason,
+            )
+        return out

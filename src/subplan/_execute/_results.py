@@ -1,0 +1,461 @@
+"""What work returns, what an attempt records, what a run reports, and run events."""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from .._model import Plan
+from ._limiter import LimiterStatistics
+
+__all__ = [
+    "AttemptContext",
+    "AttemptRecord",
+    "AttemptStatus",
+    "CancelFlag",
+    "Event",
+    "EventKind",
+    "GroupSummary",
+    "RunReport",
+    "SubplanOutcome",
+    "SubplanStatus",
+    "WorkResult",
+]
+
+AttemptStatus = Literal["succeeded", "failed", "timed_out", "cancelled"]
+SubplanStatus = Literal["succeeded", "failed", "skipped", "not_run"]
+EventKind = Literal[
+    "run_started",
+    "attempt_started",
+    "attempt_ended",
+    "retry_scheduled",
+    "skipped",
+    "run_ended",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkResult:
+    """What a work callable may return to report more than "it did not raise".
+
+    Returning ``None`` means success; returning a ``bool`` means success or failure.
+
+    Args:
+        passed: False marks the attempt failed (it is retried only when the retry policy
+            says ``retry_unpassed``).
+        cost: what the attempt cost (money, tokens: any unit, summed per group).
+        detail: a short message for the report.
+
+    Example:
+        >>> def work(subplan, ctx):
+        ...     return WorkResult(passed=True, cost=0.25)
+    """
+
+    passed: bool = True
+    cost: float | None = None
+    detail: str | None = None
+
+
+class CancelFlag:
+    """A cancellation flag that makes a :class:`threading.Event` only when someone waits.
+
+    Most attempts are never cancelled and never wait for it; an Event (and its Condition)
+    per attempt would be a measurable part of the dispatcher's cost.
+    """
+
+    __slots__ = ("_event", "_set")
+    _lock = threading.Lock()
+
+    def __init__(self) -> None:
+        self._set = False
+        self._event: threading.Event | None = None
+
+    def set(self) -> None:
+        """Raise the flag and wake whoever waits."""
+        with CancelFlag._lock:
+            self._set = True
+            event = self._event
+        if event is not None:
+            event.set()
+
+    def is_set(self) -> bool:
+        """True once raised."""
+        return self._set
+
+    def event(self) -> threading.Event:
+        """An Event that is (or becomes) set with the flag."""
+        with CancelFlag._lock:
+            if self._event is None:
+                self._event = threading.Event()
+                if self._set:
+                    self._event.set()
+            return self._event
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until raised (True) or ``timeout`` seconds pass (False)."""
+        return self._set or self.event().wait(timeout)
+
+
+class AttemptContext:
+    """What work gets besides the subplan: attempt number, cancellation, artifacts.
+
+    Attributes:
+        run_id: the run's id.
+        subplan_id: the subplan's id.
+        attempt: 1 for the first attempt, 2 for the first retry, and so on.
+        deadline: monotonic time by which the attempt should end, or None.
+    """
+
+    __slots__ = ("_cancel", "_run_dir", "attempt", "deadline", "run_id", "subplan_id")
+
+    def __init__(
+        self,
+        *,
+        run_id: str,
+        subplan_id: str,
+        attempt: int,
+        run_dir: Path,
+        cancel: CancelFlag,
+        deadline: float | None,
+    ) -> None:
+        self.run_id = run_id
+        self.subplan_id = subplan_id
+        self.attempt = attempt
+        self.deadline = deadline
+        self._run_dir = run_dir
+        self._cancel = cancel
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the run is cancelled or this attempt timed out: stop soon."""
+        return self._cancel.is_set()
+
+    def wait_cancelled(self, timeout: float | None = None) -> bool:
+        """Block until cancelled (True) or ``timeout`` seconds pass (False)."""
+        return self._cancel.wait(timeout)
+
+    @property
+    def cancel_event(self) -> threading.Event:
+        """An event that is set on cancellation, for code that waits on events."""
+        return self._cancel.event()
+
+    @property
+    def artifacts_dir(self) -> Path:
+        """``<runs_dir>/<run_id>/<subplan_id>/``, created on first use."""
+        # Built on demand: most no-op work never asks, and paths are not free.
+        path = self._run_dir / self.subplan_id
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def __repr__(self) -> str:
+        return f"AttemptContext(subplan_id={self.subplan_id!r}, attempt={self.attempt})"
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    """One attempt at one subplan.
+
+    Attributes:
+        subplan_id: which subplan.
+        number: 1-based attempt number (every start counts, charged or not).
+        status: how it ended.
+        started: wall-clock start (epoch seconds).
+        ended: wall-clock end.
+        error: one line describing the failure, or None.
+        error_type: the exception class name, or None.
+        cost: what the work reported.
+        passed: what the work reported (None when it raised).
+        charged: whether the attempt counts against the retry budget.
+        detail: the work's message.
+    """
+
+    subplan_id: str
+    number: int
+    status: AttemptStatus
+    started: float
+    ended: float
+    error: str | None = None
+    error_type: str | None = None
+    cost: float | None = None
+    passed: bool | None = None
+    charged: bool = True
+    detail: str | None = None
+
+    @property
+    def duration(self) -> float:
+        """Seconds from start to end."""
+        return self.ended - self.started
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "subplan_id": self.subplan_id,
+            "number": self.number,
+            "status": self.status,
+            "started": self.started,
+            "ended": self.ended,
+            "duration": self.duration,
+            "error": self.error,
+            "error_type": self.error_type,
+            "cost": self.cost,
+            "passed": self.passed,
+            "charged": self.charged,
+            "detail": self.detail,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class SubplanOutcome:
+    """How one unit of work (a leaf, or an internal node's integration step) ended.
+
+    Attributes:
+        subplan_id: which subplan.
+        label: its label.
+        kind: ``leaf`` or ``integration``.
+        status: ``succeeded``, ``failed``, ``skipped`` (a prerequisite did not succeed) or
+            ``not_run`` (the run was cancelled first).
+        attempts: every attempt, in order.
+        reason: why it failed, was skipped or was not run.
+    """
+
+    subplan_id: str
+    label: str
+    kind: Literal["leaf", "integration"]
+    status: SubplanStatus
+    attempts: tuple[AttemptRecord, ...]
+    reason: str | None = None
+
+    @property
+    def cost(self) -> float:
+        """Total cost reported by all attempts."""
+        return sum(a.cost or 0.0 for a in self.attempts)
+
+    @property
+    def passed(self) -> bool:
+        """True when the subplan succeeded."""
+        return self.status == "succeeded"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "subplan_id": self.subplan_id,
+            "label": self.label,
+            "kind": self.kind,
+            "status": self.status,
+            "reason": self.reason,
+            "cost": self.cost,
+            "attempts": [a.to_dict() for a in self.attempts],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class GroupSummary:
+    """Outcome statistics of the leaves below one node, derived from the outcomes.
+
+    Attributes:
+        subplan_id: the node.
+        label: its label.
+        leaves: how many leaves it has.
+        finished: leaves that ran to an end (succeeded or failed).
+        passed: leaves that succeeded.
+        total_cost: cost of every attempt of its leaves.
+    """
+
+    subplan_id: str
+    label: str
+    leaves: int
+    finished: int
+    passed: int
+    total_cost: float
+
+    @property
+    def pass_rate(self) -> float:
+        """passed / finished (0 when nothing finished)."""
+        return self.passed / self.finished if self.finished else 0.0
+
+    @property
+    def mean_cost(self) -> float:
+        """Mean cost per finished leaf (0 when nothing finished)."""
+        return self.total_cost / self.finished if self.finished else 0.0
+
+    @property
+    def cost_of_pass(self) -> float:
+        """mean_cost / pass_rate: the expected cost of one passing leaf (inf when none passed)."""
+        return self.mean_cost / self.pass_rate if self.pass_rate else math.inf
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (``cost_of_pass`` is null when infinite)."""
+        cost_of_pass = self.cost_of_pass
+        return {
+            "subplan_id": self.subplan_id,
+            "label": self.label,
+            "leaves": self.leaves,
+            "finished": self.finished,
+            "passed": self.passed,
+            "pass_rate": self.pass_rate,
+            "total_cost": self.total_cost,
+            "mean_cost": self.mean_cost,
+            "cost_of_pass": None if math.isinf(cost_of_pass) else cost_of_pass,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Something that happened in a run, for callers that follow it live.
+
+    Attributes:
+        kind: what happened.
+        time: wall-clock time (epoch seconds).
+        run_id: the run.
+        subplan_id: the subplan, for attempt, retry and skip events.
+        attempt: the attempt number, for attempt and retry events.
+        status: how an attempt or the run ended.
+        error: the failure, for ended attempts.
+        delay: seconds until the retry, for ``retry_scheduled``.
+        reason: why, for ``skipped`` and ``run_ended``.
+    """
+
+    kind: EventKind
+    time: float
+    run_id: str
+    subplan_id: str | None = None
+    attempt: int | None = None
+    status: str | None = None
+    error: str | None = None
+    delay: float | None = None
+    reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form, leaving out fields that are None."""
+        out: dict[str, Any] = {"event": self.kind, "time": self.time, "run_id": self.run_id}
+        for name in ("subplan_id", "attempt", "status", "error", "delay", "reason"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        return out
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """Everything a run did, derived from its attempts.
+
+    Attributes:
+        run_id: the run's id.
+        status: ``succeeded`` (every unit succeeded), ``failed`` or ``cancelled``.
+        max_parallel: the global bound.
+        started: wall-clock start of the run.
+        ended: wall-clock end of the run.
+        outcomes: per unit of work, in plan order.
+        peak_concurrency: the most attempts running at once, from the attempts' intervals.
+        tracker_peak: the same, counted live around each call of the work.
+        warnings: problems that did not stop the run (an event callback that raised).
+        slots: the run limiter's statistics at the end (acquired == released when every
+            slot came back).
+    """
+
+    run_id: str
+    status: Literal["succeeded", "failed", "cancelled"]
+    max_parallel: int
+    started: float
+    ended: float
+    outcomes: Mapping[str, SubplanOutcome]
+    peak_concurrency: int
+    tracker_peak: int
+    plan: Plan = field(repr=False)
+    warnings: tuple[str, ...] = ()
+    slots: LimiterStatistics | None = None
+
+    def _ids(self, status: SubplanStatus) -> tuple[str, ...]:
+        return tuple(i for i, o in self.outcomes.items() if o.status == status)
+
+    @property
+    def ok(self) -> bool:
+        """True when every unit of work succeeded."""
+        return self.status == "succeeded"
+
+    @property
+    def succeeded(self) -> tuple[str, ...]:
+        """Ids that succeeded."""
+        return self._ids("succeeded")
+
+    @property
+    def failed(self) -> tuple[str, ...]:
+        """Ids that failed after their last attempt."""
+        return self._ids("failed")
+
+    @property
+    def skipped(self) -> tuple[str, ...]:
+        """Ids skipped because a prerequisite did not succeed."""
+        return self._ids("skipped")
+
+    @property
+    def not_run(self) -> tuple[str, ...]:
+        """Ids never finished because the run was cancelled."""
+        return self._ids("not_run")
+
+    @property
+    def attempts(self) -> tuple[AttemptRecord, ...]:
+        """Every attempt of the run, by start time."""
+        every = [a for o in self.outcomes.values() for a in o.attempts]
+        return tuple(sorted(every, key=lambda a: (a.started, a.subplan_id)))
+
+    @property
+    def duration(self) -> float:
+        """Seconds the run took."""
+        return self.ended - self.started
+
+    @property
+    def total_cost(self) -> float:
+        """Cost of every attempt."""
+        return sum(o.cost for o in self.outcomes.values())
+
+    def group(self, subplan_id: str) -> GroupSummary:
+        """Pass rate and cost of the leaves under ``subplan_id`` (a leaf counts itself)."""
+        node = self.plan[subplan_id]
+        leaves = [leaf.id for leaf in self.plan.leaves_under(node.id)]
+        outcomes = [self.outcomes[i] for i in leaves if i in self.outcomes]
+        finished = [o for o in outcomes if o.status in ("succeeded", "failed")]
+        return GroupSummary(
+            subplan_id=node.id,
+            label=node.label,
+            leaves=len(leaves),
+            finished=len(finished),
+            passed=sum(1 for o in finished if o.status == "succeeded"),
+            total_cost=sum(o.cost for o in outcomes),
+        )
+
+    def groups(self) -> tuple[GroupSummary, ...]:
+        """A summary for every internal node, in plan order."""
+        return tuple(self.group(n.id) for n in self.plan if not n.is_leaf)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as JSON-ready data (what ``subplan run --json`` prints)."""
+        counts = {
+            status: len(self._ids(status))
+            for status in ("succeeded", "failed", "skipped", "not_run")
+        }
+        return {
+            "schema": "subplan.report/1",
+            "run_id": self.run_id,
+            "status": self.status,
+            "max_parallel": self.max_parallel,
+            "peak_concurrency": self.peak_concurrency,
+            "tracker_peak": self.tracker_peak,
+            "slots": None
+            if self.slots is None
+            else {"acquired": self.slots.acquired, "released": self.slots.released},
+            "started": self.started,
+            "ended": self.ended,
+            "duration": self.duration,
+            "counts": counts,
+            "attempts": len(self.attempts),
+            "total_cost": self.total_cost,
+            "root": self.group(self.plan.root.id).to_dict(),
+            "groups": [g.to_dict() for g in self.groups()],
+            "subplans": [o.to_dict() for o in self.outcomes.values()],
+            "warnings": list(self.warnings),
+        }

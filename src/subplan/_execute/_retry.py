@@ -1,0 +1,69 @@
+"""Retry policy: how many attempts, which failures retry, and the backoff between them."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from .._errors import ConfigError
+
+__all__ = ["RetryPolicy"]
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How a failed attempt is retried.
+
+    The wait before retry ``n`` (1-based) is drawn uniformly from
+    ``[0, min(cap, base * 2 ** (n - 1))]`` ("full jitter"), so retries of many subplans
+    that failed together spread out instead of arriving together. The wait happens in the
+    dispatcher, never inside a slot.
+
+    Args:
+        retries: retries after the first attempt (``retries=2`` allows three attempts).
+        backoff_base: seconds; the ceiling of the first wait.
+        backoff_cap: seconds; the ceiling of every wait.
+        retry_on: exception types that are retried; others fail the subplan at once.
+            Timeouts are always retried (within ``retries``).
+        retry_unpassed: also retry attempts whose work returned a failed result
+            (``False`` or ``WorkResult(passed=False)``).
+
+    Raises:
+        ConfigError: a negative count or wait.
+
+    Example:
+        >>> RetryPolicy(retries=3, backoff_base=0.5).max_attempts
+        4
+    """
+
+    retries: int = 0
+    backoff_base: float = 1.0
+    backoff_cap: float = 60.0
+    retry_on: Sequence[type[BaseException]] = field(default=(Exception,))
+    retry_unpassed: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.retries, bool) or not isinstance(self.retries, int):
+            raise ConfigError(f"retries must be an integer, got {self.retries!r}")
+        if self.retries < 0:
+            raise ConfigError(f"retries must be >= 0, got {self.retries}")
+        if self.backoff_base < 0 or self.backoff_cap < 0:
+            raise ConfigError("backoff times must be >= 0")
+        object.__setattr__(self, "retry_on", tuple(self.retry_on))
+
+    @property
+    def max_attempts(self) -> int:
+        """Charged attempts allowed in all."""
+        return self.retries + 1
+
+    def retryable(self, error: BaseException | None) -> bool:
+        """Whether a failure with ``error`` (None: an unpassed result) may be retried."""
+        if error is None:
+            return self.retry_unpassed
+        return isinstance(error, tuple(self.retry_on))
+
+    def delay(self, retry: int, rng: random.Random) -> float:
+        """Seconds to wait before retry number ``retry`` (1 for the first retry)."""
+        ceiling = min(self.backoff_cap, self.backoff_base * 2 ** min(retry - 1, 62))
+        return rng.uniform(0.0, ceiling)

@@ -1,0 +1,681 @@
+"""``run`` and ``arun``: execute a plan's leaves under one global bound.
+
+Both drive the same :class:`~subplan._execute._core.Scheduler`. The thread driver runs
+each attempt on a pool of ``max_parallel`` threads and waits for ends on one queue; the
+asyncio driver runs coroutine work as tasks (and plain functions on its own threads).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import inspect
+import os
+import queue
+import random
+import secrets
+import signal
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any, Literal, TypeAlias
+
+from .._clock import Clock, SystemClock
+from .._errors import ConfigError
+from .._model import Plan, Subplan
+from ._core import AttemptEnd, Launch, Scheduler, check_max_parallel
+from ._deps import expand_dependencies
+from ._limiter import Limiter
+from ._pool import LayeredLimiter, OuterLimiter
+from ._results import AttemptContext, CancelFlag, Event, RunReport, WorkResult
+from ._retry import RetryPolicy
+from ._tracker import ConcurrencyTracker, peak_from_intervals
+
+__all__ = ["Work", "arun", "default_runs_dir", "new_run_id", "run"]
+
+WorkReturn: TypeAlias = WorkResult | bool | None
+Work: TypeAlias = Callable[[Subplan, AttemptContext], WorkReturn]
+AsyncWork: TypeAlias = Callable[[Subplan, AttemptContext], Awaitable[WorkReturn]]
+
+# The dispatcher re-checks cancellation and timeouts at least this often.
+_TICK = 0.25
+
+
+def default_runs_dir() -> Path:
+    """``$SUBPLAN_RUNS_DIR`` if set, else ``.subplan`` in the current directory."""
+    return Path(os.environ.get("SUBPLAN_RUNS_DIR") or ".subplan")
+
+
+def new_run_id(clock: Clock | None = None) -> str:
+    """A fresh run id: UTC time to the second and 6 random hex digits, sortable by age.
+
+    Example:
+        >>> len(new_run_id())
+        22
+    """
+    now = (clock or SystemClock()).time()
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime(now)) + "-" + secrets.token_hex(3)
+
+
+def _check_run_id(run_id: str) -> str:
+    if (
+        not run_id
+        or "/" in run_id
+        or "\\" in run_id
+        or run_id in (".", "..")
+        or run_id.startswith((".", "-"))
+        or any(c.isspace() or not c.isprintable() for c in run_id)
+        or len(run_id) > 128
+    ):
+        raise ConfigError(f"not a usable run id: {run_id!r} (no separators, spaces or dots first)")
+    return run_id
+
+
+def _interpret(value: object) -> tuple[bool, float | None, str | None]:
+    """(passed, cost, detail) from what the work returned."""
+    if value is None:
+        return True, None, None
+    if isinstance(value, bool):
+        return value, None, None
+    if isinstance(value, WorkResult):
+        return value.passed, value.cost, value.detail
+    raise TypeError(f"work returned {type(value).__name__}; return None, a bool or a WorkResult")
+
+
+def _pool_size(max_parallel: int) -> int:
+    """Worker threads for ``max_parallel``: deliberately more than the bound.
+
+    The dispatcher's limiter is the one bound. A pool of exactly ``max_parallel`` threads
+    would be a second, silent one: a broken limiter would queue its extra attempts inside
+    the pool and every peak check would still pass. Threads are made only when needed, so
+    the slack costs nothing while the limiter works.
+    """
+    return 2 * max_parallel + 2
+
+
+class _Workers:
+    """Worker threads fed from one queue: the least machinery between dispatch and work.
+
+    A thread is started only when the attempts in flight outnumber the threads, up to
+    ``limit`` (see :func:`_pool_size`); threads are reused. They are daemons so a run
+    abandoned after a second Ctrl-C cannot keep the interpreter from exiting.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+
+    def submit(self, job: Callable[[], None], *, in_flight: int) -> None:
+        if len(self._threads) < min(in_flight, self._limit):
+            thread = threading.Thread(
+                target=self._loop, name=f"subplan-work-{len(self._threads)}", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+        self._jobs.put(job)
+
+    def _loop(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            job()
+
+    def shutdown(self, *, wait: bool) -> None:
+        for _ in self._threads:
+            self._jobs.put(None)
+        if wait:
+            for thread in self._threads:
+                thread.join()
+
+
+def _is_async(target: Callable[..., Any]) -> bool:
+    return inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(
+        getattr(target, "__call__", None)  # noqa: B004 - an object with an async __call__
+    )
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+@dataclass(slots=True)
+class _Live:
+    """A launched attempt the driver is watching."""
+
+    launch: Launch
+    cancel: CancelFlag
+    timed_out: bool = False
+    # A coroutine attempt can be cancelled; a thread cannot, so a thread attempt keeps its
+    # slot (and its place in the tracker) until the function really returns.
+    cancellable: bool = False
+
+
+class _Setup:
+    """What run and arun share: validated options, the scheduler, contexts and ends."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        *,
+        max_parallel: int,
+        retries: int | RetryPolicy,
+        timeout: float | None,
+        dependencies: Mapping[str, Sequence[str]] | None,
+        integrate: Callable[..., Any] | None,
+        group_caps: Mapping[str, int] | None,
+        groups: Mapping[str, Sequence[str]] | None,
+        priorities: Mapping[str, int] | None,
+        on_event: Callable[[Event], None] | None,
+        run_id: str | None,
+        runs_dir: str | os.PathLike[str] | None,
+        limiter: OuterLimiter[Any] | None,
+        clock: Clock | None,
+        seed: int | None,
+    ) -> None:
+        check_max_parallel(max_parallel)
+        if timeout is not None and not timeout > 0:
+            raise ConfigError(f"timeout must be > 0 seconds, got {timeout}")
+        self.clock = clock or SystemClock()
+        self.plan = plan
+        self.timeout = timeout
+        self.run_id = _check_run_id(run_id) if run_id is not None else new_run_id(self.clock)
+        self.runs_dir = Path(runs_dir) if runs_dir is not None else default_runs_dir()
+        self.run_dir = self.runs_dir / self.run_id
+        self.retry = retries if isinstance(retries, RetryPolicy) else RetryPolicy(retries=retries)
+        self.integrate = integrate
+        caps = dict(group_caps or {})
+        unit_groups = self._unit_groups(plan, caps, groups or {})
+        # The run's own limiter is the bound; a shared one is layered on top of it.
+        self.limiter: Limiter = (
+            Limiter(max_parallel, group_caps=caps, clock=self.clock)
+            if limiter is None
+            else LayeredLimiter(max_parallel, outer=limiter, group_caps=caps, clock=self.clock)
+        )
+        units = {
+            n.id: ({n.id} if n.is_leaf or integrate else {x.id for x in plan.leaves_under(n.id)})
+            for n in plan
+        }
+        deps = expand_dependencies(plan, dependencies or {}, units=units)
+        prio: dict[str, int] = {}
+        for node_id, value in (priorities or {}).items():
+            for node in plan.subtree(node_id):
+                prio[node.id] = value
+        self.tracker = ConcurrencyTracker()
+        self.scheduler = Scheduler(
+            plan,
+            max_parallel=max_parallel,
+            run_id=self.run_id,
+            retry=self.retry,
+            clock=self.clock,
+            rng=random.Random(seed),
+            limiter=self.limiter,
+            dependencies=deps,
+            integration=integrate is not None,
+            groups=unit_groups,
+            priorities=prio,
+            emit=on_event,
+        )
+        self.started = self.clock.time()
+        self.scheduler.emit("run_started")
+
+    @staticmethod
+    def _unit_groups(
+        plan: Plan, caps: Mapping[str, int], groups: Mapping[str, Sequence[str]]
+    ) -> dict[str, tuple[str, ...]]:
+        for node_id in groups:
+            plan[node_id]
+        out: dict[str, tuple[str, ...]] = {}
+        if not caps and not groups:
+            return out
+        for node in plan:
+            names: list[str] = []
+            for ancestor in (node, *plan.ancestors(node.id)):
+                if ancestor.id in caps:
+                    names.append(ancestor.id)
+                names.extend(groups.get(ancestor.id, ()))
+            if names:
+                out[node.id] = tuple(dict.fromkeys(names))
+        return out
+
+    def context(self, live: _Live) -> AttemptContext:
+        launch = live.launch
+        return AttemptContext(
+            run_id=self.run_id,
+            subplan_id=launch.unit_id,
+            attempt=launch.attempt,
+            run_dir=self.run_dir,
+            cancel=live.cancel,
+            deadline=launch.deadline,
+        )
+
+    def target(self, launch: Launch) -> Callable[..., Any]:
+        if launch.kind == "integration":
+            assert self.integrate is not None
+            return self.integrate
+        return self.work
+
+    work: Callable[..., Any]
+
+    def end(
+        self,
+        live: _Live,
+        started: float,
+        ended: float,
+        value: object = None,
+        error: BaseException | None = None,
+    ) -> AttemptEnd:
+        """Turn what the call did into an :class:`AttemptEnd`."""
+        interrupted = live.timed_out or live.cancel.is_set()
+        if error is None:
+            try:
+                passed, cost, detail = _interpret(value)
+            except TypeError as exc:
+                error, passed, cost, detail = exc, False, None, None
+        if error is None:
+            if passed:
+                late = "finished after its timeout" if live.timed_out else None
+                return AttemptEnd("succeeded", started, ended, None, None, cost, True, late)
+            if not interrupted:
+                return AttemptEnd(
+                    "failed",
+                    started,
+                    ended,
+                    None,
+                    detail or "work reported failure",
+                    cost,
+                    False,
+                    detail,
+                )
+        text = _one_line(error) if error is not None else "stopped"
+        if live.timed_out or isinstance(error, TimeoutError):
+            return AttemptEnd(
+                "timed_out", started, ended, error, f"timed out after {self.timeout}s ({text})"
+            )
+        if self.scheduler.cancelled:
+            # Stopped by our cancellation, not by its own fault: no attempt is spent, and
+            # the subplan stays resumable.
+            return AttemptEnd(
+                "cancelled", started, ended, error, f"cancelled ({text})", charge=False
+            )
+        return AttemptEnd("failed", started, ended, error, text)
+
+    def check_deadlines(self, live: Mapping[int, _Live]) -> float | None:
+        """Flag attempts past their deadline; return the next deadline."""
+        now = self.clock.monotonic()
+        upcoming: float | None = None
+        for item in live.values():
+            deadline = item.launch.deadline
+            if deadline is None or item.timed_out:
+                continue
+            if deadline <= now:
+                item.timed_out = True
+                item.cancel.set()
+            elif upcoming is None or deadline < upcoming:
+                upcoming = deadline
+        return upcoming
+
+    def report(self) -> RunReport:
+        sched = self.scheduler
+        outcomes = sched.outcomes()
+        intervals = [(a.started, a.ended) for o in outcomes.values() for a in o.attempts]
+        status: Literal["succeeded", "failed", "cancelled"]
+        if sched.cancelled:
+            status = "cancelled"
+        elif all(o.status == "succeeded" for o in outcomes.values()):
+            status = "succeeded"
+        else:
+            status = "failed"
+        ended = self.clock.time()
+        sched.emit("run_ended", status=status, reason=sched.cancel_reason)
+        return RunReport(
+            run_id=self.run_id,
+            status=status,
+            max_parallel=sched.max_parallel,
+            started=self.started,
+            ended=ended,
+            outcomes=outcomes,
+            peak_concurrency=peak_from_intervals(intervals),
+            tracker_peak=self.tracker.peak,
+            plan=self.plan,
+            warnings=tuple(sched.warnings),
+            slots=self.limiter.statistics(),
+        )
+
+
+@contextlib.contextmanager
+def _signals_cancel(enabled: bool, on_signal: Callable[[int], None]) -> Iterator[None]:
+    """While active, SIGINT and SIGTERM call ``on_signal`` instead of killing the process."""
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        on_signal(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def run(
+    plan: Plan,
+    work: Work,
+    *,
+    max_parallel: int = 10,
+    retries: int | RetryPolicy = 0,
+    timeout: float | None = None,
+    dependencies: Mapping[str, Sequence[str]] | None = None,
+    integrate: Work | None = None,
+    group_caps: Mapping[str, int] | None = None,
+    groups: Mapping[str, Sequence[str]] | None = None,
+    priorities: Mapping[str, int] | None = None,
+    on_event: Callable[[Event], None] | None = None,
+    run_id: str | None = None,
+    runs_dir: str | os.PathLike[str] | None = None,
+    limiter: OuterLimiter[Any] | None = None,
+    cancel: threading.Event | None = None,
+    handle_signals: bool = False,
+    clock: Clock | None = None,
+    seed: int | None = None,
+) -> RunReport:
+    """Run ``work`` on every leaf of ``plan``, at most ``max_parallel`` at a time in all.
+
+    One dispatcher owns the slots for the whole tree: however the plan nests, no more than
+    ``max_parallel`` attempts run at once. Exceptions from ``work`` become failed
+    attempts, never escape into the pool, and are retried under ``retries``.
+
+    Args:
+        plan: the plan whose leaves to run.
+        work: called as ``work(subplan, ctx)`` on a worker thread; returns None (success),
+            a bool, or a :class:`WorkResult`; raising fails the attempt.
+        max_parallel: the global bound (at least 1).
+        retries: retries after the first attempt, or a :class:`RetryPolicy`.
+        timeout: seconds per attempt. Threads cannot be killed: at the deadline
+            ``ctx.cancelled`` becomes true and the attempt counts as timed out when the
+            work returns (command work kills its process group at once).
+        dependencies: ``{subplan id: ids it waits for}``; any node of the plan (an
+            internal node stands for all its leaves). A cycle is a
+            :class:`~subplan.DependencyCycleError`.
+        integrate: when given, called as ``integrate(node, ctx)`` for every internal node
+            after all its children succeeded; it takes a slot like a leaf.
+        group_caps: ``{subplan id or group name: cap}``; a subplan id caps the leaves of
+            its subtree, a name caps the leaves given that name in ``groups``.
+        groups: ``{subplan id: group names}`` for the leaves of that subtree.
+        priorities: ``{subplan id: priority}`` for that subtree; higher first, FIFO among
+            equals (the default is plan order).
+        on_event: called with every :class:`Event` (from the dispatcher's thread).
+        run_id: the run's id (default: generated).
+        runs_dir: where artifacts go (default ``$SUBPLAN_RUNS_DIR`` or ``.subplan``).
+        limiter: a limiter shared with others (a :class:`Limiter` for runs in this
+            process, a :class:`SharedLimiter` for every run on the host naming a pool):
+            each attempt holds a slot of it as well as one of the run's own.
+        cancel: set it to stop dispatch; in-flight work sees ``ctx.cancelled``.
+        handle_signals: on the main thread, SIGINT/SIGTERM cancel the run instead of
+            killing the process (a second signal stops waiting for in-flight work).
+        clock: the time source (for tests).
+        seed: seed of the backoff jitter.
+
+    Returns:
+        The :class:`RunReport`.
+
+    Raises:
+        ConfigError: ``max_parallel`` < 1, a bad timeout or retry count, or a bad run id.
+        DependencyCycleError: the dependencies form a cycle.
+        UnknownSubplanError: an id in the options that is not in the plan.
+
+    Example:
+        >>> from subplan import decompose, run
+        >>> plan = decompose([f"{d}/{i}.py" for d in "abc" for i in range(3)])
+        >>> report = run(plan, lambda subplan, ctx: None, max_parallel=2)
+        >>> report.status, report.peak_concurrency <= 2
+        ('succeeded', True)
+    """
+    setup = _Setup(
+        plan,
+        max_parallel=max_parallel,
+        retries=retries,
+        timeout=timeout,
+        dependencies=dependencies,
+        integrate=integrate,
+        group_caps=group_caps,
+        groups=groups,
+        priorities=priorities,
+        on_event=on_event,
+        run_id=run_id,
+        runs_dir=runs_dir,
+        limiter=limiter,
+        clock=clock,
+        seed=seed,
+    )
+    setup.work = work
+    sched = setup.scheduler
+    clock_ = setup.clock
+    tracker = setup.tracker
+    ends: queue.SimpleQueue[tuple[_Live, AttemptEnd] | None] = queue.SimpleQueue()
+    live: dict[int, _Live] = {}
+    stop = cancel or threading.Event()
+    signals_seen = 0
+
+    def on_signal(signum: int) -> None:
+        nonlocal signals_seen
+        signals_seen += 1
+        stop.set()
+        ends.put(None)  # wake the dispatcher
+
+    def attempt(item: _Live, ctx: AttemptContext, target: Callable[..., Any]) -> None:
+        # Runs on a worker thread. Nothing may escape: every path ends in ends.put.
+        value: object = None
+        error: BaseException | None = None
+        started = clock_.time()
+        tracker.enter()
+        try:
+            value = target(item.launch.subplan, ctx)
+        except BaseException as exc:
+            error = exc
+        finally:
+            tracker.exit()
+            ended = clock_.time()
+        ends.put((item, setup.end(item, started, ended, value, error)))
+
+    workers = _Workers(_pool_size(max_parallel))
+    try:
+        with _signals_cancel(handle_signals, on_signal):
+            while True:
+                if stop.is_set() and not sched.cancelled:
+                    sched.cancel("cancelled by signal" if signals_seen else "cancelled")
+                    for item in live.values():
+                        item.cancel.set()
+                if signals_seen > 1:
+                    break  # asked twice: stop waiting for in-flight work
+                for launch in sched.launch_ready(deadline_after=setup.timeout):
+                    item = _Live(launch, CancelFlag())
+                    live[launch.slot.id] = item
+                    sched.emit("attempt_started", subplan_id=launch.unit_id, attempt=launch.attempt)
+                    job = functools.partial(
+                        attempt, item, setup.context(item), setup.target(launch)
+                    )
+                    workers.submit(job, in_flight=len(live))
+                if sched.is_done():
+                    break
+                wake = [t for t in (sched.next_wakeup(), setup.check_deadlines(live)) if t]
+                wait = _TICK
+                if wake:
+                    wait = max(0.0, min(_TICK, min(wake) - clock_.monotonic()))
+                if not live:
+                    # Nothing can end meanwhile: wait for the next retry, a tick at most,
+                    # so a cancel is seen promptly. A fake clock just moves on.
+                    if isinstance(clock_, SystemClock):
+                        stop.wait(wait)
+                    else:
+                        clock_.sleep(wait)
+                    continue
+                try:
+                    got = ends.get(timeout=wait)
+                except queue.Empty:
+                    continue
+                while got is not None:
+                    item, end = got
+                    del live[item.launch.slot.id]
+                    sched.finished(item.launch, end)
+                    try:
+                        got = ends.get_nowait()
+                    except queue.Empty:
+                        got = None
+    finally:
+        workers.shutdown(wait=signals_seen < 2)
+    return setup.report()
+
+
+async def arun(
+    plan: Plan,
+    work: AsyncWork | Work,
+    *,
+    max_parallel: int = 10,
+    retries: int | RetryPolicy = 0,
+    timeout: float | None = None,
+    dependencies: Mapping[str, Sequence[str]] | None = None,
+    integrate: AsyncWork | Work | None = None,
+    group_caps: Mapping[str, int] | None = None,
+    groups: Mapping[str, Sequence[str]] | None = None,
+    priorities: Mapping[str, int] | None = None,
+    on_event: Callable[[Event], None] | None = None,
+    run_id: str | None = None,
+    runs_dir: str | os.PathLike[str] | None = None,
+    limiter: OuterLimiter[Any] | None = None,
+    cancel: asyncio.Event | threading.Event | None = None,
+    clock: Clock | None = None,
+    seed: int | None = None,
+) -> RunReport:
+    """The asyncio twin of :func:`run`: the same dispatcher, on the running event loop.
+
+    ``work`` may be a coroutine function (run as a task) or a plain function (run on a
+    pool of ``max_parallel`` threads). A timeout cancels a coroutine attempt (it sees
+    :class:`asyncio.CancelledError`); cancelling the ``arun`` task itself cancels the
+    attempts in flight, waits for them, and re-raises.
+
+    Args:
+        plan: see :func:`run`; every other argument is the same.
+        work: a coroutine function or a plain function of ``(subplan, ctx)``.
+
+    Returns:
+        The :class:`RunReport`.
+
+    Example:
+        >>> import asyncio
+        >>> from subplan import arun, decompose
+        >>> async def work(subplan, ctx):
+        ...     await asyncio.sleep(0)
+        >>> plan = decompose([f"{d}/{i}.py" for d in "abc" for i in range(3)])
+        >>> asyncio.run(arun(plan, work, max_parallel=2)).status
+        'succeeded'
+    """
+    setup = _Setup(
+        plan,
+        max_parallel=max_parallel,
+        retries=retries,
+        timeout=timeout,
+        dependencies=dependencies,
+        integrate=integrate,
+        group_caps=group_caps,
+        groups=groups,
+        priorities=priorities,
+        on_event=on_event,
+        run_id=run_id,
+        runs_dir=runs_dir,
+        limiter=limiter,
+        clock=clock,
+        seed=seed,
+    )
+    setup.work = work
+    sched = setup.scheduler
+    clock_ = setup.clock
+    tracker = setup.tracker
+    loop = asyncio.get_running_loop()
+    pool: ThreadPoolExecutor | None = None
+    tasks: dict[asyncio.Task[AttemptEnd], _Live] = {}
+
+    async def attempt(item: _Live, ctx: AttemptContext, target: Callable[..., Any]) -> AttemptEnd:
+        nonlocal pool
+        value: object = None
+        error: BaseException | None = None
+        started = clock_.time()
+        tracker.enter()
+        try:
+            if item.cancellable:
+                value = await target(item.launch.subplan, ctx)
+            else:
+                if pool is None:
+                    pool = ThreadPoolExecutor(
+                        _pool_size(max_parallel), thread_name_prefix="subplan-work"
+                    )
+                value = await loop.run_in_executor(pool, target, item.launch.subplan, ctx)
+        except asyncio.CancelledError as exc:
+            error = exc
+            if not (item.timed_out or item.cancel.is_set()):
+                raise
+        except Exception as exc:
+            error = exc
+        finally:
+            tracker.exit()
+            ended = clock_.time()
+        return setup.end(item, started, ended, value, error)
+
+    def cancel_requested() -> bool:
+        return cancel is not None and cancel.is_set()
+
+    try:
+        while True:
+            if cancel_requested() and not sched.cancelled:
+                sched.cancel("cancelled")
+                for task, item in tasks.items():
+                    item.cancel.set()
+                    if item.cancellable:
+                        task.cancel()
+            for launch in sched.launch_ready(deadline_after=setup.timeout):
+                target = setup.target(launch)
+                item = _Live(launch, CancelFlag(), cancellable=_is_async(target))
+                sched.emit("attempt_started", subplan_id=launch.unit_id, attempt=launch.attempt)
+                coro = attempt(item, setup.context(item), target)
+                tasks[asyncio.ensure_future(coro)] = item
+            if sched.is_done():
+                break
+            by_slot = {item.launch.slot.id: item for item in tasks.values()}
+            upcoming = setup.check_deadlines(by_slot)
+            for task, item in tasks.items():
+                if item.timed_out and item.cancellable and not task.done():
+                    task.cancel()
+            wake = [t for t in (sched.next_wakeup(), upcoming) if t]
+            wait = _TICK if not wake else max(0.0, min(_TICK, min(wake) - clock_.monotonic()))
+            if not tasks:
+                if isinstance(clock_, SystemClock):
+                    await asyncio.sleep(wait)
+                else:
+                    clock_.sleep(wait)
+                    await asyncio.sleep(0)
+                continue
+            done, _ = await asyncio.wait(tasks, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                item = tasks.pop(task)
+                sched.finished(item.launch, task.result())
+    except asyncio.CancelledError:
+        sched.cancel("cancelled")
+        for task, item in tasks.items():
+            item.cancel.set()
+            if item.cancellable:
+                task.cancel()
+        for task, item in list(tasks.items()):
+            with contextlib.suppress(asyncio.CancelledError):
+                sched.finished(item.launch, await task)
+        raise
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+    return setup.report()

@@ -1,0 +1,207 @@
+"""Scripted work and a virtual-time run: test scheduling without threads or sleeping."""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .._clock import Clock
+from .._execute._core import AttemptEnd
+from .._execute._pool import OuterLimiter
+from .._execute._results import AttemptContext, CancelFlag, Event, RunReport, WorkResult
+from .._execute._retry import RetryPolicy
+from .._execute._run import _Live, _Setup
+from .._model import Plan, Subplan
+from ._clock import FakeClock
+
+__all__ = ["ScriptedWork", "Step", "simulate"]
+
+
+class ScriptedError(RuntimeError):
+    """The failure a :class:`Step` with ``fail=True`` raises."""
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """What one attempt of a scripted subplan does.
+
+    Args:
+        duration: seconds the attempt takes (virtual seconds under :func:`simulate`).
+        fail: True to raise :class:`ScriptedError`, or an exception to raise.
+        passed: the result it reports when it does not raise.
+        cost: the cost it reports.
+    """
+
+    duration: float = 0.0
+    fail: bool | BaseException = False
+    passed: bool = True
+    cost: float | None = None
+
+    def outcome(self) -> WorkResult:
+        """Return the result, or raise the scripted failure."""
+        if isinstance(self.fail, BaseException):
+            raise self.fail
+        if self.fail:
+            raise ScriptedError("scripted failure")
+        return WorkResult(passed=self.passed, cost=self.cost)
+
+
+@dataclass
+class ScriptedWork:
+    """Work whose every attempt is scripted: how long it takes and how it ends.
+
+    Steps are looked up by subplan id, then by label; attempt ``n`` takes step ``n`` of
+    the list (the last step repeats). Called as real work (``run``), it sleeps through
+    ``clock`` for the step's duration; under :func:`simulate` durations are virtual.
+
+    Args:
+        steps: ``{subplan id or label: [Step, ...]}``.
+        default: the step of subplans not in ``steps``.
+        clock: the clock real-work calls sleep on.
+
+    Example:
+        >>> work = ScriptedWork({"a": [Step(1.0, fail=True), Step(1.0)]}, default=Step(2.0))
+        >>> work.step_for_label("a", "a", 2)
+        Step(duration=1.0, fail=False, passed=True, cost=None)
+    """
+
+    steps: Mapping[str, Sequence[Step]] = field(default_factory=dict)
+    default: Step = field(default_factory=Step)
+    clock: Clock | None = None
+    calls: list[tuple[str, int]] = field(default_factory=list)
+
+    def step_for_label(self, subplan_id: str, label: str, attempt: int) -> Step:
+        """The step for attempt ``attempt`` of a subplan."""
+        script = self.steps.get(subplan_id) or self.steps.get(label)
+        if not script:
+            return self.default
+        return script[min(attempt, len(script)) - 1]
+
+    def step(self, subplan: Subplan, attempt: int) -> Step:
+        """The step for attempt ``attempt`` of ``subplan``."""
+        return self.step_for_label(subplan.id, subplan.label, attempt)
+
+    def __call__(self, subplan: Subplan, ctx: AttemptContext) -> WorkResult:
+        self.calls.append((subplan.id, ctx.attempt))
+        step = self.step(subplan, ctx.attempt)
+        if self.clock is not None:
+            self.clock.sleep(step.duration)
+        elif step.duration > 0:
+            ctx.wait_cancelled(step.duration)
+        return step.outcome()
+
+
+def simulate(
+    plan: Plan,
+    work: ScriptedWork,
+    *,
+    max_parallel: int = 10,
+    retries: int | RetryPolicy = 0,
+    timeout: float | None = None,
+    dependencies: Mapping[str, Sequence[str]] | None = None,
+    integrate: ScriptedWork | None = None,
+    group_caps: Mapping[str, int] | None = None,
+    groups: Mapping[str, Sequence[str]] | None = None,
+    priorities: Mapping[str, int] | None = None,
+    on_event: Callable[[Event], None] | None = None,
+    limiter: OuterLimiter[Any] | None = None,
+    clock: FakeClock | None = None,
+    seed: int | None = 0,
+    cancel_at: float | None = None,
+) -> RunReport:
+    """Run ``plan`` through the real dispatcher in virtual time: no threads, no sleeping.
+
+    Each launched attempt ends after its step's duration on ``clock``; the dispatcher's
+    decisions (what starts when, retries, skips, the global bound) are exactly those of
+    :func:`subplan.run`. A run of hours takes milliseconds, so properties can be checked
+    over thousands of cases.
+
+    Args:
+        plan: the plan.
+        work: the script (see :class:`ScriptedWork`).
+        cancel_at: virtual time at which to cancel the run, if any.
+        timeout: attempts longer than this end as timed out at the deadline.
+        max_parallel: and the rest: as for :func:`subplan.run`.
+
+    Returns:
+        The :class:`~subplan.RunReport`; times are the fake clock's.
+
+    Example:
+        >>> from subplan import decompose
+        >>> plan = decompose([f"{d}/{i}" for d in "abcde" for i in range(3)])
+        >>> report = simulate(plan, ScriptedWork(default=Step(1.0)), max_parallel=2)
+        >>> report.peak_concurrency, report.duration
+        (2, 3.0)
+    """
+    fake = clock or FakeClock()
+    setup = _Setup(
+        plan,
+        max_parallel=max_parallel,
+        retries=retries,
+        timeout=timeout,
+        dependencies=dependencies,
+        integrate=integrate,
+        group_caps=group_caps,
+        groups=groups,
+        priorities=priorities,
+        on_event=on_event,
+        run_id="simulated",
+        runs_dir="/nonexistent/subplan-simulated",
+        limiter=limiter,
+        clock=fake,
+        seed=seed,
+    )
+    setup.work = work
+    sched = setup.scheduler
+    # (end time, sequence, start time, live attempt, its step)
+    pending: list[tuple[float, int, float, _Live, Step]] = []
+    sequence = 0
+    while True:
+        now = fake.monotonic()
+        if cancel_at is not None and now >= cancel_at and not sched.cancelled:
+            sched.cancel("cancelled")
+            for _, _, _, item, _ in pending:
+                item.cancel.set()
+        for launch in sched.launch_ready(deadline_after=timeout):
+            script = integrate if launch.kind == "integration" and integrate else work
+            step = script.step(launch.subplan, launch.attempt)
+            script.calls.append((launch.unit_id, launch.attempt))
+            item = _Live(launch, CancelFlag())
+            setup.tracker.enter()
+            duration = step.duration
+            if timeout is not None and duration > timeout:
+                duration, item.timed_out = timeout, True
+            sequence += 1
+            heapq.heappush(pending, (now + duration, sequence, now, item, step))
+            sched.emit("attempt_started", subplan_id=launch.unit_id, attempt=launch.attempt)
+        if sched.is_done():
+            break
+        times = [t for t in (sched.next_wakeup(), cancel_at) if t is not None and t > now]
+        if pending:
+            times.append(pending[0][0])
+        if not times:
+            raise RuntimeError("simulation stalled: nothing runs and nothing is due")
+        fake.set(max(now, min(times)))
+        # End every attempt due by now, in (time, launch) order, before launching again.
+        while pending and pending[0][0] <= fake.monotonic():
+            ended, _, started, item, step = heapq.heappop(pending)
+            setup.tracker.exit()
+            sched.finished(item.launch, _end(setup, item, step, started, ended))
+    return setup.report()
+
+
+def _end(setup: _Setup, item: _Live, step: Step, started: float, ended: float) -> AttemptEnd:
+    """The attempt's end; times move from the fake monotonic clock to its wall clock."""
+    wall = setup.clock.time() - setup.clock.monotonic()
+    value: object = None
+    error: BaseException | None = None
+    if item.timed_out:  # cut at the deadline: whatever the step would have done is moot
+        error = TimeoutError("scripted attempt ran past its timeout")
+    else:
+        try:
+            value = step.outcome()
+        except BaseException as exc:
+            error = exc
+    return setup.end(item, started + wall, ended + wall, value, error)
