@@ -1,18 +1,62 @@
 """subplan: split a project into a hierarchy of subplans and run the leaves in parallel.
 
 The public API is what this module re-exports; everything in ``subplan._*`` is private.
+
+Decompose::
+
+    plan = subplan.decompose(paths, max_files=40)      # or plan_project("repo/")
+    inventory = subplan.scan("repo/")                   # list files like the CLI does
+
+Run, at most ``max_parallel`` at once across the whole tree::
+
+    report = subplan.run(plan, work, max_parallel=10, retries=2)
+    report = await subplan.arun(plan, async_work, max_parallel=50)
 """
 
 from ._clock import Clock as Clock
 from ._clock import SystemClock as SystemClock
 from ._decompose import decompose as decompose
 from ._decompose import decompose_levels as decompose_levels
+from ._errors import CommandError as CommandError
+from ._errors import CommandNotFoundError as CommandNotFoundError
 from ._errors import ConfigError as ConfigError
 from ._errors import DependencyCycleError as DependencyCycleError
 from ._errors import InputError as InputError
+from ._errors import LimiterTimeoutError as LimiterTimeoutError
 from ._errors import PlanError as PlanError
+from ._errors import ProcessGroupAliveError as ProcessGroupAliveError
+from ._errors import SlotNotHeldError as SlotNotHeldError
 from ._errors import SubplanError as SubplanError
+from ._errors import TemplateError as TemplateError
 from ._errors import UnknownSubplanError as UnknownSubplanError
+from ._execute._command_work import CommandFailedError as CommandFailedError
+from ._execute._command_work import CommandTimeoutError as CommandTimeoutError
+from ._execute._command_work import CommandWork as CommandWork
+from ._execute._deps import dependencies_from_imports as dependencies_from_imports
+from ._execute._futures import LimitedExecutor as LimitedExecutor
+from ._execute._limiter import GroupStatistics as GroupStatistics
+from ._execute._limiter import Limiter as Limiter
+from ._execute._limiter import LimiterStatistics as LimiterStatistics
+from ._execute._limiter import Slot as Slot
+from ._execute._results import AttemptContext as AttemptContext
+from ._execute._results import AttemptRecord as AttemptRecord
+from ._execute._results import Event as Event
+from ._execute._results import GroupSummary as GroupSummary
+from ._execute._results import RunReport as RunReport
+from ._execute._results import SubplanOutcome as SubplanOutcome
+from ._execute._results import WorkResult as WorkResult
+from ._execute._retry import RetryPolicy as RetryPolicy
+from ._execute._run import arun as arun
+from ._execute._run import run as run
+from ._execute._shared import SharedLimiter as SharedLimiter
+from ._execute._tracker import ConcurrencyTracker as ConcurrencyTracker
+from ._execute._tracker import peak_from_intervals as peak_from_intervals
+from ._inventory import Inventory as Inventory
+from ._inventory import Skipped as Skipped
+from ._inventory import from_paths as from_paths
+from ._inventory import import_graph as import_graph
+from ._inventory import read_path_list as read_path_list
+from ._inventory import scan as scan
 from ._model import PLAN_SCHEMA as PLAN_SCHEMA
 from ._model import FileEntry as FileEntry
 from ._model import LeafReason as LeafReason
@@ -21,26 +65,62 @@ from ._model import PlanConfig as PlanConfig
 from ._model import Subplan as Subplan
 from ._model import estimate_tokens as estimate_tokens
 from ._model import subplan_id as subplan_id
+from ._project import plan_project as plan_project
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
     "PLAN_SCHEMA",
+    "AttemptContext",
+    "AttemptRecord",
     "Clock",
+    "CommandError",
+    "CommandFailedError",
+    "CommandNotFoundError",
+    "CommandTimeoutError",
+    "CommandWork",
+    "ConcurrencyTracker",
     "ConfigError",
     "DependencyCycleError",
+    "Event",
     "FileEntry",
+    "GroupStatistics",
+    "GroupSummary",
     "InputError",
+    "Inventory",
     "LeafReason",
+    "LimitedExecutor",
+    "Limiter",
+    "LimiterStatistics",
+    "LimiterTimeoutError",
     "Plan",
     "PlanConfig",
     "PlanError",
+    "ProcessGroupAliveError",
+    "RetryPolicy",
+    "RunReport",
+    "SharedLimiter",
+    "Skipped",
+    "Slot",
+    "SlotNotHeldError",
     "Subplan",
     "SubplanError",
+    "SubplanOutcome",
     "SystemClock",
+    "TemplateError",
     "UnknownSubplanError",
+    "WorkResult",
+    "arun",
     "decompose",
     "decompose_levels",
+    "dependencies_from_imports",
     "estimate_tokens",
+    "from_paths",
+    "import_graph",
+    "peak_from_intervals",
+    "plan_project",
+    "read_path_list",
+    "run",
+    "scan",
     "subplan_id",
 ]

@@ -266,8 +266,8 @@ def decompose(
 
     Example:
         >>> plan = decompose(["src/a.py", "src/b.py", "src/c.py", "README.md"])
-        >>> plan.root.leaf_reason, plan.root.file_count
-        ('no_progress', 4)
+        >>> [(leaf.label, leaf.leaf_reason) for leaf in plan.leaves]
+        [('*', 'below_min_files'), ('src', 'no_progress')]
     """
     cfg = config or PlanConfig(
         min_files=min_files,

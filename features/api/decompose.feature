@@ -1,0 +1,77 @@
+Feature: Decomposing a project into subplans
+  A planning agent hands subplan the files of a project and gets back a tree of
+  subplans. The leaves partition the files, so each agent gets its own share of them.
+
+  Scenario: A small project stays shallow
+    Given a project with 40 files over 3 directory levels
+    When the project is decomposed with defaults
+    Then every file is in exactly one leaf
+    And the plan is at most 2 levels deep
+
+  Scenario: A large project goes deep
+    Given a project of 6 files per directory, 4 subdirectories each, 5 levels deep
+    When the project is decomposed with defaults
+    Then every file is in exactly one leaf
+    And the plan is at least 4 levels deep
+
+  Scenario Outline: The first leaf rule that holds stops the split
+    Given a flat directory of <files> files
+    When the project is decomposed with <options>
+    Then the whole project is one subplan, left whole because of "<reason>"
+
+    Examples:
+      | files | options      | reason          |
+      | 2     | defaults     | below_min_files |
+      | 50    | max_files 50 | fits_budget     |
+      | 50    | max_depth 0  | max_depth       |
+      | 50    | defaults     | no_progress     |
+
+  Scenario: A directory that nothing can split stops instead of recursing
+    Given a flat directory of 500 files
+    When the project is decomposed with max_depth 6
+    Then the whole project is one subplan, left whole because of "no_progress"
+
+  Scenario Outline: A budget bounds every subplan
+    Given a flat directory of 100 files of 400 bytes each
+    When the project is decomposed with <budget>
+    Then no subplan holds more than <files> files or <tokens> tokens
+    And every file is in exactly one leaf
+
+    Examples:
+      | budget         | files | tokens |
+      | max_files 30   | 30    | 3000   |
+      | max_files 7    | 7     | 700    |
+      | max_tokens 900 | 9     | 900    |
+
+  Scenario: Small directories are packed together instead of becoming single-file subplans
+    Given a project with these files:
+      | path           |
+      | one/a.py       |
+      | two/b.py       |
+      | three/c.py     |
+      | four/d.py      |
+      | big/1.py       |
+      | big/2.py       |
+      | big/3.py       |
+    When the project is decomposed with defaults
+    Then the top level has these subplans:
+      | label            | files |
+      | big              | 3     |
+      | {four,one,three,...} | 4 |
+
+  Scenario: Files that import each other stay together
+    Given a flat directory where 4 files import each other and 4 other files import each other
+    When the project is decomposed with defaults
+    Then each group of files that import each other is in one subplan
+
+  Scenario: Re-decomposing an edited project keeps the ids of unchanged subplans
+    Given a project with 40 files over 3 directory levels
+    And the project is decomposed with defaults
+    When 5 files are added under "docs" and the project is decomposed again
+    Then the subplans under "src" and "tests" keep their ids
+    And the subplans under "docs" get new ids
+
+  Scenario: The same files in any order give the same plan
+    Given a project with 40 files over 3 directory levels
+    When the project is decomposed twice, the second time with its files shuffled
+    Then both plans are identical, byte for byte

@@ -1,0 +1,43 @@
+Feature: subplan run on the command line
+  An engineer runs one command per leaf subplan from the shell, bounded by
+  --max-parallel, and reads a summary (or JSON for an agent).
+
+  Background:
+    Given a project directory of 6 directories with 3 files each
+
+  Scenario: Every subplan's command runs with its own files
+    When I run "subplan run . --max-parallel 4 --run-id r1 -- python -c 'import sys; print(*sys.argv[1:])' {id} {files}"
+    Then the exit status is 0
+    And the output starts with "run r1: succeeded"
+    And each of the 6 subplans of run "r1" printed its id and its files
+
+  Scenario: The JSON report says how the run went
+    When I run "subplan run . --max-parallel 2 --json -- python -c 'import time; time.sleep(0.2)'"
+    Then the exit status is 0
+    And the JSON report says "succeeded" with 6 succeeded and a peak of 2
+
+  Scenario: A failing command makes the exit status 1
+    When I run "subplan run . --retries 1 -- python -c 'import sys; sys.exit(3)'"
+    Then the exit status is 1
+    And the output mentions "exit status 3"
+
+  Scenario: Events are written as JSON lines for an agent to follow
+    When I run "subplan run . --events events.jsonl -- python -c pass"
+    Then the exit status is 0
+    And "events.jsonl" has 6 "attempt_started" events and ends with "run_ended"
+
+  Scenario Outline: Bad input gets one line and exit status 2
+    When I run "subplan run <arguments>"
+    Then the exit status is 2
+    And stderr is one line mentioning "<message>"
+    And nothing was written to ".subplan"
+
+    Examples:
+      | arguments                              | message                                 |
+      | . --max-parallel 0 -- python -c pass   | --max-parallel: must be >= 1, got 0     |
+      | .                                      | no command given                        |
+      | . -- python {nope}                     | unknown placeholder {nope}              |
+      | . -- no-such-program-xyz {id}          | program not found: 'no-such-program-xyz' |
+      | missing-dir -- python -c pass          | no such directory: missing-dir          |
+      | --plan nope.json -- python -c pass     | no such plan file: nope.json            |
+      | . -- python --x={files}                | {files} must be an argument on its own  |

@@ -1,0 +1,165 @@
+"""Steps that run plans through the Python API with real threads."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from behave import given, then, when
+
+from subplan import decompose
+from subplan._execute._results import AttemptContext, WorkResult
+from subplan._execute._retry import RetryPolicy
+from subplan._execute._run import run
+from subplan._execute._tracker import ConcurrencyTracker, peak_from_intervals
+from subplan._model import Subplan
+
+ORDINALS = {"first": 0, "second": 1, "third": 2}
+
+
+@given("a plan with {count:d} leaf subplans")
+def step_flat_plan(context: Any, count: int) -> None:
+    context.plan = decompose([f"d{n:04d}/{i}.py" for n in range(count) for i in range(3)])
+    context.dependencies = {}
+
+
+@given("a plan of {subtrees:d} subtrees with {leaves:d} leaf subplans each")
+def step_nested_plan(context: Any, subtrees: int, leaves: int) -> None:
+    files = [
+        f"tier{t}/group{g}/leaf{n}/{i}.py"
+        for t in range(subtrees)
+        for g in range(2)
+        for n in range(leaves // 2)
+        for i in range(3)
+    ]
+    context.plan = decompose(files)
+    context.dependencies = {}
+
+
+@given("the {dependant} subplan depends on the {prerequisite}")
+def step_depends(context: Any, dependant: str, prerequisite: str) -> None:
+    leaves = context.plan.leaves
+    context.dependencies = {leaves[ORDINALS[dependant]].id: [leaves[ORDINALS[prerequisite]].id]}
+
+
+def _sleeper(context: Any, seconds: float):  # type: ignore[no-untyped-def]
+    context.tracker = ConcurrencyTracker()
+
+    def work(subplan: Subplan, ctx: AttemptContext) -> None:
+        with context.tracker:
+            time.sleep(seconds)
+
+    return work
+
+
+@when("every subplan works for {seconds:g} seconds with at most {limit:d} in parallel")
+def step_run(context: Any, seconds: float, limit: int) -> None:
+    context.report = run(context.plan, _sleeper(context, seconds), max_parallel=limit)
+
+
+@when(
+    "every subplan works for {seconds:g} seconds with at most {limit:d} in parallel "
+    "and at most {cap:d} from the first subtree"
+)
+def step_run_capped(context: Any, seconds: float, limit: int, cap: int) -> None:
+    first = context.plan.root.children[0]
+    context.capped = {leaf.id for leaf in context.plan.leaves_under(first)}
+    context.report = run(
+        context.plan, _sleeper(context, seconds), max_parallel=limit, group_caps={first: cap}
+    )
+
+
+@when("the first subplan fails on its first attempt and the run allows {retries:d} retry")
+def step_flaky(context: Any, retries: int) -> None:
+    first = context.plan.leaves[0].id
+
+    def work(subplan: Subplan, ctx: AttemptContext) -> None:
+        if subplan.id == first and ctx.attempt == 1:
+            raise ConnectionError("flaky")
+
+    policy = RetryPolicy(retries=retries, backoff_base=0.01)
+    context.report = run(context.plan, work, max_parallel=4, retries=policy)
+
+
+@when("the first subplan always fails and the run allows {retries:d} retries")
+def step_always_fails(context: Any, retries: int) -> None:
+    first = context.plan.leaves[0].id
+
+    def work(subplan: Subplan, ctx: AttemptContext) -> None:
+        if subplan.id == first:
+            raise RuntimeError("broken")
+
+    context.report = run(context.plan, work, retries=retries, dependencies=context.dependencies)
+
+
+@when("each subplan costs {cost:g} and the first one does not pass")
+def step_costs(context: Any, cost: float) -> None:
+    first = context.plan.leaves[0].id
+    lock = threading.Lock()
+
+    def work(subplan: Subplan, ctx: AttemptContext) -> WorkResult:
+        with lock:
+            return WorkResult(passed=subplan.id != first, cost=cost)
+
+    context.report = run(context.plan, work)
+
+
+@then("all {count:d} subplans succeed")
+def step_all_succeed(context: Any, count: int) -> None:
+    assert context.report.ok, context.report.failed
+    assert count == len(context.report.succeeded)
+
+
+@then("the peak concurrency is exactly {peak:d}")
+def step_peak(context: Any, peak: int) -> None:
+    report = context.report
+    assert peak == report.peak_concurrency, report.peak_concurrency
+    assert peak == report.tracker_peak, report.tracker_peak
+    if hasattr(context, "tracker"):
+        assert peak == context.tracker.peak, context.tracker.peak
+
+
+@then("at most {cap:d} subplans of the first subtree ever run at once")
+def step_cap(context: Any, cap: int) -> None:
+    spans = [
+        (a.started, a.ended) for a in context.report.attempts if a.subplan_id in context.capped
+    ]
+    assert cap == peak_from_intervals(spans)
+
+
+@then("the {which} subplan took {count:d} attempts")
+def step_attempts(context: Any, which: str, count: int) -> None:
+    leaf = context.plan.leaves[ORDINALS[which]]
+    assert count == len(context.report.outcomes[leaf.id].attempts)
+
+
+@then("the {which} subplan failed")
+def step_failed(context: Any, which: str) -> None:
+    leaf = context.plan.leaves[ORDINALS[which]]
+    assert "failed" == context.report.outcomes[leaf.id].status
+
+
+@then("the {which} subplan succeeded")
+def step_succeeded(context: Any, which: str) -> None:
+    leaf = context.plan.leaves[ORDINALS[which]]
+    assert "succeeded" == context.report.outcomes[leaf.id].status
+
+
+@then("the second subplan was skipped because its prerequisite failed")
+def step_skipped(context: Any) -> None:
+    first, second = context.plan.leaves[0], context.plan.leaves[1]
+    outcome = context.report.outcomes[second.id]
+    assert "skipped" == outcome.status
+    assert f"prerequisite {first.label} ({first.id}) failed" == outcome.reason
+
+
+@then(
+    "the whole plan has a pass rate of {rate:g}, a mean cost of {mean:g} "
+    "and a cost of pass of {cost_of_pass:g}"
+)
+def step_summary(context: Any, rate: float, mean: float, cost_of_pass: float) -> None:
+    group = context.report.group(context.plan.root.id)
+    assert abs(rate - group.pass_rate) < 0.005
+    assert abs(mean - group.mean_cost) < 0.005
+    assert abs(cost_of_pass - group.cost_of_pass) < 0.005

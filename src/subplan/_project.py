@@ -1,0 +1,62 @@
+"""One call from a directory to a plan: list, read imports, decompose."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+from ._decompose import decompose
+from ._inventory import import_graph, scan
+from ._model import Plan, PlanConfig
+
+__all__ = ["plan_project"]
+
+
+def plan_project(
+    root: str | os.PathLike[str],
+    *,
+    min_files: int = 3,
+    max_depth: int = 6,
+    max_files: int | None = None,
+    max_tokens: int | None = None,
+    seed: int = 0,
+    imports: bool = True,
+    exclude: Sequence[str] = (),
+) -> Plan:
+    """Plan a directory the way ``subplan plan ROOT`` does.
+
+    Lists the files (:func:`~subplan.scan`), reads the Python and JS/TS import graph when
+    ``imports`` is true (:func:`~subplan.import_graph`), and decomposes them.
+
+    Args:
+        root: the project directory.
+        min_files: and the other options: see :func:`~subplan.decompose`.
+        imports: read source files for an import graph.
+        exclude: extra ``.gitignore``-style patterns to leave out.
+
+    Returns:
+        The plan.
+
+    Raises:
+        InputError: the directory is missing, or holds no files.
+        ConfigError: an option is out of range.
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> root = pathlib.Path(tempfile.mkdtemp())
+        >>> for name in ["a/1.py", "a/2.py", "a/3.py", "b/1.py", "b/2.py", "b/3.py"]:
+        ...     (root / name).parent.mkdir(exist_ok=True)
+        ...     _ = (root / name).write_text("x = 1\\n")
+        >>> [leaf.label for leaf in plan_project(root).leaves]
+        ['a', 'b']
+    """
+    config = PlanConfig(
+        min_files=min_files,
+        max_depth=max_depth,
+        max_files=max_files,
+        max_tokens=max_tokens,
+        seed=seed,
+    )
+    inventory = scan(root, exclude=exclude)
+    graph = import_graph(inventory.root, inventory.paths) if imports and inventory.root else None
+    return decompose(inventory.files, config=config, import_graph=graph)

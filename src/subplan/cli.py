@@ -1,0 +1,419 @@
+"""The ``subplan`` command.
+
+``main(argv)`` returns the exit status instead of exiting, so agents and tests can call it
+in-process. Exit statuses: 0 success, 1 when subplans failed, 2 for usage or input errors
+(one line on stderr, never a traceback), 130 after Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import NoReturn, TextIO
+
+from . import __version__
+from ._decompose import decompose
+from ._errors import InputError, PlanError, SubplanError
+from ._execute._command import resolve_program
+from ._execute._command_work import CommandWork
+from ._execute._results import Event
+from ._execute._run import default_runs_dir, run
+from ._execute._shared import SharedLimiter
+from ._fs import write_atomic
+from ._inventory import Inventory, import_graph, read_path_list, scan
+from ._model import Plan, PlanConfig
+from ._progress import Progress, render_summary
+from ._render import render_tree
+
+__all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "console_main", "main"]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class UsageError(SubplanError, ValueError):
+    """The command line itself is wrong (an unknown option, a missing argument)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line and an exception, not an exit."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _integer(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer of at least ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def _add_plan_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("plan options")
+    group.add_argument(
+        "--from-list",
+        metavar="FILE",
+        help="read the files from FILE (one relative path per line, optionally "
+        "'path<TAB>bytes'; '-' for stdin) instead of listing PATH",
+    )
+    group.add_argument(
+        "--min-files",
+        type=_integer(1),
+        default=3,
+        metavar="N",
+        help="a subplan with fewer files is not split (default: 3)",
+    )
+    group.add_argument(
+        "--max-depth",
+        type=_integer(0),
+        default=6,
+        metavar="N",
+        help="the deepest level of the tree (default: 6)",
+    )
+    group.add_argument(
+        "--max-files",
+        type=_integer(1),
+        metavar="N",
+        help="split until every subplan has at most N files",
+    )
+    group.add_argument(
+        "--max-tokens",
+        type=_integer(1),
+        metavar="N",
+        help="split until every subplan has at most N tokens (estimated as bytes/4)",
+    )
+    group.add_argument(
+        "--seed", type=_integer(0), default=0, metavar="N", help="import clustering seed"
+    )
+    group.add_argument(
+        "--no-imports",
+        dest="imports",
+        action="store_false",
+        help="do not read Python/JS/TS sources for an import graph",
+    )
+    group.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="leave out files matching this .gitignore-style pattern (repeatable)",
+    )
+
+
+def _build_parser() -> _Parser:
+    parser = _Parser(
+        prog="subplan",
+        description="Split a project into a hierarchy of subplans and run the leaves in "
+        "parallel under one global bound.",
+    )
+    parser.add_argument("--version", action="version", version=f"subplan {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+
+    plan = commands.add_parser(
+        "plan",
+        help="decompose a project into subplans and print the tree or the JSON plan",
+        description="Decompose the files of PATH (a directory; default '.') into a tree of "
+        "subplans. Inside a git work tree the files are those git lists (tracked and "
+        "untracked, not ignored); elsewhere .gitignore files are honoured.",
+    )
+    plan.add_argument("path", nargs="?", default=".", metavar="PATH")
+    _add_plan_options(plan)
+    plan.add_argument(
+        "--format",
+        choices=("tree", "json"),
+        default="tree",
+        help="tree: an indented tree for people (default); json: the subplan.plan/1 document",
+    )
+    plan.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+    plan.set_defaults(handler=_cmd_plan)
+
+    run = commands.add_parser(
+        "run",
+        help="run a command for every leaf subplan, at most --max-parallel at once",
+        usage="subplan run [PATH | --plan FILE] [options] -- CMD [ARG...]",
+        description="Decompose PATH (or load --plan FILE) and run CMD once per leaf "
+        "subplan, at most --max-parallel at a time across the whole tree. CMD comes "
+        "after '--' as separate arguments (no shell): {id}, {files} (one argument per "
+        "file), {files_list} (a file listing them), {attempt}, {run_id}, {label} and "
+        "{workspace} are replaced; SUBPLAN_RUN_ID, SUBPLAN_ID, SUBPLAN_ATTEMPT and "
+        "SUBPLAN_FILES_LIST are set. Exit status: 0 all succeeded, 1 some failed, 2 bad "
+        "input, 130 interrupted.",
+    )
+    run.add_argument("path", nargs="?", metavar="PATH")
+    run.add_argument("--plan", dest="plan_file", metavar="FILE", help="a JSON plan to run")
+    _add_plan_options(run)
+    group = run.add_argument_group("run options")
+    group.add_argument(
+        "--max-parallel",
+        type=_integer(1),
+        default=10,
+        metavar="N",
+        help="at most N commands at once, across the whole tree (default: 10)",
+    )
+    group.add_argument(
+        "--retries",
+        type=_integer(0),
+        default=0,
+        metavar="N",
+        help="retry a failed subplan up to N times (backoff with jitter)",
+    )
+    group.add_argument(
+        "--timeout", type=_seconds, metavar="S", help="kill a command after S seconds"
+    )
+    group.add_argument(
+        "--pool",
+        metavar="NAME",
+        help="share the --max-parallel budget with every run on this host naming NAME",
+    )
+    group.add_argument("--run-id", metavar="ID", help="the run's id (default: generated)")
+    group.add_argument(
+        "--runs-dir",
+        metavar="DIR",
+        help="where each run's output goes (default: $SUBPLAN_RUNS_DIR or .subplan)",
+    )
+    group.add_argument(
+        "--events", metavar="FILE", help="append every run event to FILE as JSON lines"
+    )
+    group.add_argument("--json", action="store_true", help="print the report as JSON")
+    group.add_argument("--jitter-seed", dest="run_seed", type=_integer(0), help=argparse.SUPPRESS)
+    run.set_defaults(handler=_cmd_run)
+    return parser
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be > 0 seconds, got {text}")
+    return value
+
+
+def _plan_config(args: argparse.Namespace) -> PlanConfig:
+    return PlanConfig(
+        min_files=args.min_files,
+        max_depth=args.max_depth,
+        max_files=args.max_files,
+        max_tokens=args.max_tokens,
+        seed=args.seed,
+    )
+
+
+def _read_inventory(args: argparse.Namespace, stdin: TextIO) -> Inventory:
+    if args.from_list is None:
+        return scan(args.path, exclude=args.exclude)
+    root = Path(args.path)
+    if args.from_list == "-":
+        return read_path_list(stdin, root=root, source="<stdin>")
+    try:
+        with open(args.from_list, encoding="utf-8") as handle:
+            return read_path_list(handle, root=root, source=args.from_list)
+    except FileNotFoundError:
+        raise InputError(f"no such file: {args.from_list}", path=args.from_list) from None
+    except IsADirectoryError:
+        raise InputError(f"not a file: {args.from_list}", path=args.from_list) from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{args.from_list} is not UTF-8 text ({exc.reason})") from None
+
+
+def _warn_skipped(inventory: Inventory, stderr: TextIO) -> None:
+    if not inventory.skipped:
+        return
+    reasons = Counter(s.reason for s in inventory.skipped)
+    summary = ", ".join(f"{n} {reason}" for reason, n in sorted(reasons.items()))
+    first = inventory.skipped[0]
+    count = len(inventory.skipped)
+    stderr.write(
+        f"subplan: warning: skipped {count} {'entry' if count == 1 else 'entries'} "
+        f"({summary}); first: {first.path} ({first.reason})\n"
+    )
+
+
+def _make_plan(args: argparse.Namespace, stderr: TextIO, stdin: TextIO) -> Plan:
+    config = _plan_config(args)
+    inventory = _read_inventory(args, stdin)
+    _warn_skipped(inventory, stderr)
+    graph = None
+    if args.imports and inventory.root is not None:
+        graph = import_graph(inventory.root, inventory.paths)
+    return decompose(inventory.files, config=config, import_graph=graph)
+
+
+def _cmd_plan(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: TextIO) -> int:
+    plan = _make_plan(args, stderr, stdin)
+    text = plan.to_json(indent=2) if args.format == "json" else render_tree(plan)
+    _emit(text, args.output, stdout)
+    return EXIT_OK
+
+
+def _load_plan(path: str) -> Plan:
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"no such plan file: {path}", path=path) from None
+    except IsADirectoryError:
+        raise InputError(f"not a file: {path}", path=path) from None
+    try:
+        return Plan.from_json(data)
+    except PlanError as exc:
+        raise PlanError(f"{path}: {exc}") from None
+
+
+def _cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: TextIO) -> int:
+    argv: list[str] = args.argv
+    if not argv:
+        raise UsageError("subplan run: no command given; put it after '--', e.g. -- agent {id}")
+    if args.plan_file is not None and (args.path is not None or args.from_list is not None):
+        raise UsageError("subplan run: give PATH (or --from-list) or --plan, not both")
+    # Everything is checked before anything runs: the template, the program, the pool.
+    cwd = Path(args.path) if args.path is not None else None
+    if cwd is not None and not cwd.is_dir():
+        raise InputError(f"no such directory: {args.path}", path=args.path)
+    work = CommandWork(argv, cwd=cwd)
+    resolve_program(argv[0], cwd=cwd)
+    pool: SharedLimiter | None = None
+    if args.pool is not None:
+        pool = SharedLimiter(args.pool, args.max_parallel)
+    if args.plan_file is not None:
+        plan = _load_plan(args.plan_file)
+    else:
+        if args.path is None:
+            args.path = "."
+        plan = _make_plan(args, stderr, stdin)
+    runs_dir = Path(args.runs_dir) if args.runs_dir else default_runs_dir()
+    progress = Progress(stderr, len(plan.leaves), enabled=stderr.isatty() and not args.json)
+    with contextlib.ExitStack() as stack:
+        listeners: list[Callable[[Event], None]] = [progress]
+        if args.events is not None:
+            events = stack.enter_context(open(args.events, "a", encoding="utf-8"))
+
+            def write_event(event: Event) -> None:
+                events.write(json.dumps(event.to_dict()) + "\n")
+                events.flush()
+
+            listeners.append(write_event)
+
+        def on_event(event: Event) -> None:
+            for listener in listeners:
+                listener(event)
+
+        try:
+            report = run(
+                plan,
+                work,
+                max_parallel=args.max_parallel,
+                retries=args.retries,
+                timeout=args.timeout,
+                run_id=args.run_id,
+                runs_dir=runs_dir,
+                limiter=pool,
+                on_event=on_event,
+                handle_signals=True,
+                seed=args.run_seed,
+            )
+        finally:
+            progress.close()
+    if args.json:
+        stdout.write(json.dumps(report.to_dict(), indent=2) + "\n")
+    else:
+        stdout.write(render_summary(report, runs_dir=str(runs_dir)))
+    stdout.flush()
+    if report.status == "cancelled":
+        return EXIT_INTERRUPTED
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def _emit(text: str, output: str | None, stdout: TextIO) -> None:
+    if output is None or output == "-":
+        stdout.write(text)
+        stdout.flush()
+    else:
+        write_atomic(output, text)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f": {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror}{where}"
+    return str(exc) or type(exc).__name__
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+    stdin: TextIO | None = None,
+) -> int:
+    """Run the ``subplan`` command with ``argv`` and return its exit status.
+
+    Args:
+        argv: the arguments after the program name; ``sys.argv[1:]`` when omitted.
+        stdout: where results go (default ``sys.stdout``).
+        stderr: where errors and warnings go (default ``sys.stderr``).
+        stdin: where ``-`` reads from (default ``sys.stdin``).
+
+    Returns:
+        0 on success, 1 when subplans failed, 2 for usage or input errors, 130 after Ctrl-C.
+
+    Example:
+        >>> main(["plan", "--min-files", "0", "."])
+        2
+    """
+    out = stdout if stdout is not None else sys.stdout
+    err = stderr if stderr is not None else sys.stderr
+    inp = stdin if stdin is not None else sys.stdin
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    # Everything after the first "--" is the command of `subplan run`, untouched.
+    command: list[str] = []
+    if "--" in args_list:
+        cut = args_list.index("--")
+        args_list, command = args_list[:cut], args_list[cut + 1 :]
+    parser = _build_parser()
+    try:
+        args = parser.parse_args(args_list)
+        args.argv = command
+        handler: Callable[[argparse.Namespace, TextIO, TextIO, TextIO], int] = args.handler
+        return handler(args, out, err, inp)
+    except SystemExit as exc:  # --help and --version exit through argparse
+        return exc.code if isinstance(exc.code, int) else EXIT_OK
+    except KeyboardInterrupt:
+        err.write("subplan: interrupted\n")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        raise  # the reader went away: console_main ends quietly
+    except (SubplanError, OSError) as exc:
+        prefix = "" if isinstance(exc, UsageError) else "subplan: error: "
+        err.write(f"{prefix}{_describe(exc)}\n")
+        return EXIT_USAGE
+
+
+def console_main() -> None:
+    """Entry point of the ``subplan`` console script."""
+    try:
+        status = main()
+    except BrokenPipeError:
+        # The reader went away (``subplan plan | head``): not an error worth a traceback.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        status = EXIT_OK
+    sys.exit(status)

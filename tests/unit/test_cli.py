@@ -1,0 +1,277 @@
+"""The subplan command, called in-process through main(argv) and as a real process."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from subplan import Plan
+from subplan.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, main
+
+
+class Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def call(*argv: str, stdin: str = "", tty: bool = False) -> tuple[int, str, str]:
+    out, err = io.StringIO(), (Tty() if tty else io.StringIO())
+    status = main(list(argv), stdout=out, stderr=err, stdin=io.StringIO(stdin))
+    return status, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for d in ("alpha", "beta", "gamma"):
+        for i in range(3):
+            path = tmp_path / "proj" / d / f"m{i}.py"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("import os\n" * (i + 1))
+    monkeypatch.chdir(tmp_path / "proj")
+    monkeypatch.delenv("SUBPLAN_RUNS_DIR", raising=False)
+    return tmp_path / "proj"
+
+
+# -- plan -------------------------------------------------------------------------------
+
+
+def test_plan_prints_a_tree(project: Path) -> None:
+    status, out, err = call("plan")
+    assert (EXIT_OK, "") == (status, err)
+    assert out.startswith("plan: 9 files, 3 leaves, depth 1")
+    assert "├── alpha  3 files" in out
+
+
+def test_plan_json_to_a_file_is_written_atomically(project: Path) -> None:
+    status, out, _ = call("plan", ".", "--format", "json", "-o", "out/plan.json")
+    assert (EXIT_OK, "") == (status, out)
+    plan = Plan.from_json((project / "out" / "plan.json").read_text())
+    assert 9 == plan.root.file_count
+    assert [] == [p.name for p in (project / "out").iterdir() if p.name != "plan.json"]
+
+
+def test_plan_json_to_stdout_with_dash(project: Path) -> None:
+    status, out, _ = call("plan", "--format", "json", "-o", "-", "--max-files", "2")
+    assert EXIT_OK == status
+    assert all(leaf.file_count <= 2 for leaf in Plan.from_json(out).leaves)
+
+
+def test_plan_from_stdin_list(project: Path) -> None:
+    status, out, _ = call("plan", "--from-list", "-", "--format", "json", stdin="a.py\t40\nb.py\n")
+    assert EXIT_OK == status
+    assert ("a.py", "b.py") == Plan.from_json(out).files
+
+
+def test_plan_warns_about_skipped_entries(project: Path) -> None:
+    (project / "dangling").symlink_to(project / "nowhere")
+    status, _, err = call("plan", "--no-imports")
+    assert EXIT_OK == status
+    assert err.startswith("subplan: warning: skipped 1 entry (1 broken symlink); first: dangling")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["plan", "missing"], "subplan: error: no such directory: missing"),
+        (
+            ["plan", "--min-files", "x"],
+            "subplan plan: argument --min-files: expected an integer, got 'x'",
+        ),
+        (["plan", "--from-list", "nope.txt"], "subplan: error: no such file: nope.txt"),
+        (["plan", "--from-list", "."], "subplan: error: not a file: ."),
+        (["plan", "--bogus"], "subplan: unrecognized arguments: --bogus"),
+        ([], "subplan: the following arguments are required: COMMAND"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(project: Path, argv: list[str], message: str) -> None:
+    status, out, err = call(*argv)
+    assert (EXIT_USAGE, "", message + "\n") == (status, out, err)
+
+
+def test_a_list_that_is_not_utf8_is_refused(project: Path) -> None:
+    (project / "list.txt").write_bytes(b"caf\xe9.py\n")
+    status, _, err = call("plan", "--from-list", "list.txt")
+    assert EXIT_USAGE == status
+    assert "list.txt is not UTF-8 text" in err
+
+
+def test_version_and_help_exit_zero(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert EXIT_OK == main(["--version"])
+    assert EXIT_OK == main(["run", "--help"])
+    assert "subplan run [PATH | --plan FILE]" in capsys.readouterr().out
+
+
+def test_os_errors_are_one_line(project: Path) -> None:
+    (project / "ro").mkdir()
+    (project / "ro" / "plan.json").mkdir()  # a directory where the output file should go
+    status, _, err = call("plan", "-o", "ro/plan.json")
+    assert EXIT_USAGE == status
+    assert 1 == len(err.splitlines())
+    assert "Traceback" not in err
+
+
+# -- run ---------------------------------------------------------------------------------
+
+
+PY = sys.executable
+
+
+def test_run_summary_and_artifacts(project: Path) -> None:
+    status, out, _ = call("run", "--run-id", "r1", "--", PY, "-c", "print('hi')")
+    assert EXIT_OK == status
+    assert out.startswith("run r1: succeeded")
+    assert "peak 3 of max 10" in out
+    assert "output of each subplan: .subplan/r1/<id>/" in out
+    logs = sorted((project / ".subplan" / "r1").glob("*/stdout-1.log"))
+    assert ["hi\n"] * 3 == [p.read_text() for p in logs]
+
+
+def test_run_from_a_plan_file_with_runs_dir_env(
+    project: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    call("plan", "--format", "json", "-o", "plan.json")
+    monkeypatch.setenv("SUBPLAN_RUNS_DIR", str(tmp_path / "runs"))
+    status, out, _ = call(
+        "run", "--plan", "plan.json", "--json", "--run-id", "r2", "--", PY, "-c", "pass"
+    )
+    assert EXIT_OK == status
+    assert "succeeded" == json.loads(out)["status"]
+    assert (tmp_path / "runs" / "r2").is_dir()
+
+
+def test_run_failure_exit_1_and_table_shows_the_reason(project: Path) -> None:
+    status, out, _ = call(
+        "run", "--retries", "1", "--jitter-seed", "1", "--", PY, "-c", "raise SystemExit(4)"
+    )
+    assert EXIT_FAILED == status
+    assert "3 failed" in out
+    assert "exit status 4" in out
+
+
+def test_run_progress_line_on_a_terminal(project: Path) -> None:
+    status, _, err = call("run", "--max-parallel", "2", "--", PY, "-c", "pass", tty=True)
+    assert EXIT_OK == status
+    assert "subplan: " in err
+    assert "peak 2" in err or "done" in err
+
+
+def test_run_events_file(project: Path) -> None:
+    status, _, _ = call("run", "--events", "ev.jsonl", "--", PY, "-c", "pass")
+    assert EXIT_OK == status
+    kinds = [json.loads(line)["event"] for line in (project / "ev.jsonl").read_text().splitlines()]
+    assert "run_started" == kinds[0]
+    assert "run_ended" == kinds[-1]
+
+
+def test_run_with_a_pool(project: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("SUBPLAN_POOL_DIR", str(tmp_path / "pools"))
+    status, out, _ = call("run", "--pool", "agents", "--max-parallel", "2", "--", PY, "-c", "pass")
+    assert EXIT_OK == status
+    assert "peak 2 of max 2" in out or "peak 1 of max 2" in out
+    assert (tmp_path / "pools" / "agents" / "slot-0").exists()
+
+
+def test_run_timeout_kills_and_reports(project: Path) -> None:
+    status, out, _ = call("run", "--timeout", "0.3", "--", PY, "-c", "import time; time.sleep(30)")
+    assert EXIT_FAILED == status
+    assert "timed out" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["run", "--timeout", "0", "--", "true"], "--timeout: must be > 0 seconds, got 0"),
+        (["run", "--timeout", "soon", "--", "true"], "--timeout: expected seconds, got 'soon'"),
+        (
+            ["run", "--plan", "p.json", ".", "--", "true"],
+            "give PATH (or --from-list) or --plan, not both",
+        ),
+        (["run", "--pool", "../x", "--", "true"], "invalid pool name '../x'"),
+        (["run", "--run-id", "a/b", "--", "true"], "not a usable run id"),
+    ],
+)
+def test_run_bad_input(project: Path, argv: list[str], message: str) -> None:
+    status, _, err = call(*argv)
+    assert EXIT_USAGE == status
+    assert message in err
+    assert 1 == len(err.splitlines())
+    assert not (project / ".subplan").exists()
+
+
+def test_a_bad_plan_file_is_one_line(project: Path) -> None:
+    (project / "p.json").write_text("{}")
+    status, _, err = call("run", "--plan", "p.json", "--", "true")
+    assert EXIT_USAGE == status
+    assert err.startswith("subplan: error: p.json: unsupported plan schema")
+    (project / "d.json").mkdir()
+    assert "not a file: d.json" in call("run", "--plan", "d.json", "--", "true")[2]
+
+
+# -- as a real process --------------------------------------------------------------------
+
+
+def subplan(*argv: str, cwd: Path, **kw: object) -> subprocess.Popen[str]:
+    return subprocess.Popen(  # type: ignore[no-any-return]
+        [PY, "-m", "subplan", *argv],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,  # type: ignore[call-overload]
+    )
+
+
+def test_ctrl_c_leaves_exit_130_and_a_report(project: Path) -> None:
+    proc = subplan(
+        "run", "--max-parallel", "1", "--", PY, "-c", "import time; time.sleep(30)", cwd=project
+    )
+    deadline = time.monotonic() + 20
+    while not list((project / ".subplan").glob("*/*/stdout-1.log")):
+        assert time.monotonic() < deadline, "the run never started"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert EXIT_INTERRUPTED == proc.returncode, err
+    assert "cancelled" in out
+    assert "Traceback" not in err
+
+
+def test_bad_input_as_a_process_has_no_traceback(project: Path) -> None:
+    proc = subplan("plan", "nowhere", cwd=project)
+    out, err = proc.communicate(timeout=30)
+    assert (EXIT_USAGE, "", "subplan: error: no such directory: nowhere\n") == (
+        proc.returncode,
+        out,
+        err,
+    )
+
+
+def test_a_closed_pipe_is_not_an_error(project: Path) -> None:
+    # Far more output than a pipe buffers (64 KiB), so the writer meets a closed pipe.
+    (project / "list.txt").write_text(
+        "".join(f"d{i:05d}/{j}.txt\n" for i in range(3000) for j in range(3))
+    )
+    proc = subplan("plan", "--from-list", "list.txt", cwd=project, bufsize=0)
+    assert proc.stdout is not None
+    proc.stdout.readline()
+    proc.stdout.close()
+    proc.wait(timeout=30)
+    assert proc.stderr is not None
+    with proc.stderr:
+        assert "Traceback" not in proc.stderr.read()
+    assert EXIT_OK == proc.returncode
+
+
+def test_python_dash_m_is_the_same_command(project: Path) -> None:
+    env = {**os.environ}
+    proc = subplan("--version", cwd=project, env=env)
+    out, _ = proc.communicate(timeout=30)
+    assert out.startswith("subplan ")

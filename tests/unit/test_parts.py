@@ -1,0 +1,159 @@
+"""Small parts: the progress line, atomic writes, layered limiters, clocks, rendering."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+
+from execute_helpers import flat_plan
+from subplan import ConfigError, Limiter, RetryPolicy, SharedLimiter, SystemClock
+from subplan._execute._pool import LayeredLimiter
+from subplan._execute._results import Event
+from subplan._fs import write_atomic
+from subplan._progress import Progress, render_summary
+from subplan._render import human_count
+from subplan.testing import FakeClock, ScriptedWork, Step, simulate
+
+
+def event(kind: str, **fields: object) -> Event:
+    return Event(kind=kind, time=0.0, run_id="r", **fields)  # type: ignore[arg-type]
+
+
+def test_progress_counts_and_draws_only_on_a_terminal() -> None:
+    stream = io.StringIO()
+    progress = Progress(stream, total=3, enabled=True)
+    progress(event("attempt_started"))
+    progress(event("attempt_started"))
+    progress(event("attempt_ended", status="failed"))
+    progress(event("retry_scheduled"))
+    progress(event("attempt_ended", status="succeeded"))
+    progress(event("skipped"))
+    progress(event("run_ended"))
+    progress.close()
+    assert (0, 2, 1, 0, 1, 1) == (
+        progress.running,
+        progress.peak,
+        progress.done,
+        progress.failed,
+        progress.retrying,
+        progress.skipped,
+    )
+    assert (
+        "subplan: 0 running, 1/3 done, 0 failed, 1 retries, 1 skipped, peak 2" in stream.getvalue()
+    )
+    quiet = io.StringIO()
+    off = Progress(quiet, total=1, enabled=False)
+    off(event("run_ended"))
+    off.close()
+    assert "" == quiet.getvalue()
+
+
+def test_summary_lists_failures_of_a_big_run_only() -> None:
+    plan = flat_plan(50)
+    bad = plan.leaves[3]
+    report = simulate(plan, ScriptedWork({bad.id: [Step(fail=True)]}, default=Step(1.0)))
+    text = render_summary(report, runs_dir=".subplan", limit=10)
+    assert "1 failed" in text
+    assert bad.id in text
+    assert plan.leaves[0].id not in text
+    failing = simulate(flat_plan(3), ScriptedWork(default=Step(fail=True)))
+    assert "... and 2 more" in render_summary(failing, runs_dir="x", limit=1)
+
+
+def test_write_atomic_replaces_whole_files(tmp_path: Path) -> None:
+    target = tmp_path / "a" / "b" / "out.txt"
+    write_atomic(target, "one")
+    write_atomic(target, b"two")
+    assert "two" == target.read_text()
+    assert ["out.txt"] == [p.name for p in target.parent.iterdir()]
+
+
+def test_write_atomic_leaves_nothing_behind_on_failure(tmp_path: Path) -> None:
+    (tmp_path / "dir").mkdir()
+    with pytest.raises(IsADirectoryError):
+        write_atomic(tmp_path / "dir", "x")
+    assert ["dir"] == [p.name for p in tmp_path.iterdir()]
+
+
+def test_layered_limiter_takes_both_slots_and_gives_both_back(tmp_path: Path) -> None:
+    outer = Limiter(1)
+    layered = LayeredLimiter(3, outer=outer)
+    slot = layered.acquire(timeout=1)
+    assert 1 == outer.statistics().running
+    assert layered.acquire_nowait() is None  # the outer one is full
+    assert 0 == outer.statistics().running - 1
+    assert 1 == layered.statistics().running  # the local slot was given back
+    layered.release(slot)
+    assert 0 == outer.statistics().running == layered.statistics().running
+
+
+def test_layered_limiter_releases_the_local_slot_when_the_outer_times_out() -> None:
+    outer = Limiter(1)
+    held = outer.acquire()
+    layered = LayeredLimiter(2, outer=outer)
+    with pytest.raises(TimeoutError):
+        layered.acquire(timeout=0.01)
+    assert 0 == layered.statistics().running
+    outer.release(held)
+
+
+def test_layered_on_a_host_pool(tmp_path: Path) -> None:
+    pool = SharedLimiter("pool", 1, directory=tmp_path)
+    layered = LayeredLimiter(2, outer=pool)
+    slot = layered.acquire_nowait()
+    assert slot is not None
+    assert layered.acquire_nowait() is None
+    layered.release(slot)
+    assert 0 == pool.statistics().running
+    pool.close()
+
+
+def test_clocks() -> None:
+    clock = SystemClock()
+    before = clock.monotonic()
+    clock.sleep(0)
+    clock.sleep(0.001)
+    assert clock.monotonic() > before
+    assert clock.time() > 1e9
+    assert "SystemClock()" == repr(clock)
+    fake = FakeClock(5.0)
+    fake.sleep(-1)
+    fake.advance(1)
+    fake.set(7.0)
+    assert 7.0 == fake.monotonic()
+    assert [-1] == fake.slept
+    assert "FakeClock(now=7.0)" == repr(fake)
+    with pytest.raises(ValueError, match="cannot move a clock back"):
+        fake.advance(-1)
+    with pytest.raises(ValueError, match="cannot move a clock back"):
+        fake.set(1.0)
+
+
+def test_retry_policy_validation() -> None:
+    with pytest.raises(ConfigError, match="retries must be an integer"):
+        RetryPolicy(retries=1.5)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="backoff times must be >= 0"):
+        RetryPolicy(backoff_base=-1)
+    assert RetryPolicy().retryable(ValueError())
+    assert not RetryPolicy().retryable(None)
+
+
+def test_scripted_work_called_for_real_sleeps_on_its_clock() -> None:
+    clock = FakeClock()
+    plan = flat_plan(1)
+    work = ScriptedWork(default=Step(3.0), clock=clock)
+    from subplan import run
+
+    report = run(plan, work, clock=clock)
+    assert report.ok
+    assert 3.0 in clock.slept
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [(0, "0"), (999, "999"), (1234, "1.2k"), (53_000, "53k"), (2_500_000, "2.5M"), (10**10, "10G")],
+)
+def test_human_count(value: int, text: str) -> None:
+    assert text == human_count(value)
