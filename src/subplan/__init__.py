@@ -38,10 +38,14 @@ from ._execute._limiter import GroupStatistics as GroupStatistics
 from ._execute._limiter import Limiter as Limiter
 from ._execute._limiter import LimiterStatistics as LimiterStatistics
 from ._execute._limiter import Slot as Slot
+from ._execute._ratelimit import RateLimitDetector as RateLimitDetector
+from ._execute._ratelimit import RateLimited as RateLimited
+from ._execute._ratelimit import RateLimitInfo as RateLimitInfo
 from ._execute._results import AttemptContext as AttemptContext
 from ._execute._results import AttemptRecord as AttemptRecord
 from ._execute._results import Event as Event
 from ._execute._results import GroupSummary as GroupSummary
+from ._execute._results import Pause as Pause
 from ._execute._results import RunReport as RunReport
 from ._execute._results import SubplanOutcome as SubplanOutcome
 from ._execute._results import WorkResult as WorkResult
@@ -93,10 +97,14 @@ __all__ = [
     "Limiter",
     "LimiterStatistics",
     "LimiterTimeoutError",
+    "Pause",
     "Plan",
     "PlanConfig",
     "PlanError",
     "ProcessGroupAliveError",
+    "RateLimitDetector",
+    "RateLimitInfo",
+    "RateLimited",
     "RetryPolicy",
     "RunReport",
     "SharedLimiter",

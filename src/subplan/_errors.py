@@ -21,6 +21,9 @@ do not know subplan::
     └── ProcessGroupAliveError (RuntimeError)          a command's processes survived
                                                        SIGKILL (.pgid, .result)
 
+Not in the tree: :class:`subplan.RateLimited` is a *signal* that work raises to say an
+API rate-limited it (a plain ``Exception``); the run pauses instead of failing.
+
 Errors carry their data as attributes, not only in the message. Messages are one line and
 name what is wrong, because the CLI prints them as they are.
 """

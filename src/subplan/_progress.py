@@ -28,6 +28,9 @@ class Progress:
         self.failed_attempts = 0
         self.skipped = 0
         self.retrying = 0
+        self.pauses = 0
+        self.paused_until: float | None = None
+        self.pause_reason = ""
         self._last = 0.0
         self._lock = threading.Lock()
 
@@ -46,6 +49,12 @@ class Progress:
                 self.retrying += 1
             elif event.kind == "skipped":
                 self.skipped += 1
+            elif event.kind == "paused":
+                self.pauses += 1
+                self.paused_until = event.until
+                self.pause_reason = event.reason or ""
+            elif event.kind == "resumed":
+                self.paused_until = None
             self._draw(force=event.kind == "run_ended")
 
     @property
@@ -54,12 +63,17 @@ class Progress:
         return self.failed_attempts - self.retrying
 
     def line(self) -> str:
-        """The text of the progress line."""
-        return (
+        """The text of the progress line (with the pause's end while paused)."""
+        text = (
             f"subplan: {self.running} running, {self.done}/{self.total} done, "
             f"{self.failed} failed, {self.retrying} retries, {self.skipped} skipped, "
             f"peak {self.peak}"
         )
+        if self.paused_until is not None:
+            ends = time.strftime("%H:%M:%S", time.localtime(self.paused_until))
+            reason = self.pause_reason[:60]
+            text += f" - rate limited, paused until {ends} ({reason})"
+        return text
 
     def _draw(self, *, force: bool = False) -> None:
         if not self.enabled:
@@ -96,6 +110,12 @@ def render_summary(report: RunReport, *, runs_dir: str, limit: int = 40) -> str:
         f"peak {report.peak_concurrency} of max {report.max_parallel}; "
         f"{len(report.attempts)} attempts; pass rate {root.pass_rate:.0%}"
     ]
+    if report.pauses:
+        total = sum(p.length for p in report.pauses)
+        lines.append(
+            f"paused {len(report.pauses)} times for rate limits ({total:.0f}s in all); "
+            f"last: {report.pauses[-1].reason} [{report.pauses[-1].source}]"
+        )
     shown = outcomes if len(outcomes) <= limit else [o for o in outcomes if o.status != "succeeded"]
     if shown:
         lines.append(f"{'status':<10} {'id':<19} {'tries':>5} {'time':>8}  label / reason")

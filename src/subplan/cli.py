@@ -22,6 +22,7 @@ from ._decompose import decompose
 from ._errors import InputError, PlanError, SubplanError
 from ._execute._command import resolve_program
 from ._execute._command_work import CommandWork
+from ._execute._ratelimit import RateLimitDetector
 from ._execute._results import Event
 from ._execute._run import default_runs_dir, run
 from ._execute._shared import SharedLimiter
@@ -192,6 +193,20 @@ def _build_parser() -> _Parser:
     group.add_argument(
         "--events", metavar="FILE", help="append every run event to FILE as JSON lines"
     )
+    group.add_argument(
+        "--rate-limit-pattern",
+        action="append",
+        default=[],
+        metavar="REGEX",
+        help="also treat output matching REGEX as a rate limit (repeatable; a named group "
+        "'seconds' gives the wait); the common providers' messages are known already",
+    )
+    group.add_argument(
+        "--no-rate-limit-detection",
+        dest="detect_rate_limits",
+        action="store_false",
+        help="never read commands' output for rate limits",
+    )
     group.add_argument("--json", action="store_true", help="print the report as JSON")
     group.add_argument("--jitter-seed", dest="run_seed", type=_integer(0), help=argparse.SUPPRESS)
     run.set_defaults(handler=_cmd_run)
@@ -288,7 +303,12 @@ def _cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: Te
     cwd = Path(args.path) if args.path is not None else None
     if cwd is not None and not cwd.is_dir():
         raise InputError(f"no such directory: {args.path}", path=args.path)
-    work = CommandWork(argv, cwd=cwd)
+    detector = (
+        RateLimitDetector(extra_patterns=args.rate_limit_pattern)
+        if args.detect_rate_limits
+        else None
+    )
+    work = CommandWork(argv, cwd=cwd, rate_limits=detector)
     resolve_program(argv[0], cwd=cwd)
     pool: SharedLimiter | None = None
     if args.pool is not None:

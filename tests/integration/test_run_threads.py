@@ -494,3 +494,41 @@ def test_arun_cancel_event_with_work_in_flight() -> None:
     assert "cancelled" == report.status
     assert 4 == len(report.not_run)
     assert all(a.status == "cancelled" for a in report.attempts)
+
+
+# -- rate limits seen in a command's output ------------------------------------------------
+
+RATE_LIMITED_ONCE = (
+    "import os, sys; marker = sys.argv[1]\n"
+    "if not os.path.exists(marker):\n"
+    "    open(marker, 'w').close()\n"
+    "    sys.stderr.write('Error: 429 Too Many Requests. Please try again in 1s\\n')\n"
+    "    sys.exit(1)\n"
+)
+
+
+def test_a_command_that_prints_a_rate_limit_pauses_the_run(tmp_path: Path) -> None:
+    from subplan import RateLimitDetector
+
+    plan = flat_plan(1)
+    work = CommandWork(
+        [sys.executable, "-c", RATE_LIMITED_ONCE, str(tmp_path / "marker")],
+        rate_limits=RateLimitDetector(),
+    )
+    report = run(plan, work, runs_dir=tmp_path, retries=0)
+    assert report.ok
+    assert ["rate_limited", "succeeded"] == [a.status for a in report.attempts]
+    (pause,) = report.pauses
+    assert pytest.approx(1.1, abs=0.05) == pause.length
+    assert report.attempts[1].started >= report.attempts[0].ended + 1.1 - 0.05
+
+
+def test_a_look_alike_in_a_command_output_is_a_plain_failure(tmp_path: Path) -> None:
+    from subplan import RateLimitDetector
+
+    plan = flat_plan(1)
+    script = "import sys; sys.stderr.write('SyntaxError at line 1429\\n'); sys.exit(1)"
+    work = CommandWork([sys.executable, "-c", script], rate_limits=RateLimitDetector())
+    report = run(plan, work, runs_dir=tmp_path)
+    assert "failed" == report.status
+    assert () == report.pauses

@@ -10,6 +10,7 @@ from .._clock import Clock, SystemClock
 from .._errors import SubplanError
 from .._model import Subplan
 from ._command import CommandTemplate, run_command, write_files_list
+from ._ratelimit import RateLimitDetector, RateLimited
 from ._results import AttemptContext, WorkResult
 
 __all__ = ["CommandFailedError", "CommandTimeoutError", "CommandWork"]
@@ -56,6 +57,10 @@ class CommandWork:
         cwd: the working directory of the commands (default: the current directory).
         env: extra environment variables.
         kill_grace: seconds between SIGTERM and SIGKILL when a command must stop.
+        rate_limits: the detector that reads a failed command's output (the last 64 KiB of
+            this attempt's stdout and stderr) for a rate limit; a match raises
+            :class:`RateLimited` so the run pauses instead of spending an attempt. None
+            turns it off.
         clock: the time source.
 
     Raises:
@@ -74,9 +79,11 @@ class CommandWork:
         cwd: str | os.PathLike[str] | None = None,
         env: Mapping[str, str] | None = None,
         kill_grace: float = 5.0,
+        rate_limits: RateLimitDetector | None = None,
         clock: Clock | None = None,
     ) -> None:
         self.template = CommandTemplate.parse(argv)
+        self.detector = rate_limits
         self.cwd = Path(cwd) if cwd is not None else None
         self.env = dict(env or {})
         self.kill_grace = kill_grace
@@ -120,6 +127,16 @@ class CommandWork:
         )
         if result.ok:
             return WorkResult(passed=True)
+        if self.detector is not None and not (result.timed_out or result.cancelled):
+            # Only this attempt's own logs: an old "resets 4pm" would roll to tomorrow.
+            now = self.clock.time()
+            for log in (result.stderr_path, result.stdout_path):
+                info = self.detector.scan_file(log, now=now)
+                if info is not None:
+                    raise RateLimited(
+                        f"{info.evidence} [{info.source}]",
+                        retry_after=info.wait(now),
+                    )
         if result.timed_out:
             raise CommandTimeoutError("command timed out; its process group was killed")
         if result.cancelled:

@@ -26,7 +26,7 @@ from .._clock import Clock
 from .._errors import ConfigError
 from .._model import Plan, Subplan
 from ._limiter import Limiter, Slot
-from ._results import AttemptRecord, AttemptStatus, Event, SubplanOutcome
+from ._results import AttemptRecord, AttemptStatus, Event, Pause, SubplanOutcome
 from ._retry import RetryPolicy
 
 __all__ = ["AttemptEnd", "Launch", "Scheduler", "check_max_parallel"]
@@ -56,6 +56,8 @@ class _Unit:
     state: UnitState = "pending"
     attempts: list[AttemptRecord] = field(default_factory=list)
     charged: int = 0
+    crashes: int = 0
+    rate_limits: int = 0
     not_before: float = 0.0
     reason: str | None = None
 
@@ -87,6 +89,8 @@ class AttemptEnd:
         detail: the work's message.
         charge: False when the attempt must not count against the retry budget (an
             innocent attempt requeued after someone else's crash).
+        wait: for ``rate_limited``: seconds until the limit resets, None when unknown.
+        source: for ``rate_limited``: which detector saw it.
     """
 
     status: AttemptStatus
@@ -98,6 +102,19 @@ class AttemptEnd:
     passed: bool | None = None
     detail: str | None = None
     charge: bool = True
+    wait: float | None = None
+    source: str | None = None
+
+
+# The pause gate: a known reset is honoured with a 10% buffer; an unknown one backs off
+# exponentially (with jitter, never below half the ceiling) from 30 s up to 15 minutes.
+PAUSE_BUFFER = 1.10
+UNKNOWN_PAUSE_BASE = 30.0
+UNKNOWN_PAUSE_CAP = 900.0
+# When the gate opens, up to max_parallel starts are spread over this share of the pause
+# (at most RAMP_CAP seconds), so the provider is not hit by everyone at once.
+RAMP_SHARE = 0.10
+RAMP_CAP = 30.0
 
 
 class Scheduler:
@@ -150,6 +167,10 @@ class Scheduler:
         self.cancel_reason: str | None = None
         self._ready: list[tuple[int, int, str]] = []
         self._retry_wait: list[tuple[float, int, str]] = []
+        self.pauses: list[Pause] = []
+        self._paused_until: float | None = None
+        self._unknown_pauses = 0
+        self._ramp: list[float] = []
         groups = groups or {}
         priorities = priorities or {}
         units: dict[str, _Unit] = {}
@@ -180,6 +201,11 @@ class Scheduler:
                 self._make_ready(unit)
 
     # -- events ------------------------------------------------------------------------
+
+    @property
+    def listening(self) -> bool:
+        """True when someone listens to events (drivers skip building them otherwise)."""
+        return self._emit_to is not None
 
     def emit(self, kind: str, **fields: object) -> None:
         """Build and send an event, if anyone listens; a listener's error becomes a warning."""
@@ -216,11 +242,18 @@ class Scheduler:
             return []
         now = self.clock.monotonic()
         self._promote_due(now)
+        if self._paused_until is not None:
+            if now < self._paused_until:
+                return []  # the gate is closed: nothing new starts
+            self._paused_until = None
+            self.emit("resumed")
         launches: list[Launch] = []
         blocked: list[tuple[int, int, str]] = []
         # The limiter is the one and only bound: the scheduler keeps no second count that
         # could hide a broken limiter from the tests that check the peak.
         while self._ready:
+            if self._ramp and now < self._ramp[0]:
+                break  # reopening after a pause: the next start is released a bit later
             entry = heapq.heappop(self._ready)
             unit = self.units[entry[2]]
             slot = self.limiter.acquire_nowait(groups=unit.groups)
@@ -229,6 +262,8 @@ class Scheduler:
                 if not unit.groups or self.limiter.statistics().running >= self.limiter.capacity:
                     break  # the limiter itself is full: nobody else can start either
                 continue  # only this unit's group is full: others may still start
+            if self._ramp:
+                self._ramp.pop(0)
             unit.state = "running"
             self.running += 1
             attempt = len(unit.attempts) + 1
@@ -239,8 +274,71 @@ class Scheduler:
         return launches
 
     def next_wakeup(self) -> float | None:
-        """Monotonic time at which a waiting retry becomes ready, or None."""
-        return self._retry_wait[0][0] if self._retry_wait else None
+        """The next monotonic time something may start without an attempt ending, or None.
+
+        That is the earliest of: a waiting retry becoming due, the pause gate opening,
+        and the next release of the ramp after a pause.
+        """
+        times = []
+        if self._retry_wait:
+            times.append(self._retry_wait[0][0])
+        if self._paused_until is not None:
+            times.append(self._paused_until)
+        elif self._ramp and self._ready:
+            times.append(self._ramp[0])
+        return min(times) if times else None
+
+    # -- the pause gate ------------------------------------------------------------------
+
+    @property
+    def paused_until(self) -> float | None:
+        """Monotonic time the gate opens, while it is closed."""
+        return self._paused_until
+
+    def pause(
+        self,
+        *,
+        wait: float | None,
+        reason: str,
+        source: str,
+        subplan_id: str | None = None,
+    ) -> float:
+        """Close the gate: nothing new starts until the limit resets.
+
+        Args:
+            wait: seconds until the limit resets; None when unknown (exponential backoff
+                with jitter, 30 s doubling up to 15 minutes).
+            reason: what was detected, for the report.
+            source: which detector saw it.
+            subplan_id: whose attempt was limited, if any.
+
+        Returns:
+            The monotonic time the gate opens. A pause never shortens a longer one.
+        """
+        now = self.clock.monotonic()
+        if wait is None:
+            self._unknown_pauses += 1
+            ceiling = min(UNKNOWN_PAUSE_CAP, UNKNOWN_PAUSE_BASE * 2.0 ** (self._unknown_pauses - 1))
+            length = ceiling / 2 + self.rng.uniform(0.0, ceiling / 2)
+        else:
+            self._unknown_pauses = 0
+            length = max(0.0, wait) * PAUSE_BUFFER
+        until = now + length
+        if self._paused_until is not None and until <= self._paused_until:
+            return self._paused_until  # already closed for longer
+        self._paused_until = until
+        window = min(length * RAMP_SHARE, RAMP_CAP)
+        self._ramp = sorted(until + self.rng.uniform(0.0, window) for _ in range(self.max_parallel))
+        wall = self.clock.time()
+        self.pauses.append(Pause(wall, wall + length, reason, source, subplan_id))
+        self.emit(
+            "paused",
+            subplan_id=subplan_id,
+            reason=reason,
+            delay=length,
+            until=wall + length,
+        )
+        return until
 
     def is_done(self) -> bool:
         """True when nothing runs and nothing more can start."""
@@ -276,21 +374,30 @@ class Scheduler:
             detail=end.detail,
         )
         unit.attempts.append(record)
-        self.emit(
-            "attempt_ended",
-            subplan_id=unit.id,
-            attempt=launch.attempt,
-            status=end.status,
-            error=end.error_text,
-        )
+        if self._emit_to is not None:
+            self.emit(
+                "attempt_ended",
+                subplan_id=unit.id,
+                attempt=launch.attempt,
+                status=end.status,
+                error=end.error_text,
+            )
         if end.status == "succeeded":
             self._succeed(unit)
             return
+        if end.status == "rate_limited":
+            self._rate_limited(unit, end)
+            return
+        unit.rate_limits = 0
         if end.charge:
             unit.charged += 1
+        if end.status == "crashed":
+            unit.crashes += 1
         retryable = end.status in ("timed_out", "cancelled") or self.retry.retryable(end.error)
         # An uncharged end (someone else's crash took it down) is always run again.
         again = not end.charge or (retryable and unit.charged < self.retry.max_attempts)
+        if unit.crashes >= self.retry.max_crashes:
+            again = False  # a poison subplan: its worker died every time
         if again and self.cancelled:
             # Not finished and not out of attempts: left for a resume, not failed.
             unit.state = "pending"
@@ -311,6 +418,27 @@ class Scheduler:
         unit.state = "failed"
         unit.reason = end.error_text or end.status
         self._skip_dependants(unit)
+
+    def _rate_limited(self, unit: _Unit, end: AttemptEnd) -> None:
+        # The limit is the API's, not the subplan's: no attempt is spent, the unit goes
+        # back in the queue, and the whole run pauses.
+        unit.rate_limits += 1
+        if unit.rate_limits > self.retry.max_rate_limits:
+            unit.state = "failed"
+            unit.reason = f"rate limited {unit.rate_limits} times in a row ({end.error_text})"
+            self._skip_dependants(unit)
+            return
+        if self.cancelled:
+            unit.state = "pending"
+            unit.reason = f"run cancelled ({end.error_text or 'rate limited'})"
+            return
+        self._make_ready(unit)
+        self.pause(
+            wait=end.wait,
+            reason=end.error_text or "rate limited",
+            source=end.source or "unknown",
+            subplan_id=unit.id,
+        )
 
     def _succeed(self, unit: _Unit) -> None:
         unit.state = "succeeded"

@@ -20,13 +20,14 @@ __all__ = [
     "Event",
     "EventKind",
     "GroupSummary",
+    "Pause",
     "RunReport",
     "SubplanOutcome",
     "SubplanStatus",
     "WorkResult",
 ]
 
-AttemptStatus = Literal["succeeded", "failed", "timed_out", "cancelled"]
+AttemptStatus = Literal["succeeded", "failed", "timed_out", "cancelled", "rate_limited", "crashed"]
 SubplanStatus = Literal["succeeded", "failed", "skipped", "not_run"]
 EventKind = Literal[
     "run_started",
@@ -34,6 +35,8 @@ EventKind = Literal[
     "attempt_ended",
     "retry_scheduled",
     "skipped",
+    "paused",
+    "resumed",
     "run_ended",
 ]
 
@@ -315,8 +318,9 @@ class Event:
         attempt: the attempt number, for attempt and retry events.
         status: how an attempt or the run ended.
         error: the failure, for ended attempts.
-        delay: seconds until the retry, for ``retry_scheduled``.
-        reason: why, for ``skipped`` and ``run_ended``.
+        delay: seconds until the retry (``retry_scheduled``) or of the pause (``paused``).
+        reason: why, for ``skipped``, ``paused`` and ``run_ended``.
+        until: wall-clock time a pause ends, for ``paused``.
     """
 
     kind: EventKind
@@ -328,15 +332,52 @@ class Event:
     error: str | None = None
     delay: float | None = None
     reason: str | None = None
+    until: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, leaving out fields that are None."""
         out: dict[str, Any] = {"event": self.kind, "time": self.time, "run_id": self.run_id}
-        for name in ("subplan_id", "attempt", "status", "error", "delay", "reason"):
+        for name in ("subplan_id", "attempt", "status", "error", "delay", "reason", "until"):
             value = getattr(self, name)
             if value is not None:
                 out[name] = value
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class Pause:
+    """A time the whole run stopped starting work because an API rate-limited it.
+
+    Attributes:
+        started: wall-clock time the gate closed.
+        ends: wall-clock time it was set to open (reset time plus a 10% buffer, or a
+            backoff when the reset was unknown).
+        reason: what was detected, one line.
+        source: which detector matched (``signal``, ``retry-after``, ``preflight``, ...).
+        subplan_id: the subplan whose attempt was limited, if any.
+    """
+
+    started: float
+    ends: float
+    reason: str
+    source: str
+    subplan_id: str | None = None
+
+    @property
+    def length(self) -> float:
+        """Seconds the gate stays closed."""
+        return self.ends - self.started
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "started": self.started,
+            "ends": self.ends,
+            "length": self.length,
+            "reason": self.reason,
+            "source": self.source,
+            "subplan_id": self.subplan_id,
+        }
 
 
 @dataclass(frozen=True)
@@ -355,6 +396,7 @@ class RunReport:
         warnings: problems that did not stop the run (an event callback that raised).
         slots: the run limiter's statistics at the end (acquired == released when every
             slot came back).
+        pauses: every time the run paused for a rate limit, in order.
     """
 
     run_id: str
@@ -368,6 +410,7 @@ class RunReport:
     plan: Plan = field(repr=False)
     warnings: tuple[str, ...] = ()
     slots: LimiterStatistics | None = None
+    pauses: tuple[Pause, ...] = ()
 
     def _ids(self, status: SubplanStatus) -> tuple[str, ...]:
         return tuple(i for i, o in self.outcomes.items() if o.status == status)
@@ -457,5 +500,6 @@ class RunReport:
             "root": self.group(self.plan.root.id).to_dict(),
             "groups": [g.to_dict() for g in self.groups()],
             "subplans": [o.to_dict() for o in self.outcomes.values()],
+            "pauses": [p.to_dict() for p in self.pauses],
             "warnings": list(self.warnings),
         }

@@ -28,6 +28,10 @@ class RetryPolicy:
             Timeouts are always retried (within ``retries``).
         retry_unpassed: also retry attempts whose work returned a failed result
             (``False`` or ``WorkResult(passed=False)``).
+        max_crashes: a subplan whose worker died this many times fails, whatever retries
+            remain (a poison subplan must not crash workers forever).
+        max_rate_limits: a subplan rate-limited this many times in a row fails. Rate-limited
+            attempts never count against ``retries``.
 
     Raises:
         ConfigError: a negative count or wait.
@@ -42,6 +46,8 @@ class RetryPolicy:
     backoff_cap: float = 60.0
     retry_on: Sequence[type[BaseException]] = field(default=(Exception,))
     retry_unpassed: bool = False
+    max_crashes: int = 3
+    max_rate_limits: int = 20
 
     def __post_init__(self) -> None:
         if isinstance(self.retries, bool) or not isinstance(self.retries, int):
@@ -50,6 +56,8 @@ class RetryPolicy:
             raise ConfigError(f"retries must be >= 0, got {self.retries}")
         if self.backoff_base < 0 or self.backoff_cap < 0:
             raise ConfigError("backoff times must be >= 0")
+        if self.max_crashes < 1 or self.max_rate_limits < 1:
+            raise ConfigError("max_crashes and max_rate_limits must be >= 1")
         object.__setattr__(self, "retry_on", tuple(self.retry_on))
 
     @property

@@ -32,6 +32,7 @@ from ._core import AttemptEnd, Launch, Scheduler, check_max_parallel
 from ._deps import expand_dependencies
 from ._limiter import Limiter
 from ._pool import LayeredLimiter, OuterLimiter
+from ._ratelimit import RateLimitDetector, RateLimited, RateLimitInfo
 from ._results import AttemptContext, CancelFlag, Event, RunReport, WorkResult
 from ._retry import RetryPolicy
 from ._tracker import ConcurrencyTracker, peak_from_intervals
@@ -138,6 +139,14 @@ def _is_async(target: Callable[..., Any]) -> bool:
     )
 
 
+def _wait_of(signal: RateLimited, now: float) -> float | None:
+    if signal.retry_after is not None:
+        return max(0.0, signal.retry_after)
+    if signal.reset_at is not None:
+        return max(0.0, signal.reset_at - now)
+    return None
+
+
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
@@ -176,6 +185,8 @@ class _Setup:
         limiter: OuterLimiter[Any] | None,
         clock: Clock | None,
         seed: int | None,
+        rate_limits: RateLimitDetector | bool = True,
+        preflight: Callable[[], object] | None = None,
     ) -> None:
         check_max_parallel(max_parallel)
         if timeout is not None and not timeout > 0:
@@ -196,11 +207,15 @@ class _Setup:
             if limiter is None
             else LayeredLimiter(max_parallel, outer=limiter, group_caps=caps, clock=self.clock)
         )
-        units = {
-            n.id: ({n.id} if n.is_leaf or integrate else {x.id for x in plan.leaves_under(n.id)})
-            for n in plan
-        }
-        deps = expand_dependencies(plan, dependencies or {}, units=units)
+        deps: dict[str, set[str]] = {}
+        if dependencies:
+            units = {
+                n.id: (
+                    {n.id} if n.is_leaf or integrate else {x.id for x in plan.leaves_under(n.id)}
+                )
+                for n in plan
+            }
+            deps = expand_dependencies(plan, dependencies, units=units)
         prio: dict[str, int] = {}
         for node_id, value in (priorities or {}).items():
             for node in plan.subtree(node_id):
@@ -221,7 +236,37 @@ class _Setup:
             emit=on_event,
         )
         self.started = self.clock.time()
+        self.detector: RateLimitDetector | None = (
+            RateLimitDetector(clock=self.clock) if rate_limits is True else (rate_limits or None)
+        )
         self.scheduler.emit("run_started")
+        if preflight is not None:
+            self.preflight(preflight)
+
+    def preflight(self, check: Callable[[], object]) -> None:
+        """Run the pre-flight check; a rate limit it reports pauses the run before it starts.
+
+        The check may return None (go), a number of seconds to wait, a
+        :class:`RateLimitInfo`, or raise :class:`RateLimited`.
+        """
+        now = self.clock.time()
+        try:
+            answer = check()
+        except RateLimited as exc:
+            self.scheduler.pause(wait=_wait_of(exc, now), reason=_one_line(exc), source="preflight")
+            return
+        if answer is None:
+            return
+        if isinstance(answer, RateLimitInfo):
+            wait, reason = answer.wait(now), answer.evidence
+        elif isinstance(answer, int | float) and not isinstance(answer, bool):
+            wait, reason = float(answer), f"pre-flight check asked to wait {answer}s"
+        else:
+            raise ConfigError(
+                f"preflight returned {type(answer).__name__}; return None, seconds, "
+                "a RateLimitInfo, or raise RateLimited"
+            )
+        self.scheduler.pause(wait=wait, reason=reason, source="preflight")
 
     @staticmethod
     def _unit_groups(
@@ -292,6 +337,12 @@ class _Setup:
                     detail,
                 )
         text = _one_line(error) if error is not None else "stopped"
+        limited = self.rate_limit(error)
+        if limited is not None and not self.scheduler.cancelled:
+            wait, source = limited
+            return AttemptEnd(
+                "rate_limited", started, ended, error, text, charge=False, wait=wait, source=source
+            )
         if live.timed_out or isinstance(error, TimeoutError):
             return AttemptEnd(
                 "timed_out", started, ended, error, f"timed out after {self.timeout}s ({text})"
@@ -303,6 +354,18 @@ class _Setup:
                 "cancelled", started, ended, error, f"cancelled ({text})", charge=False
             )
         return AttemptEnd("failed", started, ended, error, text)
+
+    def rate_limit(self, error: BaseException | None) -> tuple[float | None, str] | None:
+        """(seconds to wait or None, source) when ``error`` says the API rate-limited us."""
+        if error is None:
+            return None
+        now = self.clock.time()
+        if isinstance(error, RateLimited):
+            return _wait_of(error, now), "signal"
+        if self.detector is None or not isinstance(error, Exception):
+            return None
+        info = self.detector.from_exception(error, now=now)
+        return None if info is None else (info.wait(now), info.source)
 
     def check_deadlines(self, live: Mapping[int, _Live]) -> float | None:
         """Flag attempts past their deadline; return the next deadline."""
@@ -344,6 +407,7 @@ class _Setup:
             plan=self.plan,
             warnings=tuple(sched.warnings),
             slots=self.limiter.statistics(),
+            pauses=tuple(sched.pauses),
         )
 
 
@@ -385,6 +449,8 @@ def run(
     handle_signals: bool = False,
     clock: Clock | None = None,
     seed: int | None = None,
+    rate_limits: RateLimitDetector | bool = True,
+    preflight: Callable[[], object] | None = None,
 ) -> RunReport:
     """Run ``work`` on every leaf of ``plan``, at most ``max_parallel`` at a time in all.
 
@@ -422,6 +488,17 @@ def run(
             killing the process (a second signal stops waiting for in-flight work).
         clock: the time source (for tests).
         seed: seed of the backoff jitter.
+        rate_limits: how rate limits are recognised. Work may always raise
+            :class:`RateLimited`; with True (the default) other exceptions are checked by a
+            :class:`RateLimitDetector` too (an SDK error with ``status_code`` 429 and a
+            ``Retry-After`` header, a provider's JSON error body, "try again in 20s").
+            A rate-limited attempt is requeued without spending an attempt and closes the
+            run's one pause gate: nothing new starts until the reset plus 10% (unknown:
+            exponential backoff), in-flight work finishes, and starts resume on a
+            jittered ramp. False turns detection of plain exceptions off.
+        preflight: called once before dispatch; it may return seconds to wait, a
+            :class:`RateLimitInfo`, or raise :class:`RateLimited` to pause the run before
+            anything starts.
 
     Returns:
         The :class:`RunReport`.
@@ -454,6 +531,8 @@ def run(
         limiter=limiter,
         clock=clock,
         seed=seed,
+        rate_limits=rate_limits,
+        preflight=preflight,
     )
     setup.work = work
     sched = setup.scheduler
@@ -497,15 +576,19 @@ def run(
                     break  # asked twice: stop waiting for in-flight work
                 for launch in sched.launch_ready(deadline_after=setup.timeout):
                     item = _Live(launch, CancelFlag())
-                    live[launch.slot.id] = item
-                    sched.emit("attempt_started", subplan_id=launch.unit_id, attempt=launch.attempt)
+                    live[id(item)] = item
+                    if sched.listening:
+                        sched.emit(
+                            "attempt_started", subplan_id=launch.unit_id, attempt=launch.attempt
+                        )
                     job = functools.partial(
                         attempt, item, setup.context(item), setup.target(launch)
                     )
                     workers.submit(job, in_flight=len(live))
                 if sched.is_done():
                     break
-                wake = [t for t in (sched.next_wakeup(), setup.check_deadlines(live)) if t]
+                deadline = setup.check_deadlines(live) if setup.timeout is not None else None
+                wake = [t for t in (sched.next_wakeup(), deadline) if t]
                 wait = _TICK
                 if wake:
                     wait = max(0.0, min(_TICK, min(wake) - clock_.monotonic()))
@@ -523,7 +606,7 @@ def run(
                     continue
                 while got is not None:
                     item, end = got
-                    del live[item.launch.slot.id]
+                    del live[id(item)]
                     sched.finished(item.launch, end)
                     try:
                         got = ends.get_nowait()
@@ -553,6 +636,8 @@ async def arun(
     cancel: asyncio.Event | threading.Event | None = None,
     clock: Clock | None = None,
     seed: int | None = None,
+    rate_limits: RateLimitDetector | bool = True,
+    preflight: Callable[[], object] | None = None,
 ) -> RunReport:
     """The asyncio twin of :func:`run`: the same dispatcher, on the running event loop.
 
@@ -593,6 +678,8 @@ async def arun(
         limiter=limiter,
         clock=clock,
         seed=seed,
+        rate_limits=rate_limits,
+        preflight=preflight,
     )
     setup.work = work
     sched = setup.scheduler

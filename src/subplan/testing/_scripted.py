@@ -110,6 +110,7 @@ def simulate(
     clock: FakeClock | None = None,
     seed: int | None = 0,
     cancel_at: float | None = None,
+    preflight: Callable[[], object] | None = None,
 ) -> RunReport:
     """Run ``plan`` through the real dispatcher in virtual time: no threads, no sleeping.
 
@@ -122,6 +123,7 @@ def simulate(
         plan: the plan.
         work: the script (see :class:`ScriptedWork`).
         cancel_at: virtual time at which to cancel the run, if any.
+        preflight: as for :func:`subplan.run`.
         timeout: attempts longer than this end as timed out at the deadline.
         max_parallel: and the rest: as for :func:`subplan.run`.
 
@@ -152,6 +154,7 @@ def simulate(
         limiter=limiter,
         clock=fake,
         seed=seed,
+        preflight=preflight,
     )
     setup.work = work
     sched = setup.scheduler
