@@ -477,7 +477,8 @@ def run(
         groups: ``{subplan id: group names}`` for the leaves of that subtree.
         priorities: ``{subplan id: priority}`` for that subtree; higher first, FIFO among
             equals (the default is plan order).
-        on_event: called with every :class:`Event` (from the dispatcher's thread).
+        on_event: called with every :class:`Event`, one at a time and in order, from
+            whichever thread is driving the dispatcher (keep it quick: dispatch waits).
         run_id: the run's id (default: generated).
         runs_dir: where artifacts go (default ``$SUBPLAN_RUNS_DIR`` or ``.subplan``).
         limiter: a limiter shared with others (a :class:`Limiter` for runs in this
@@ -538,80 +539,98 @@ def run(
     sched = setup.scheduler
     clock_ = setup.clock
     tracker = setup.tracker
-    ends: queue.SimpleQueue[tuple[_Live, AttemptEnd] | None] = queue.SimpleQueue()
+    # The scheduler is driven from several threads but never at once: everything that
+    # touches it (and ``live``) holds ``lock``. A worker that finishes an attempt records it
+    # and takes the next launch itself, so a freed slot is refilled without a hand-off to
+    # another thread; the main thread only serves timers, deadlines and cancellation.
+    lock = threading.Lock()
+    changed = threading.Event()  # set when the main thread should look again
     live: dict[int, _Live] = {}
     stop = cancel or threading.Event()
     signals_seen = 0
+    failures: list[BaseException] = []
+    workers = _Workers(_pool_size(max_parallel))
 
     def on_signal(signum: int) -> None:
         nonlocal signals_seen
         signals_seen += 1
         stop.set()
-        ends.put(None)  # wake the dispatcher
+        changed.set()
+
+    def launch_locked() -> list[tuple[_Live, AttemptContext, Callable[..., Any]]]:
+        jobs = []
+        for launch in sched.launch_ready(deadline_after=setup.timeout):
+            item = _Live(launch, CancelFlag())
+            live[id(item)] = item
+            if sched.listening:
+                sched.emit("attempt_started", subplan_id=launch.unit_id, attempt=launch.attempt)
+            jobs.append((item, setup.context(item), setup.target(launch)))
+        return jobs
+
+    def submit(jobs: list[tuple[_Live, AttemptContext, Callable[..., Any]]]) -> None:
+        for job in jobs:
+            workers.submit(functools.partial(attempt, *job), in_flight=len(live))
 
     def attempt(item: _Live, ctx: AttemptContext, target: Callable[..., Any]) -> None:
-        # Runs on a worker thread. Nothing may escape: every path ends in ends.put.
-        value: object = None
-        error: BaseException | None = None
-        started = clock_.time()
-        tracker.enter()
-        try:
-            value = target(item.launch.subplan, ctx)
-        except BaseException as exc:
-            error = exc
-        finally:
-            tracker.exit()
-            ended = clock_.time()
-        ends.put((item, setup.end(item, started, ended, value, error)))
+        # Runs on a worker thread, then runs whatever it launched next. Nothing escapes.
+        while True:
+            value: object = None
+            error: BaseException | None = None
+            started = clock_.time()
+            tracker.enter()
+            try:
+                value = target(item.launch.subplan, ctx)
+            except BaseException as exc:
+                error = exc
+            finally:
+                tracker.exit()
+                ended = clock_.time()
+            end = setup.end(item, started, ended, value, error)
+            try:
+                with lock:
+                    del live[id(item)]
+                    sched.finished(item.launch, end)
+                    jobs = launch_locked()
+                    if not live:
+                        changed.set()  # the run may be over, or waiting on a timer
+                    # Keep one job for this thread; the rest go to the pool.
+                    submit(jobs[1:])
+            except BaseException as exc:  # a bug in the dispatcher itself: stop loudly
+                failures.append(exc)
+                changed.set()
+                return
+            if not jobs:
+                return
+            item, ctx, target = jobs[0]
 
-    workers = _Workers(_pool_size(max_parallel))
     try:
         with _signals_cancel(handle_signals, on_signal):
             while True:
-                if stop.is_set() and not sched.cancelled:
-                    sched.cancel("cancelled by signal" if signals_seen else "cancelled")
-                    for item in live.values():
-                        item.cancel.set()
-                if signals_seen > 1:
-                    break  # asked twice: stop waiting for in-flight work
-                for launch in sched.launch_ready(deadline_after=setup.timeout):
-                    item = _Live(launch, CancelFlag())
-                    live[id(item)] = item
-                    if sched.listening:
-                        sched.emit(
-                            "attempt_started", subplan_id=launch.unit_id, attempt=launch.attempt
-                        )
-                    job = functools.partial(
-                        attempt, item, setup.context(item), setup.target(launch)
-                    )
-                    workers.submit(job, in_flight=len(live))
-                if sched.is_done():
-                    break
-                deadline = setup.check_deadlines(live) if setup.timeout is not None else None
-                wake = [t for t in (sched.next_wakeup(), deadline) if t]
+                with lock:
+                    if stop.is_set() and not sched.cancelled:
+                        sched.cancel("cancelled by signal" if signals_seen else "cancelled")
+                        for item in live.values():
+                            item.cancel.set()
+                    if failures:
+                        raise failures[0]
+                    if signals_seen > 1:
+                        break  # asked twice: stop waiting for in-flight work
+                    submit(launch_locked())
+                    if sched.is_done():
+                        break
+                    deadline = setup.check_deadlines(live) if setup.timeout is not None else None
+                    wake = [t for t in (sched.next_wakeup(), deadline) if t]
+                    idle = not live
+                    changed.clear()
                 wait = _TICK
                 if wake:
                     wait = max(0.0, min(_TICK, min(wake) - clock_.monotonic()))
-                if not live:
-                    # Nothing can end meanwhile: wait for the next retry, a tick at most,
-                    # so a cancel is seen promptly. A fake clock just moves on.
-                    if isinstance(clock_, SystemClock):
-                        stop.wait(wait)
-                    else:
-                        clock_.sleep(wait)
-                    continue
-                try:
-                    got = ends.get(timeout=wait)
-                except queue.Empty:
-                    continue
-                while got is not None:
-                    item, end = got
-                    del live[id(item)]
-                    sched.finished(item.launch, end)
-                    try:
-                        got = ends.get_nowait()
-                    except queue.Empty:
-                        got = None
+                if idle and not isinstance(clock_, SystemClock):
+                    clock_.sleep(wait)  # nothing can end meanwhile: a fake clock moves on
+                else:
+                    # Workers and signals set `changed`; a caller's cancel event is seen
+                    # within a tick.
+                    changed.wait(wait)
     finally:
         workers.shutdown(wait=signals_seen < 2)
     return setup.report()
