@@ -15,13 +15,14 @@ import sys
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn, TextIO
+from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from . import __version__
 from ._decompose import decompose
 from ._errors import InputError, PlanError, SubplanError
 from ._execute._command import resolve_program
 from ._execute._command_work import CommandWork
+from ._execute._deps import dependencies_from_imports
 from ._execute._ratelimit import RateLimitDetector
 from ._execute._results import Event
 from ._execute._run import default_runs_dir, run
@@ -31,6 +32,9 @@ from ._inventory import Inventory, import_graph, read_path_list, scan
 from ._model import Plan, PlanConfig
 from ._progress import Progress, render_summary
 from ._render import render_tree
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 __all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "console_main", "main"]
 
@@ -194,6 +198,12 @@ def _build_parser() -> _Parser:
         "--events", metavar="FILE", help="append every run event to FILE as JSON lines"
     )
     group.add_argument(
+        "--import-order",
+        action="store_true",
+        help="start a subplan only after the subplans it imports from have succeeded "
+        "(Python and JS/TS imports; import cycles are run without an order among them)",
+    )
+    group.add_argument(
         "--rate-limit-pattern",
         action="append",
         default=[],
@@ -263,18 +273,20 @@ def _warn_skipped(inventory: Inventory, stderr: TextIO) -> None:
     )
 
 
-def _make_plan(args: argparse.Namespace, stderr: TextIO, stdin: TextIO) -> Plan:
+def _make_plan(
+    args: argparse.Namespace, stderr: TextIO, stdin: TextIO
+) -> tuple[Plan, nx.DiGraph | None]:
     config = _plan_config(args)
     inventory = _read_inventory(args, stdin)
     _warn_skipped(inventory, stderr)
     graph = None
     if args.imports and inventory.root is not None:
         graph = import_graph(inventory.root, inventory.paths)
-    return decompose(inventory.files, config=config, import_graph=graph)
+    return decompose(inventory.files, config=config, import_graph=graph), graph
 
 
 def _cmd_plan(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: TextIO) -> int:
-    plan = _make_plan(args, stderr, stdin)
+    plan, _ = _make_plan(args, stderr, stdin)
     text = plan.to_json(indent=2) if args.format == "json" else render_tree(plan)
     _emit(text, args.output, stdout)
     return EXIT_OK
@@ -313,12 +325,20 @@ def _cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: Te
     pool: SharedLimiter | None = None
     if args.pool is not None:
         pool = SharedLimiter(args.pool, args.max_parallel)
+    graph = None
     if args.plan_file is not None:
         plan = _load_plan(args.plan_file)
+        if args.import_order:
+            graph = import_graph(Path.cwd(), plan.files)
     else:
         if args.path is None:
             args.path = "."
-        plan = _make_plan(args, stderr, stdin)
+        plan, graph = _make_plan(args, stderr, stdin)
+        if args.import_order and graph is None:
+            graph = import_graph(args.path, plan.files)
+    dependencies = None
+    if args.import_order and graph is not None:
+        dependencies = {k: sorted(v) for k, v in dependencies_from_imports(plan, graph).items()}
     runs_dir = Path(args.runs_dir) if args.runs_dir else default_runs_dir()
     progress = Progress(stderr, len(plan.leaves), enabled=stderr.isatty() and not args.json)
     with contextlib.ExitStack() as stack:
@@ -346,6 +366,7 @@ def _cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: Te
                 run_id=args.run_id,
                 runs_dir=runs_dir,
                 limiter=pool,
+                dependencies=dependencies,
                 on_event=on_event,
                 handle_signals=True,
                 seed=args.run_seed,

@@ -275,3 +275,45 @@ def test_python_dash_m_is_the_same_command(project: Path) -> None:
     proc = subplan("--version", cwd=project, env=env)
     out, _ = proc.communicate(timeout=30)
     assert out.startswith("subplan ")
+
+
+def test_commands_report_pass_and_cost_through_the_result_file(project: Path) -> None:
+    script = (
+        "import json, os; passed = not os.environ['SUBPLAN_LABEL'].startswith('alpha'); "
+        "json.dump({{'passed': passed, 'cost': 1.5}}, open(os.environ['SUBPLAN_RESULT_FILE'], 'w'))"
+    )
+    status, out, _ = call("run", "--json", "--", PY, "-c", script)
+    data = json.loads(out)
+    assert EXIT_FAILED == status
+    assert pytest.approx(2 / 3) == data["root"]["pass_rate"]
+    assert pytest.approx(4.5) == data["total_cost"]
+    assert pytest.approx(2.25) == data["root"]["cost_of_pass"]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("not json", "not JSON"),
+        ("[1]", "must hold a JSON object"),
+        ('{{"passed": "yes"}}', "'passed' must be true or false"),
+        ('{{"cost": true}}', "'cost' must be a number"),
+    ],
+)
+def test_a_bad_result_file_fails_the_attempt(project: Path, content: str, message: str) -> None:
+    script = f"import os; open(os.environ['SUBPLAN_RESULT_FILE'], 'w').write({content!r})"
+    status, out, _ = call("run", "--", PY, "-c", script)
+    assert EXIT_FAILED == status
+    assert message in out
+
+
+def test_import_order_runs_imported_subplans_first(project: Path) -> None:
+    (project / "alpha" / "m0.py").write_text("import beta.m0\n")
+    (project / "beta" / "m0.py").write_text("import gamma.m0\n")
+    status, out, _ = call(
+        "run", "--import-order", "--max-parallel", "3", "--json", "--", PY, "-c", "pass"
+    )
+    assert EXIT_OK == status
+    starts = {s["label"]: s["attempts"][0]["started"] for s in json.loads(out)["subplans"]}
+    ends = {s["label"]: s["attempts"][0]["ended"] for s in json.loads(out)["subplans"]}
+    assert ends["gamma"] <= starts["beta"]
+    assert ends["beta"] <= starts["alpha"]

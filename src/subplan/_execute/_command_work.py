@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -38,6 +39,34 @@ class CommandTimeoutError(SubplanError, TimeoutError):
     """A subplan's command ran past its timeout; its whole process group was killed."""
 
 
+def _read_result(path: Path) -> WorkResult:
+    """What a command reported in its result file; plain success when it wrote none."""
+
+    def bad(why: str) -> CommandFailedError:
+        return CommandFailedError(
+            f"result file {path}: {why}", exit_code=0, signal=None, stderr_path=path
+        )
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return WorkResult(passed=True)
+    except (OSError, ValueError) as exc:
+        raise bad(f"not JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise bad("must hold a JSON object")
+    passed, cost, detail = data.get("passed", True), data.get("cost"), data.get("detail")
+    if not isinstance(passed, bool):
+        raise bad("'passed' must be true or false")
+    if cost is not None and (isinstance(cost, bool) or not isinstance(cost, int | float)):
+        raise bad("'cost' must be a number")
+    return WorkResult(
+        passed=passed,
+        cost=None if cost is None else float(cost),
+        detail=None if detail is None else str(detail),
+    )
+
+
 class CommandWork:
     """Run a command per subplan: the work callable behind ``subplan run -- CMD ARG...``.
 
@@ -46,9 +75,12 @@ class CommandWork:
     ``{workspace}``), writes the subplan's files to ``files.txt`` in its artifacts
     directory, and runs the command in its own process session with the environment
     variables ``SUBPLAN_RUN_ID``, ``SUBPLAN_ID``, ``SUBPLAN_ATTEMPT``,
-    ``SUBPLAN_FILES_LIST`` and ``SUBPLAN_LABEL``. Standard output and error stream to
-    ``stdout-N.log`` and ``stderr-N.log`` (N the attempt). Exit status 0 is success;
-    anything else raises :class:`CommandFailedError`. On timeout or cancellation the
+    ``SUBPLAN_FILES_LIST``, ``SUBPLAN_LABEL`` and ``SUBPLAN_RESULT_FILE``. Standard output
+    and error stream to ``stdout-N.log`` and ``stderr-N.log`` (N the attempt). Exit status
+    0 is success; anything else raises :class:`CommandFailedError`. A command may write
+    ``$SUBPLAN_RESULT_FILE`` (JSON: ``{"passed": bool, "cost": number, "detail": str}``,
+    every key optional) to report whether its work passed and what it cost; the report's
+    pass rates and cost_of_pass come from it. On timeout or cancellation the
     whole process group is killed and confirmed gone before the attempt ends, so a retry
     never overlaps it.
 
@@ -102,8 +134,11 @@ class CommandWork:
             "workspace": workspace,
         }
         argv = self.template.render(values, subplan.files)
+        result_file = artifacts / f"result-{ctx.attempt}.json"
+        result_file.unlink(missing_ok=True)
         env = {
             **self.env,
+            "SUBPLAN_RESULT_FILE": str(result_file),
             "SUBPLAN_RUN_ID": ctx.run_id,
             "SUBPLAN_ID": subplan.id,
             "SUBPLAN_ATTEMPT": str(ctx.attempt),
@@ -126,7 +161,7 @@ class CommandWork:
             clock=self.clock,
         )
         if result.ok:
-            return WorkResult(passed=True)
+            return _read_result(result_file)
         if self.detector is not None and not (result.timed_out or result.cancelled):
             # Only this attempt's own logs: an old "resets 4pm" would roll to tomorrow.
             now = self.clock.time()
