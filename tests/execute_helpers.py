@@ -45,3 +45,49 @@ def level_before(report: RunReport, moment: float) -> int:
             break
         lowest = level if lowest is None else min(lowest, level)
     return 0 if lowest is None else lowest
+
+
+# -- work for the process backend: module level, so it pickles by reference ----------------
+
+
+def sleep_work(subplan: object, ctx: object) -> None:
+    """Sleep 0.3 s."""
+    import time
+
+    time.sleep(0.3)
+
+
+def crash_on_first_attempt(subplan: object, ctx: object) -> None:
+    """Kill the worker (os._exit) on the first attempt of subplans labelled d0000..d0001."""
+    import os
+
+    label = getattr(subplan, "label", "")
+    if getattr(ctx, "attempt", 0) == 1 and label in ("d0000", "d0001"):
+        os._exit(3)
+
+
+def always_sigkill(subplan: object, ctx: object) -> None:
+    """SIGKILL the worker every time."""
+    import os
+    import signal
+
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def hang(subplan: object, ctx: object) -> None:
+    """Sleep for a minute (a timeout must kill it)."""
+    import time
+
+    time.sleep(60)
+
+
+def crash_some(subplan: object, ctx: object) -> None:
+    """Crash the worker on attempt 1 of every subplan whose label ends in 3 or 7."""
+    import os
+    import time
+
+    label = getattr(subplan, "label", "")
+    if getattr(ctx, "attempt", 0) == 1 and label[-1:] in ("3", "7"):
+        time.sleep(0.05)
+        os._exit(9)
+    time.sleep(0.05)

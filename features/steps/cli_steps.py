@@ -22,6 +22,7 @@ def step_project_dir(context: Any) -> None:
         path.write_bytes(b"x" * int(row["bytes"]))
 
 
+@given('a script "{name}" with these lines:')
 @given('a list file "{name}" with these lines:')
 def step_list_file(context: Any, name: str) -> None:
     (context.workdir / name).write_text(context.text + "\n", encoding="utf-8")

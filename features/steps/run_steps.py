@@ -1,4 +1,4 @@
-"""Steps that run plans through the Python API with real threads."""
+"""Steps that run plans through the Python API, on real threads and worker processes."""
 
 from __future__ import annotations
 
@@ -8,12 +8,13 @@ from typing import Any
 
 from behave import given, then, when
 
-from subplan import decompose
+from subplan import RateLimited, decompose
 from subplan._execute._results import AttemptContext, WorkResult
 from subplan._execute._retry import RetryPolicy
 from subplan._execute._run import run
 from subplan._execute._tracker import ConcurrencyTracker, peak_from_intervals
 from subplan._model import Subplan
+from subplan.testing import ScriptedWork, Step
 
 ORDINALS = {"first": 0, "second": 1, "third": 2}
 
@@ -163,3 +164,78 @@ def step_summary(context: Any, rate: float, mean: float, cost_of_pass: float) ->
     assert abs(rate - group.pass_rate) < 0.005
     assert abs(mean - group.mean_cost) < 0.005
     assert abs(cost_of_pass - group.cost_of_pass) < 0.005
+
+
+@when(
+    "the third subplan is rate-limited for {seconds:g} second on its first attempt "
+    "while the others work for {work:g} seconds, at most {limit:d} in parallel"
+)
+def step_rate_limited(context: Any, seconds: float, work: float, limit: int) -> None:
+    third = context.plan.leaves[2].id
+
+    def task(subplan: Subplan, ctx: AttemptContext) -> None:
+        if subplan.id == third and ctx.attempt == 1:
+            raise RateLimited("429", retry_after=seconds)
+        time.sleep(work)
+
+    context.limited = third
+    context.report = run(context.plan, task, max_parallel=limit)
+
+
+@then("the run paused once, for {seconds:g} seconds")
+def step_paused_once(context: Any, seconds: float) -> None:
+    (pause,) = context.report.pauses
+    assert abs(seconds - pause.length) < 0.05, pause
+
+
+@then("no subplan started while the run was paused")
+def step_nothing_during_pause(context: Any) -> None:
+    (pause,) = context.report.pauses
+    attempts = context.report.attempts
+    during = [a for a in attempts if pause.started < (a.dispatched or 0) < pause.ends]
+    assert not during, during
+
+
+@then("the rate-limited attempt was not charged")
+def step_not_charged(context: Any) -> None:
+    attempts = context.report.outcomes[context.limited].attempts
+    assert ["rate_limited", "succeeded"] == [a.status for a in attempts]
+    assert not attempts[0].charged
+
+
+@when(
+    "the workers of the first two subplans die on their first attempt, "
+    "in worker processes with {retries:d} retry"
+)
+def step_workers_die(context: Any, retries: int) -> None:
+    first_two = {leaf.id: [Step(crash=True), Step()] for leaf in context.plan.leaves[:2]}
+    work = ScriptedWork(first_two, default=Step(0.05))
+    context.report = run(context.plan, work, max_parallel=4, retries=retries, backend="process")
+
+
+@then('the first two subplans each took {count:d} attempts, the first one "{status}"')
+def step_first_two(context: Any, count: int, status: str) -> None:
+    for leaf in context.plan.leaves[:2]:
+        attempts = context.report.outcomes[leaf.id].attempts
+        assert count == len(attempts)
+        assert status == attempts[0].status
+
+
+@then("every other subplan took {count:d} attempt")
+def step_others(context: Any, count: int) -> None:
+    for leaf in context.plan.leaves[2:]:
+        assert count == len(context.report.outcomes[leaf.id].attempts)
+
+
+@when("every worker dies, in worker processes with {retries:d} retries and a crash cap of {cap:d}")
+def step_always_crash(context: Any, retries: int, cap: int) -> None:
+    policy = RetryPolicy(retries=retries, backoff_base=0.0, max_crashes=cap)
+    work = ScriptedWork(default=Step(crash=True))
+    context.report = run(context.plan, work, retries=policy, backend="process")
+
+
+@then("every subplan failed after {count:d} crashed attempts")
+def step_failed_after_crashes(context: Any, count: int) -> None:
+    for outcome in context.report.outcomes.values():
+        assert "failed" == outcome.status
+        assert ["crashed"] * count == [a.status for a in outcome.attempts]

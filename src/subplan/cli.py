@@ -198,6 +198,14 @@ def _build_parser() -> _Parser:
         "--events", metavar="FILE", help="append every run event to FILE as JSON lines"
     )
     group.add_argument(
+        "--backend",
+        choices=("thread", "process"),
+        default="thread",
+        help="thread (default): commands are watched from threads; process: each attempt "
+        "runs in one of --max-parallel worker processes, so a worker that dies breaks only "
+        "its own attempt",
+    )
+    group.add_argument(
         "--import-order",
         action="store_true",
         help="start a subplan only after the subplans it imports from have succeeded "
@@ -367,6 +375,7 @@ def _cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: Te
                 runs_dir=runs_dir,
                 limiter=pool,
                 dependencies=dependencies,
+                backend=args.backend,
                 on_event=on_event,
                 handle_signals=True,
                 seed=args.run_seed,

@@ -119,7 +119,7 @@ class DispatcherMachine(RuleBasedStateMachine):
             self.plan,
             max_parallel=self.limit,
             run_id="machine",
-            retry=RetryPolicy(retries=2, backoff_base=1.0),
+            retry=RetryPolicy(retries=2, backoff_base=1.0, max_crashes=5, max_rate_limits=1000),
             clock=self.clock,
             rng=random.Random(0),
             limiter=self.limiter,
@@ -127,8 +127,11 @@ class DispatcherMachine(RuleBasedStateMachine):
         self.running: dict[str, Launch] = {}
         self.succeeded: set[str] = set()
         self.charged: dict[str, int] = {}
+        self.rate_limits = 0
 
-    def _end(self, launch: Launch, status: str, charge: bool = True) -> None:
+    def _end(
+        self, launch: Launch, status: str, charge: bool = True, wait: float | None = None
+    ) -> None:
         now = self.clock.time()
         end = AttemptEnd(
             status,  # type: ignore[arg-type]
@@ -137,13 +140,19 @@ class DispatcherMachine(RuleBasedStateMachine):
             error=None if status == "succeeded" else RuntimeError("boom"),
             error_text=None if status == "succeeded" else "boom",
             charge=charge,
+            wait=wait,
+            source="test",
         )
         del self.running[launch.unit_id]
         self.scheduler.finished(launch, end)
 
     @rule()
     def launch(self) -> None:
-        for launch in self.scheduler.launch_ready():
+        gate = self.scheduler.paused_until
+        launched = self.scheduler.launch_ready()
+        if gate is not None and self.clock.monotonic() < gate:
+            assert [] == launched, "an attempt started while the pause gate was closed"
+        for launch in launched:
             assert launch.unit_id not in self.running, "a unit running twice at once"
             assert launch.unit_id not in self.succeeded, "a unit launched after success"
             self.running[launch.unit_id] = launch
@@ -170,6 +179,30 @@ class DispatcherMachine(RuleBasedStateMachine):
         launch = data.draw(st.sampled_from(sorted(self.running.values(), key=lambda x: x.unit_id)))
         self._end(launch, "failed", charge=False)
 
+    @precondition(lambda self: self.running)
+    @rule(data=st.data())
+    def crash(self, data: st.DataObject) -> None:
+        # Its own worker died: charged, like a failure, and counted toward the crash cap.
+        launch = data.draw(st.sampled_from(sorted(self.running.values(), key=lambda x: x.unit_id)))
+        self.charged[launch.unit_id] = self.charged.get(launch.unit_id, 0) + 1
+        self._end(launch, "crashed")
+
+    @precondition(lambda self: self.running)
+    @rule(data=st.data(), wait=st.none() | st.floats(0.0, 5.0))
+    def rate_limited(self, data: st.DataObject, wait: float | None) -> None:
+        launch = data.draw(st.sampled_from(sorted(self.running.values(), key=lambda x: x.unit_id)))
+        charged_before = self.scheduler.units[launch.unit_id].charged
+        self._end(launch, "rate_limited", wait=wait)
+        assert charged_before == self.scheduler.units[launch.unit_id].charged, "429 spent"
+        self.rate_limits += 1
+
+    @precondition(lambda self: self.scheduler.paused_until is not None)
+    @rule()
+    def pause_expires(self) -> None:
+        gate = self.scheduler.paused_until
+        assert gate is not None
+        self.clock.set(max(self.clock.monotonic(), gate))
+
     @rule(seconds=st.floats(0.0, 3.0))
     def time_passes(self, seconds: float) -> None:
         self.clock.advance(seconds)
@@ -187,6 +220,12 @@ class DispatcherMachine(RuleBasedStateMachine):
     def slots_balance(self) -> None:
         stats = self.limiter.statistics()
         assert stats.acquired - stats.released == stats.running == len(self.running)
+
+    @invariant()
+    def every_rate_limit_is_a_pause(self) -> None:
+        # One gate for the run: each limit opened or extended a pause, never more pauses.
+        assert len(self.scheduler.pauses) <= self.rate_limits
+        assert (self.rate_limits == 0) == (not self.scheduler.pauses)
 
     @invariant()
     def nothing_lost(self) -> None:

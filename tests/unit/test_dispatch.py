@@ -400,3 +400,25 @@ def test_a_scheduler_fed_a_cycle_says_so_instead_of_hanging() -> None:
     assert [] == scheduler.launch_ready()
     with pytest.raises(RuntimeError, match="never end"):
         scheduler.is_done()
+
+
+def test_crashes_in_virtual_time_are_charged_and_capped() -> None:
+    plan = flat_plan(3)
+    a, b, _ = plan.leaves
+    work = ScriptedWork(
+        {a.id: [Step(1.0, crash=True), Step(1.0)], b.id: [Step(1.0, crash=True)]},
+        default=Step(1.0),
+    )
+    policy = RetryPolicy(retries=9, backoff_base=0.0, max_crashes=2)
+    report = simulate(plan, work, retries=policy)
+    assert ["crashed", "succeeded"] == [x.status for x in report.outcomes[a.id].attempts]
+    assert ["crashed", "crashed"] == [x.status for x in report.outcomes[b.id].attempts]
+    assert "failed" == report.outcomes[b.id].status
+
+
+def test_a_crash_step_refuses_to_kill_a_process_that_is_not_a_worker() -> None:
+    from subplan import run
+
+    report = run(flat_plan(1), ScriptedWork(default=Step(crash=True)))
+    assert "failed" == report.status
+    assert "use backend='process'" in (report.attempts[0].error or "")

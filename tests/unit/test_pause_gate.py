@@ -112,7 +112,11 @@ def test_a_longer_limit_extends_the_pause() -> None:
         }
     )
     report = simulate(plan, work)
-    assert [pytest.approx(11.0), pytest.approx(110.0)] == [p.length for p in report.pauses]
+    # One pause, extended: from the first limit (at 0.1 s) to the second one's reset + 10%.
+    (pause,) = report.pauses
+    assert pytest.approx(0.2 + 110.0 - 0.1) == pause.length
+    assert "signal" == pause.source
+    assert b.id == pause.subplan_id
     assert min(starts_after(report, report.started + 0.3)) >= report.started + 0.2 + 110.0
 
 

@@ -11,6 +11,7 @@ from .._clock import Clock, SystemClock
 from .._errors import SubplanError
 from .._model import Subplan
 from ._command import CommandTemplate, run_command, write_files_list
+from ._processes import report_pgid
 from ._ratelimit import RateLimitDetector, RateLimited
 from ._results import AttemptContext, WorkResult
 
@@ -37,6 +38,12 @@ class CommandFailedError(SubplanError, RuntimeError):
 
 class CommandTimeoutError(SubplanError, TimeoutError):
     """A subplan's command ran past its timeout; its whole process group was killed."""
+
+
+def _report_group(pid: int, pgid: int) -> None:
+    # In a process-backend worker, tell the parent at once: if this worker dies, the
+    # parent kills the command's group before any retry. A no-op anywhere else.
+    report_pgid(pgid)
 
 
 def _read_result(path: Path) -> WorkResult:
@@ -158,6 +165,7 @@ class CommandWork:
             timeout=remaining,
             cancel=ctx.cancel_event,
             kill_grace=self.kill_grace,
+            on_start=_report_group,
             clock=self.clock,
         )
         if result.ok:

@@ -72,6 +72,7 @@ class Launch:
     attempt: int
     slot: Slot
     deadline: float | None
+    dispatched: float = 0.0  # wall-clock time the dispatcher launched it
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,7 +269,9 @@ class Scheduler:
             self.running += 1
             attempt = len(unit.attempts) + 1
             deadline = None if deadline_after is None else now + deadline_after
-            launches.append(Launch(unit.id, unit.node, unit.kind, attempt, slot, deadline))
+            launches.append(
+                Launch(unit.id, unit.node, unit.kind, attempt, slot, deadline, self.clock.time())
+            )
         for entry in blocked:
             heapq.heappush(self._ready, entry)
         return launches
@@ -324,13 +327,20 @@ class Scheduler:
             self._unknown_pauses = 0
             length = max(0.0, wait) * PAUSE_BUFFER
         until = now + length
-        if self._paused_until is not None and until <= self._paused_until:
-            return self._paused_until  # already closed for longer
+        previous = self._paused_until
+        if previous is not None and until <= previous:
+            return previous  # already closed for longer
+        closed = previous is not None
         self._paused_until = until
         window = min(length * RAMP_SHARE, RAMP_CAP)
         self._ramp = sorted(until + self.rng.uniform(0.0, window) for _ in range(self.max_parallel))
         wall = self.clock.time()
-        self.pauses.append(Pause(wall, wall + length, reason, source, subplan_id))
+        if closed:
+            # A later reset while closed extends the same pause rather than adding one.
+            last = self.pauses[-1]
+            self.pauses[-1] = Pause(last.started, wall + length, reason, source, subplan_id)
+        else:
+            self.pauses.append(Pause(wall, wall + length, reason, source, subplan_id))
         self.emit(
             "paused",
             subplan_id=subplan_id,
@@ -372,6 +382,7 @@ class Scheduler:
             passed=end.passed,
             charged=end.charge,
             detail=end.detail,
+            dispatched=launch.dispatched,
         )
         unit.attempts.append(record)
         if self._emit_to is not None:

@@ -174,6 +174,8 @@ class AttemptRecord:
         passed: what the work reported (None when it raised).
         charged: whether the attempt counts against the retry budget.
         detail: the work's message.
+        dispatched: wall-clock time the dispatcher launched it (``started`` is when the
+            work itself began, on its thread or in its worker process).
     """
 
     subplan_id: str
@@ -187,6 +189,7 @@ class AttemptRecord:
     passed: bool | None = None
     charged: bool = True
     detail: str | None = None
+    dispatched: float | None = None
 
     @property
     def duration(self) -> float:
@@ -208,6 +211,7 @@ class AttemptRecord:
             "passed": self.passed,
             "charged": self.charged,
             "detail": self.detail,
+            "dispatched": self.dispatched,
         }
 
 

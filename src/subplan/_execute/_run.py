@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import functools
 import inspect
+import itertools
 import os
 import queue
 import random
@@ -26,12 +27,13 @@ from types import FrameType
 from typing import Any, Literal, TypeAlias
 
 from .._clock import Clock, SystemClock
-from .._errors import ConfigError
+from .._errors import ConfigError, SubplanError
 from .._model import Plan, Subplan
 from ._core import AttemptEnd, Launch, Scheduler, check_max_parallel
 from ._deps import expand_dependencies
 from ._limiter import Limiter
 from ._pool import LayeredLimiter, OuterLimiter
+from ._processes import JobEnd, ProcessWorkers
 from ._ratelimit import RateLimitDetector, RateLimited, RateLimitInfo
 from ._results import AttemptContext, CancelFlag, Event, RunReport, WorkResult
 from ._retry import RetryPolicy
@@ -451,6 +453,7 @@ def run(
     seed: int | None = None,
     rate_limits: RateLimitDetector | bool = True,
     preflight: Callable[[], object] | None = None,
+    backend: Literal["thread", "process"] = "thread",
 ) -> RunReport:
     """Run ``work`` on every leaf of ``plan``, at most ``max_parallel`` at a time in all.
 
@@ -500,12 +503,20 @@ def run(
         preflight: called once before dispatch; it may return seconds to wait, a
             :class:`RateLimitInfo`, or raise :class:`RateLimited` to pause the run before
             anything starts.
+        backend: ``"thread"`` (the default; agents are I/O-bound) or ``"process"``: each
+            attempt runs in one of ``max_parallel`` worker processes, so a timeout kills
+            it for real, and a worker that dies (os._exit, SIGKILL, a segfault) breaks
+            only its own attempt, which is charged a crash and retried under the policy
+            (at most ``RetryPolicy.max_crashes`` times); a command it started is killed
+            before any retry. ``work`` must be picklable, and ``ctx.cancelled`` never
+            becomes true inside a worker (cancellation kills the worker instead).
 
     Returns:
         The :class:`RunReport`.
 
     Raises:
-        ConfigError: ``max_parallel`` < 1, a bad timeout or retry count, or a bad run id.
+        ConfigError: ``max_parallel`` < 1, a bad timeout or retry count, a bad run id, or
+            an unknown backend.
         DependencyCycleError: the dependencies form a cycle.
         UnknownSubplanError: an id in the options that is not in the plan.
 
@@ -536,6 +547,10 @@ def run(
         preflight=preflight,
     )
     setup.work = work
+    if backend == "process":
+        return _run_processes(setup, max_parallel, cancel, handle_signals)
+    if backend != "thread":
+        raise ConfigError(f"unknown backend {backend!r}; use 'thread' or 'process'")
     sched = setup.scheduler
     clock_ = setup.clock
     tracker = setup.tracker
@@ -633,6 +648,122 @@ def run(
                     changed.wait(wait)
     finally:
         workers.shutdown(wait=signals_seen < 2)
+    return setup.report()
+
+
+class WorkerCrashedError(SubplanError, RuntimeError):
+    """The worker process running an attempt died before delivering its result."""
+
+
+def _in_worker(
+    target: Callable[..., Any],
+    subplan: Subplan,
+    run_id: str,
+    attempt: int,
+    run_dir: Path,
+    deadline: float | None,
+) -> object:
+    """Run one attempt inside a worker process (module level, so it pickles)."""
+    ctx = AttemptContext(
+        run_id=run_id,
+        subplan_id=subplan.id,
+        attempt=attempt,
+        run_dir=run_dir,
+        cancel=CancelFlag(),
+        deadline=deadline,
+    )
+    return target(subplan, ctx)
+
+
+def _run_processes(
+    setup: _Setup, max_parallel: int, cancel: threading.Event | None, handle_signals: bool
+) -> RunReport:
+    """The process backend: the same dispatcher, attempts in crash-isolated workers."""
+    sched = setup.scheduler
+    clock_ = setup.clock
+    tracker = setup.tracker
+    ends: queue.SimpleQueue[JobEnd | None] = queue.SimpleQueue()
+    live: dict[int, _Live] = {}
+    killed: set[int] = set()
+    stop = cancel or threading.Event()
+    signals_seen = 0
+    job_ids = itertools.count(1)
+
+    def on_signal(signum: int) -> None:
+        nonlocal signals_seen
+        signals_seen += 1
+        stop.set()
+        ends.put(None)
+
+    def to_end(item: _Live, job: JobEnd) -> AttemptEnd:
+        started = job.started if job.started is not None else job.ended
+        if job.outcome == "returned":
+            return setup.end(item, started, job.ended, job.value, None)
+        if job.outcome == "raised":
+            return setup.end(item, started, job.ended, None, job.error)
+        if job.outcome == "crashed":
+            text = job.error_text or "worker died"
+            return AttemptEnd("crashed", started, job.ended, WorkerCrashedError(text), text)
+        if item.timed_out:
+            return AttemptEnd(
+                "timed_out", started, job.ended, None, f"timed out after {setup.timeout}s"
+            )
+        return AttemptEnd("cancelled", started, job.ended, None, "cancelled", charge=False)
+
+    def kill(workers: ProcessWorkers, job_id: int) -> None:
+        if job_id not in killed:
+            killed.add(job_id)
+            workers.kill(job_id)
+
+    # Monotonic deadlines are per process, so children get none: the parent kills late ones.
+    with (
+        ProcessWorkers(max_parallel, on_end=ends.put) as workers,
+        _signals_cancel(handle_signals, on_signal),
+    ):
+        while True:
+            if stop.is_set() and not sched.cancelled:
+                sched.cancel("cancelled by signal" if signals_seen else "cancelled")
+                for job_id in list(live):
+                    kill(workers, job_id)
+            for launch in sched.launch_ready(deadline_after=setup.timeout):
+                item = _Live(launch, CancelFlag())
+                job_id = next(job_ids)
+                live[job_id] = item
+                if sched.listening:
+                    sched.emit("attempt_started", subplan_id=launch.unit_id, attempt=launch.attempt)
+                tracker.enter()  # in flight in a worker, from hand-off to end
+                target = setup.target(launch)
+                args = (target, launch.subplan, setup.run_id, launch.attempt, setup.run_dir, None)
+                workers.submit(job_id, _in_worker, args)
+            if sched.is_done():
+                break
+            deadline = None
+            if setup.timeout is not None:
+                deadline = setup.check_deadlines(live)
+                for job_id, item in list(live.items()):
+                    if item.timed_out:
+                        kill(workers, job_id)
+            wake = [t for t in (sched.next_wakeup(), deadline) if t]
+            wait = _TICK if not wake else max(0.0, min(_TICK, min(wake) - clock_.monotonic()))
+            if not live:
+                if isinstance(clock_, SystemClock):
+                    stop.wait(wait)
+                else:
+                    clock_.sleep(wait)
+                continue
+            try:
+                got = ends.get(timeout=wait)
+            except queue.Empty:
+                continue
+            while got is not None:
+                item = live.pop(got.job_id)
+                killed.discard(got.job_id)
+                tracker.exit()
+                sched.finished(item.launch, to_end(item, got))
+                try:
+                    got = ends.get_nowait()
+                except queue.Empty:
+                    got = None
     return setup.report()
 
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import heapq
+import os
+import signal
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from .._clock import Clock
+from .._execute import _processes
 from .._execute._core import AttemptEnd
 from .._execute._pool import OuterLimiter
 from .._execute._results import AttemptContext, CancelFlag, Event, RunReport, WorkResult
@@ -32,15 +35,23 @@ class Step:
         fail: True to raise :class:`ScriptedError`, or an exception to raise.
         passed: the result it reports when it does not raise.
         cost: the cost it reports.
+        crash: the worker dies (SIGKILL): in :func:`simulate` the attempt ends
+            ``crashed``; called for real it kills its process, so only inside a
+            ``backend="process"`` worker (elsewhere it raises RuntimeError instead).
     """
 
     duration: float = 0.0
     fail: bool | BaseException = False
     passed: bool = True
     cost: float | None = None
+    crash: bool = False
 
     def outcome(self) -> WorkResult:
-        """Return the result, or raise the scripted failure."""
+        """Return the result, or raise the scripted failure (or crash the worker)."""
+        if self.crash:
+            if _processes._child is None:
+                raise RuntimeError("a crash step kills its process: use backend='process'")
+            os.kill(os.getpid(), signal.SIGKILL)
         if isinstance(self.fail, BaseException):
             raise self.fail
         if self.fail:
@@ -64,7 +75,7 @@ class ScriptedWork:
     Example:
         >>> work = ScriptedWork({"a": [Step(1.0, fail=True), Step(1.0)]}, default=Step(2.0))
         >>> work.step_for_label("a", "a", 2)
-        Step(duration=1.0, fail=False, passed=True, cost=None)
+        Step(duration=1.0, fail=False, passed=True, cost=None, crash=False)
     """
 
     steps: Mapping[str, Sequence[Step]] = field(default_factory=dict)
@@ -200,6 +211,9 @@ def _end(setup: _Setup, item: _Live, step: Step, started: float, ended: float) -
     wall = setup.clock.time() - setup.clock.monotonic()
     value: object = None
     error: BaseException | None = None
+    if step.crash and not item.timed_out:
+        text = "worker died: killed by signal 9 (scripted)"
+        return AttemptEnd("crashed", started + wall, ended + wall, RuntimeError(text), text)
     if item.timed_out:  # cut at the deadline: whatever the step would have done is moot
         error = TimeoutError("scripted attempt ran past its timeout")
     else:
