@@ -682,18 +682,23 @@ def _run_processes(
     sched = setup.scheduler
     clock_ = setup.clock
     tracker = setup.tracker
-    ends: queue.SimpleQueue[JobEnd | None] = queue.SimpleQueue()
+    # As in run(): one lock guards the scheduler. The pool's watcher thread records each
+    # end and submits what it frees at once; the main thread serves timers and signals.
+    lock = threading.Lock()
+    changed = threading.Event()
     live: dict[int, _Live] = {}
     killed: set[int] = set()
+    failures: list[BaseException] = []
     stop = cancel or threading.Event()
     signals_seen = 0
     job_ids = itertools.count(1)
+    workers: ProcessWorkers | None = None
 
     def on_signal(signum: int) -> None:
         nonlocal signals_seen
         signals_seen += 1
         stop.set()
-        ends.put(None)
+        changed.set()
 
     def to_end(item: _Live, job: JobEnd) -> AttemptEnd:
         started = job.started if job.started is not None else job.ended
@@ -710,60 +715,71 @@ def _run_processes(
             )
         return AttemptEnd("cancelled", started, job.ended, None, "cancelled", charge=False)
 
-    def kill(workers: ProcessWorkers, job_id: int) -> None:
+    def launch_locked() -> None:
+        assert workers is not None
+        for launch in sched.launch_ready(deadline_after=setup.timeout):
+            item = _Live(launch, CancelFlag())
+            job_id = next(job_ids)
+            live[job_id] = item
+            if sched.listening:
+                sched.emit("attempt_started", subplan_id=launch.unit_id, attempt=launch.attempt)
+            tracker.enter()  # in flight in a worker, from hand-off to end
+            target = setup.target(launch)
+            args = (target, launch.subplan, setup.run_id, launch.attempt, setup.run_dir, None)
+            workers.submit(job_id, _in_worker, args)
+
+    def kill_locked(job_id: int) -> None:
+        assert workers is not None
         if job_id not in killed:
             killed.add(job_id)
             workers.kill(job_id)
 
+    def on_end(job: JobEnd) -> None:
+        # On the pool's watcher thread.
+        try:
+            with lock:
+                item = live.pop(job.job_id)
+                killed.discard(job.job_id)
+                tracker.exit()
+                sched.finished(item.launch, to_end(item, job))
+                launch_locked()
+                if not live:
+                    changed.set()
+        except BaseException as exc:  # a bug in the dispatcher itself: stop loudly
+            failures.append(exc)
+            changed.set()
+
     # Monotonic deadlines are per process, so children get none: the parent kills late ones.
     with (
-        ProcessWorkers(max_parallel, on_end=ends.put) as workers,
+        ProcessWorkers(max_parallel, on_end=on_end) as pool,
         _signals_cancel(handle_signals, on_signal),
     ):
+        workers = pool
         while True:
-            if stop.is_set() and not sched.cancelled:
-                sched.cancel("cancelled by signal" if signals_seen else "cancelled")
-                for job_id in list(live):
-                    kill(workers, job_id)
-            for launch in sched.launch_ready(deadline_after=setup.timeout):
-                item = _Live(launch, CancelFlag())
-                job_id = next(job_ids)
-                live[job_id] = item
-                if sched.listening:
-                    sched.emit("attempt_started", subplan_id=launch.unit_id, attempt=launch.attempt)
-                tracker.enter()  # in flight in a worker, from hand-off to end
-                target = setup.target(launch)
-                args = (target, launch.subplan, setup.run_id, launch.attempt, setup.run_dir, None)
-                workers.submit(job_id, _in_worker, args)
-            if sched.is_done():
-                break
-            deadline = None
-            if setup.timeout is not None:
-                deadline = setup.check_deadlines(live)
-                for job_id, item in list(live.items()):
-                    if item.timed_out:
-                        kill(workers, job_id)
-            wake = [t for t in (sched.next_wakeup(), deadline) if t]
+            with lock:
+                if failures:
+                    raise failures[0]
+                if stop.is_set() and not sched.cancelled:
+                    sched.cancel("cancelled by signal" if signals_seen else "cancelled")
+                    for job_id in list(live):
+                        kill_locked(job_id)
+                launch_locked()
+                if sched.is_done():
+                    break
+                deadline = None
+                if setup.timeout is not None:
+                    deadline = setup.check_deadlines(live)
+                    for job_id, item in list(live.items()):
+                        if item.timed_out:
+                            kill_locked(job_id)
+                wake = [t for t in (sched.next_wakeup(), deadline) if t]
+                idle = not live
+                changed.clear()
             wait = _TICK if not wake else max(0.0, min(_TICK, min(wake) - clock_.monotonic()))
-            if not live:
-                if isinstance(clock_, SystemClock):
-                    stop.wait(wait)
-                else:
-                    clock_.sleep(wait)
-                continue
-            try:
-                got = ends.get(timeout=wait)
-            except queue.Empty:
-                continue
-            while got is not None:
-                item = live.pop(got.job_id)
-                killed.discard(got.job_id)
-                tracker.exit()
-                sched.finished(item.launch, to_end(item, got))
-                try:
-                    got = ends.get_nowait()
-                except queue.Empty:
-                    got = None
+            if idle and not isinstance(clock_, SystemClock):
+                clock_.sleep(wait)
+            else:
+                changed.wait(wait)
     return setup.report()
 
 
