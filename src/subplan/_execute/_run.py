@@ -169,9 +169,35 @@ class _Live:
 class _Setup:
     """What run and arun share: validated options, the scheduler, contexts and ends."""
 
+    # The drivers' keyword arguments that _Setup takes, by name.
+    OPTIONS = (
+        "max_parallel",
+        "retries",
+        "timeout",
+        "dependencies",
+        "integrate",
+        "group_caps",
+        "groups",
+        "priorities",
+        "on_event",
+        "run_id",
+        "runs_dir",
+        "limiter",
+        "clock",
+        "seed",
+        "rate_limits",
+        "preflight",
+    )
+
+    @classmethod
+    def options(cls, arguments: Mapping[str, Any]) -> dict[str, Any]:
+        """The options among a driver's arguments (its ``locals()`` at entry)."""
+        return {name: arguments[name] for name in cls.OPTIONS if name in arguments}
+
     def __init__(
         self,
         plan: Plan,
+        work: Callable[..., Any],
         *,
         max_parallel: int,
         retries: int | RetryPolicy,
@@ -191,6 +217,7 @@ class _Setup:
         preflight: Callable[[], object] | None = None,
     ) -> None:
         check_max_parallel(max_parallel)
+        self.work = work
         if timeout is not None and not timeout > 0:
             raise ConfigError(f"timeout must be > 0 seconds, got {timeout}")
         self.clock = clock or SystemClock()
@@ -305,8 +332,6 @@ class _Setup:
             assert self.integrate is not None
             return self.integrate
         return self.work
-
-    work: Callable[..., Any]
 
     def end(
         self,
@@ -527,26 +552,7 @@ def run(
         >>> report.status, report.peak_concurrency <= 2
         ('succeeded', True)
     """
-    setup = _Setup(
-        plan,
-        max_parallel=max_parallel,
-        retries=retries,
-        timeout=timeout,
-        dependencies=dependencies,
-        integrate=integrate,
-        group_caps=group_caps,
-        groups=groups,
-        priorities=priorities,
-        on_event=on_event,
-        run_id=run_id,
-        runs_dir=runs_dir,
-        limiter=limiter,
-        clock=clock,
-        seed=seed,
-        rate_limits=rate_limits,
-        preflight=preflight,
-    )
-    setup.work = work
+    setup = _Setup(plan, work, **_Setup.options(locals()))
     if backend == "process":
         return _run_processes(setup, max_parallel, cancel, handle_signals)
     if backend != "thread":
@@ -708,7 +714,13 @@ def _run_processes(
             return setup.end(item, started, job.ended, None, job.error)
         if job.outcome == "crashed":
             text = job.error_text or "worker died"
-            return AttemptEnd("crashed", started, job.ended, WorkerCrashedError(text), text)
+            # A worker that died before the function started (while starting or unpickling
+            # the job) is not the subplan's fault: no attempt is spent. Crashes still count
+            # toward max_crashes, so a worker that can never start does not loop forever.
+            charge = job.started is not None
+            return AttemptEnd(
+                "crashed", started, job.ended, WorkerCrashedError(text), text, charge=charge
+            )
         if item.timed_out:
             return AttemptEnd(
                 "timed_out", started, job.ended, None, f"timed out after {setup.timeout}s"
@@ -828,26 +840,7 @@ async def arun(
         >>> asyncio.run(arun(plan, work, max_parallel=2)).status
         'succeeded'
     """
-    setup = _Setup(
-        plan,
-        max_parallel=max_parallel,
-        retries=retries,
-        timeout=timeout,
-        dependencies=dependencies,
-        integrate=integrate,
-        group_caps=group_caps,
-        groups=groups,
-        priorities=priorities,
-        on_event=on_event,
-        run_id=run_id,
-        runs_dir=runs_dir,
-        limiter=limiter,
-        clock=clock,
-        seed=seed,
-        rate_limits=rate_limits,
-        preflight=preflight,
-    )
-    setup.work = work
+    setup = _Setup(plan, work, **_Setup.options(locals()))
     sched = setup.scheduler
     clock_ = setup.clock
     tracker = setup.tracker

@@ -149,25 +149,9 @@ def simulate(
         (2, 3.0)
     """
     fake = clock or FakeClock()
-    setup = _Setup(
-        plan,
-        max_parallel=max_parallel,
-        retries=retries,
-        timeout=timeout,
-        dependencies=dependencies,
-        integrate=integrate,
-        group_caps=group_caps,
-        groups=groups,
-        priorities=priorities,
-        on_event=on_event,
-        run_id="simulated",
-        runs_dir="/nonexistent/subplan-simulated",
-        limiter=limiter,
-        clock=fake,
-        seed=seed,
-        preflight=preflight,
-    )
-    setup.work = work
+    arguments = {**locals(), "clock": fake, "run_id": "simulated"}
+    arguments["runs_dir"] = "/nonexistent/subplan-simulated"
+    setup = _Setup(plan, work, **_Setup.options(arguments))
     sched = setup.scheduler
     # (end time, sequence, start time, live attempt, its step)
     pending: list[tuple[float, int, float, _Live, Step]] = []
