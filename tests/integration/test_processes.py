@@ -807,9 +807,13 @@ def test_kill_ends_a_running_job_and_its_command_group(
     pool.kill(42)  # unknown: no-op
     pool.submit(3, pid, ())
     assert other == ends.one(3).value  # the idle worker was untouched
-    pool.submit(4, add, (1, 2))
-    pool.submit(5, add, (2, 2))
-    assert (3, 4) == (ends.one(4).value, ends.one(5).value)
+    go = tmp_path / "go"  # two jobs at once need two workers: one replaces the dead one
+    for i in (4, 5):
+        pool.submit(i, signal_then_wait, (str(tmp_path / f"ready{i}"), str(go), add, i, 1))
+    for i in (4, 5):
+        read_when_ready(tmp_path / f"ready{i}")
+    go.touch()
+    assert (5, 6) == (ends.one(4).value, ends.one(5).value)
     s = pool.statistics()
     assert (0, 1, 1) == (s.crashes, s.kills, s.replaced)
     pool.shutdown()

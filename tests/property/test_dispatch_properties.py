@@ -192,9 +192,11 @@ class DispatcherMachine(RuleBasedStateMachine):
     def rate_limited(self, data: st.DataObject, wait: float | None) -> None:
         launch = data.draw(st.sampled_from(sorted(self.running.values(), key=lambda x: x.unit_id)))
         charged_before = self.scheduler.units[launch.unit_id].charged
+        cancelled = self.scheduler.cancelled
         self._end(launch, "rate_limited", wait=wait)
         assert charged_before == self.scheduler.units[launch.unit_id].charged, "429 spent"
-        self.rate_limits += 1
+        if not cancelled:  # after a cancel the unit is left for a resume: no pause
+            self.rate_limits += 1
 
     @precondition(lambda self: self.scheduler.paused_until is not None)
     @rule()
