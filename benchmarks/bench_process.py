@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import math
-import time
-from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 
 from subplan import Plan, decompose, run
 from subplan.testing import ScriptedWork, Step
+
+from .bench_execute import _best, best_ratio
 
 
 def _plan(n: int) -> Plan:
@@ -17,15 +16,6 @@ def _plan(n: int) -> Plan:
 
 def _noop() -> None:
     return None
-
-
-def _best(runs: int, func: Callable[[], object]) -> float:
-    best = math.inf
-    for _ in range(runs):
-        start = time.perf_counter()
-        func()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def _bare(n: int, workers: int) -> None:
@@ -53,9 +43,11 @@ class ProcessBackendSuite:
 
     def track_overhead_ratio(self, n: int, limit: int) -> float:
         """Whole-run time over a bare ProcessPoolExecutor's (worker start-up included)."""
-        ours = _best(3, lambda: run(self.plan, self.work, max_parallel=limit, backend="process"))
-        bare = _best(3, lambda: _bare(n, limit))
-        return ours / bare
+        return best_ratio(
+            lambda: run(self.plan, self.work, max_parallel=limit, backend="process"),
+            lambda: _bare(n, limit),
+            runs=5,
+        )
 
     track_overhead_ratio.unit = "x bare pool"  # type: ignore[attr-defined]
 
