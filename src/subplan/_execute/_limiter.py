@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from types import MappingProxyType, TracebackType
-from typing import Final
+from typing import Any, Final, Protocol, Self
 
 from .._clock import Clock, SystemClock
 from .._errors import ConfigError, LimiterTimeoutError, SlotNotHeldError
@@ -91,7 +91,53 @@ class LimiterStatistics:
     groups: Mapping[str, GroupStatistics] = field(hash=False)
 
 
-class Slot:
+class HeldSlot:
+    """What every held slot does: name itself, and give itself back (also on ``with`` exit).
+
+    Subclasses set ``_id``, ``_acquired_at`` and ``_limiter`` (anything with a
+    ``release(slot)``).
+    """
+
+    __slots__ = ()
+    _id: int
+    _acquired_at: float
+    _limiter: _Releaser
+
+    @property
+    def id(self) -> int:
+        """Unique among the slots of its limiter."""
+        return self._id
+
+    @property
+    def acquired_at(self) -> float:
+        """When the slot was admitted, on the limiter's clock (``monotonic``)."""
+        return self._acquired_at
+
+    def release(self) -> None:
+        """Give the slot back to its limiter (same as ``limiter.release(slot)``).
+
+        Raises:
+            SlotNotHeldError: the slot was already released.
+        """
+        self._limiter.release(self)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._limiter.release(self)
+
+
+class _Releaser(Protocol):
+    def release(self, slot: Any) -> None: ...
+
+
+class Slot(HeldSlot):
     """One unit of the limiter's capacity, held until released.
 
     A slot is immutable (its attributes are read-only) and compares by identity. It is a
@@ -124,38 +170,9 @@ class Slot:
         self._limiter = limiter
 
     @property
-    def id(self) -> int:
-        """Unique among the slots of its limiter."""
-        return self._id
-
-    @property
     def groups(self) -> tuple[str, ...]:
         """The groups this slot counts against."""
         return self._groups
-
-    @property
-    def acquired_at(self) -> float:
-        """When the slot was admitted, on the limiter's monotonic clock."""
-        return self._acquired_at
-
-    def release(self) -> None:
-        """Give the slot back to its limiter (same as ``limiter.release(slot)``).
-
-        Raises:
-            SlotNotHeldError: the slot was already released.
-        """
-        self._limiter.release(self)
-
-    def __enter__(self) -> Slot:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._limiter.release(self)
 
     def __repr__(self) -> str:
         return f"Slot(id={self._id}, groups={self._groups!r}, acquired_at={self._acquired_at!r})"

@@ -57,7 +57,7 @@ from typing import Final
 
 from .._clock import Clock, SystemClock
 from .._errors import ConfigError
-from ._limiter import LimiterTimeoutError, SlotNotHeldError, check_count, check_timeout
+from ._limiter import HeldSlot, LimiterTimeoutError, SlotNotHeldError, check_count, check_timeout
 
 __all__ = [
     "SharedLimiter",
@@ -163,7 +163,7 @@ class SharedLimiterStatistics:
     released: int
 
 
-class SharedSlot:
+class SharedSlot(HeldSlot):
     """One held slot of a shared pool; a context manager that releases it on exit.
 
     Immutable (read-only attributes), compared by identity.
@@ -201,11 +201,6 @@ class SharedSlot:
         self._limiter = limiter
 
     @property
-    def id(self) -> int:
-        """Unique among the slots of its limiter instance."""
-        return self._id
-
-    @property
     def index(self) -> int:
         """The slot file's number."""
         return self._index
@@ -216,33 +211,9 @@ class SharedSlot:
         return self._path
 
     @property
-    def acquired_at(self) -> float:
-        """When the slot was taken, on the limiter's monotonic clock."""
-        return self._acquired_at
-
-    @property
     def groups(self) -> tuple[str, ...]:
         """Always ``()``: shared pools have no groups."""
         return ()
-
-    def release(self) -> None:
-        """Give the slot back (same as ``limiter.release(slot)``).
-
-        Raises:
-            SlotNotHeldError: the slot was already released.
-        """
-        self._limiter.release(self)
-
-    def __enter__(self) -> SharedSlot:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._limiter.release(self)
 
     def __repr__(self) -> str:
         return f"SharedSlot(id={self._id}, index={self._index}, path={str(self._path)!r})"
