@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from types import MappingProxyType, TracebackType
-from typing import Any, Final, Protocol, Self
+from typing import Any, Final, Generic, Protocol, Self, TypeVar
 
 from .._clock import Clock, SystemClock
 from .._errors import ConfigError, LimiterTimeoutError, SlotNotHeldError
@@ -178,6 +178,46 @@ class Slot(HeldSlot):
         return f"Slot(id={self._id}, groups={self._groups!r}, acquired_at={self._acquired_at!r})"
 
 
+SlotT = TypeVar("SlotT", bound=HeldSlot)
+
+
+class WithSlot(Generic[SlotT]):
+    """``with limiter:`` holds one slot; a per-thread stack lets the blocks nest.
+
+    Subclasses provide ``acquire()``, ``release(slot)`` and a ``threading.local`` named
+    ``_local``.
+    """
+
+    _local: threading.local
+
+    def acquire(self) -> SlotT:
+        raise NotImplementedError
+
+    def release(self, slot: SlotT) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> SlotT:
+        slot = self.acquire()
+        stack: list[SlotT] | None = getattr(self._local, "stack", None)
+        if stack is None:
+            stack = self._local.stack = []
+        stack.append(slot)
+        return slot
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        stack: list[SlotT] | None = getattr(self._local, "stack", None)
+        if not stack:
+            raise SlotNotHeldError(
+                "`with limiter:` exited in a thread that did not enter it", slot_id=None
+            )
+        self.release(stack.pop())
+
+
 class _Waiter:
     """One blocked :meth:`Limiter.acquire`: it sleeps on its own lock until handed a slot."""
 
@@ -260,7 +300,7 @@ class _SlotContext(AbstractContextManager[Slot]):
         self._limiter.release(slot)
 
 
-class Limiter:
+class Limiter(WithSlot[Slot]):
     """A fair, thread-safe bound on how much runs at once, with optional group caps.
 
     Args:
@@ -566,27 +606,6 @@ class Limiter:
             ...     pass
         """
         return _SlotContext(self, groups, priority, timeout)
-
-    def __enter__(self) -> Slot:
-        slot = self.acquire()
-        stack: list[Slot] | None = getattr(self._local, "stack", None)
-        if stack is None:
-            stack = self._local.stack = []
-        stack.append(slot)
-        return slot
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        stack: list[Slot] | None = getattr(self._local, "stack", None)
-        if not stack:
-            raise SlotNotHeldError(
-                "`with limiter:` exited in a thread that did not enter it", slot_id=None
-            )
-        self.release(stack.pop())
 
     # -- configuration and statistics ----------------------------------------------------
 

@@ -57,7 +57,14 @@ from typing import Final
 
 from .._clock import Clock, SystemClock
 from .._errors import ConfigError
-from ._limiter import HeldSlot, LimiterTimeoutError, SlotNotHeldError, check_count, check_timeout
+from ._limiter import (
+    HeldSlot,
+    LimiterTimeoutError,
+    SlotNotHeldError,
+    WithSlot,
+    check_count,
+    check_timeout,
+)
 
 __all__ = [
     "SharedLimiter",
@@ -274,7 +281,7 @@ def _rebuild(name: str, capacity: int, directory: str, poll_interval: float) -> 
     return SharedLimiter(name, capacity, directory=directory, poll_interval=poll_interval)
 
 
-class SharedLimiter:
+class SharedLimiter(WithSlot[SharedSlot]):
     """A limiter shared by name between processes on one host.
 
     Args:
@@ -576,27 +583,6 @@ class SharedLimiter:
             0
         """
         return _SharedSlotContext(self, timeout)
-
-    def __enter__(self) -> SharedSlot:
-        slot = self.acquire()
-        stack: list[SharedSlot] | None = getattr(self._local, "stack", None)
-        if stack is None:
-            stack = self._local.stack = []
-        stack.append(slot)
-        return slot
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        stack: list[SharedSlot] | None = getattr(self._local, "stack", None)
-        if not stack:
-            raise SlotNotHeldError(
-                "`with limiter:` exited in a thread that did not enter it", slot_id=None
-            )
-        self.release(stack.pop())
 
     # -- diagnostics ----------------------------------------------------------------------
 
