@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from concurrent.futures import ProcessPoolExecutor
 
 from subplan import Plan, decompose, run
@@ -50,6 +51,35 @@ class ProcessBackendSuite:
         )
 
     track_overhead_ratio.unit = "x bare pool"  # type: ignore[attr-defined]
+
+
+class ProcessMarginalSuite:
+    """The cost of one more subplan, process backend against a bare ProcessPoolExecutor.
+
+    Each side runs 1,000 and 3,000 no-op jobs; (T(3,000) - T(1,000)) / 2,000 leaves out
+    what both pay once (starting workers, setting up, shutting down).
+    """
+
+    timeout = 900
+
+    def setup(self) -> None:
+        self.plans = {n: _plan(n) for n in (1_000, 3_000)}
+        self.work = ScriptedWork(default=Step())
+
+    def _ours(self, n: int) -> None:
+        run(self.plans[n], self.work, max_parallel=10, backend="process")
+
+    def track_marginal_ratio(self) -> float:
+        """Per-subplan cost over the bare pool's, from interleaved rounds (best of 5)."""
+        best = dict.fromkeys(("ours1", "ours3", "bare1", "bare3"), math.inf)
+        for _ in range(5):
+            best["ours1"] = min(best["ours1"], _best(1, lambda: self._ours(1_000)))
+            best["bare1"] = min(best["bare1"], _best(1, lambda: _bare(1_000, 10)))
+            best["ours3"] = min(best["ours3"], _best(1, lambda: self._ours(3_000)))
+            best["bare3"] = min(best["bare3"], _best(1, lambda: _bare(3_000, 10)))
+        return (best["ours3"] - best["ours1"]) / (best["bare3"] - best["bare1"])
+
+    track_marginal_ratio.unit = "x bare pool"  # type: ignore[attr-defined]
 
 
 class CrashRecoverySuite:

@@ -932,7 +932,7 @@ def test_a_job_sent_to_a_dead_idle_worker_goes_to_another(make_pool: Any) -> Non
         os.kill(first, signal.SIGKILL)
         assert multiprocessing.connection.wait([worker.sentinel], LIMIT)
         job = _processes._Job(2)
-        pool._place(job, _processes._dumps((pid, ()), (2).to_bytes(8, "little", signed=True)))
+        pool._place(job, pid, _processes._dumps(pid), _processes._dumps(()))
         pool._jobs[2] = job
     assert ends.one(2).value not in (first, 0)
     assert 1 == pool.statistics().replaced
@@ -1391,3 +1391,64 @@ def test_a_program_that_forgets_shutdown_still_exits_and_leaves_nothing(
     assert (0, "killed\n") == (orchestrator.returncode, out)
     worker, group = read_when_ready(tmp_path / "job1")
     assert gone(worker) and not _group_alive(group)
+
+
+# --------------------------------------------------------------------------- functions held
+
+
+@dataclass
+class Counter:
+    """A callable that counts its calls in the process that runs it."""
+
+    calls: int = 0
+
+    def __call__(self) -> tuple[int, int]:
+        self.calls += 1
+        return os.getpid(), self.calls
+
+
+def _load_unless(flag: str) -> Callable[[], int]:
+    if pathlib.Path(flag).exists():
+        raise LookupError("the flag says this function cannot load")
+    return pid
+
+
+@dataclass
+class LoadsUnless:
+    """Pickles fine; unpickling fails while ``flag`` exists."""
+
+    flag: str
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_load_unless, (self.flag,))
+
+
+def test_a_worker_is_sent_a_function_once_and_keeps_it(make_pool: Any) -> None:
+    pool, ends = make_pool(1)
+    counter, other = Counter(), Counter()
+    for job_id, func in enumerate((counter, counter, counter, other, counter), start=1):
+        pool.submit(job_id, func, ())
+        ends.one(job_id)
+    values = [ends.one(i).value for i in range(1, 6)]
+    assert len({p for p, _ in values}) == 1  # one worker throughout
+    # The same object is sent once and keeps counting; another object replaces it, and
+    # coming back sends the first one afresh (as it is in the parent: no calls).
+    assert [1, 2, 3, 1, 1] == [calls for _, calls in values]
+
+
+def test_a_function_that_failed_to_load_is_sent_again(
+    make_pool: Any, tmp_path: pathlib.Path
+) -> None:
+    flag = tmp_path / "flag"
+    flag.touch()
+    func = LoadsUnless(str(flag))
+    pool, ends = make_pool(1)
+    pool.submit(1, func, ())
+    first = ends.one(1)
+    assert ("raised", None) == (first.outcome, first.started)
+    assert "cannot load" in (first.error_text or "")
+    flag.unlink()
+    pool.submit(2, func, ())
+    second = ends.one(2)
+    assert ("returned", 1) == (second.outcome, pool.statistics().started_workers)
+    assert second.value > 0

@@ -16,7 +16,7 @@ tell which call killed it. :class:`ProcessWorkers` instead gives each worker pro
   needs one.
 
 One parent thread, the *watcher*, waits on every worker's pipe and death sentinel with
-:func:`multiprocessing.connection.wait` and turns what it sees into :class:`JobEnd`
+one long-lived :func:`select.poll` object and turns what it sees into :class:`JobEnd`
 values for ``on_end``: **exactly one per submitted job**, always from that thread. A
 worker's death is seen through a pidfd where the kernel has them (Linux >= 5.3), else
 through multiprocessing's sentinel; the exit status comes from multiprocessing.
@@ -29,7 +29,9 @@ reported.
 
 The pipe protocol (pickled with multiprocessing's pickler)::
 
-    parent -> worker   job id (8 bytes) + pickle((func, args));  b"" asks it to exit
+    parent -> worker   job id (8 bytes) + length of the pickled func (8 bytes)
+                       + pickle(func) + pickle(args);            b"" asks it to exit
+                       (the func's length is 0 when the worker holds it already)
     worker -> parent   ("started", job_id, time)
                        ("pgid", job_id, pgid)
                        ("returned", job_id, pickled value, started, ended)
@@ -37,6 +39,8 @@ The pipe protocol (pickled with multiprocessing's pickler)::
                         started, ended)
                        ("init_failed", error line)
 
+A worker keeps the function of its last job: a run sends its work callable once per
+worker, not once per job, so a callable that keeps state keeps it per worker process.
 Values and exceptions travel pickled inside the message, so one that cannot be unpickled
 in the parent fails only its own job (as a :class:`RuntimeError`), never the watcher.
 Times are wall-clock (:func:`time.time`): the child's stamps cannot come from an injected
@@ -63,7 +67,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from multiprocessing import get_all_start_methods, get_context
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import Connection
 from multiprocessing.context import BaseContext
 from multiprocessing.process import BaseProcess
 from multiprocessing.reduction import ForkingPickler
@@ -86,6 +90,7 @@ _ORPHANED_STATUS: Final = 70  # a worker whose parent died exits with this
 _INIT_FAILED_STATUS: Final = 1
 _PARENT_POLL: Final = 0.5  # without pidfds, a worker checks its parent this often
 _ID_BYTES: Final = 8
+_HEADER_BYTES: Final = 2 * _ID_BYTES
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,6 +265,7 @@ class _Child:
         self.lock = threading.Lock()  # report_pgid may be called from the job's threads
         self.job_id: int | None = None
         self.pgids: list[int] = []
+        self.func: Callable[..., object] | None = None  # the last job's, kept for the next
         self.home_pgrp = os.getpgrp()  # the parent's group, even if a job calls setsid
 
     def send(self, message: tuple[object, ...]) -> None:
@@ -349,11 +355,19 @@ def _raised(
 
 def _run_job(child: _Child, data: bytes) -> None:
     job_id = int.from_bytes(data[:_ID_BYTES], "little", signed=True)
+    func_size = int.from_bytes(data[_ID_BYTES:_HEADER_BYTES], "little")
     child.job_id = job_id
     child.pgids = []
     started: float | None = None
     try:
-        func, args = pickle.loads(memoryview(data)[_ID_BYTES:])  # noqa: S301 - from our parent
+        view = memoryview(data)
+        if func_size:
+            child.func = None  # until the new one loads: the parent forgets it on failure
+            child.func = pickle.loads(view[_HEADER_BYTES : _HEADER_BYTES + func_size])  # noqa: S301
+        func = child.func
+        if func is None:  # pragma: no cover - the parent sends a function when we have none
+            raise RuntimeError("the worker holds no function for this job")
+        args = pickle.loads(view[_HEADER_BYTES + func_size :])  # noqa: S301 - from our parent
         started = time.time()
         child.send(("started", job_id, started))
         value = func(*args)
@@ -437,6 +451,7 @@ class _Worker:
     pid: int
     pidfd: int | None
     job: _Job | None = None
+    func: object = None  # the function it holds from its last job (compared by identity)
     init_error: str | None = None
     eof: bool = False  # its pipe reached end of file
     broken: bool = False  # its pipe refused a job: dead, not yet buried
@@ -538,9 +553,15 @@ class ProcessWorkers:
         self._kills = 0
         self._replaced = 0
         self._callback_error: BaseException | None = None
+        self._last_func: tuple[Callable[..., object], bytes] | None = None
         self._failure: BaseException | None = None
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._wake_closed = False
+        self._poller = select.poll()
+        self._poller.register(self._wake_r, select.POLLIN)
+        self._pipes: dict[int, _Worker] = {}
+        self._deaths: dict[int, _Worker] = {}
+        self._polled: set[int] = set()  # worker fds registered with the poller
         self._watcher = threading.Thread(
             target=self._watch, name="subplan-process-watcher", daemon=True
         )
@@ -567,7 +588,8 @@ class ProcessWorkers:
         """
         failure: Exception | None = None
         try:
-            data = _dumps((func, tuple(args)), job_id.to_bytes(_ID_BYTES, "little", signed=True))
+            func_blob = self._pickled_func(func)
+            args_blob = _dumps(tuple(args))
         except Exception as exc:
             failure = exc
         with self._lock:
@@ -593,7 +615,7 @@ class ProcessWorkers:
                 )
             job = _Job(job_id)
             try:
-                self._place(job, data)
+                self._place(job, func, func_blob, args_blob)
             except OSError as exc:
                 # No worker could be started (no forkserver, no memory, no pids): this
                 # job fails, the pool does not. The next job tries again.
@@ -609,6 +631,15 @@ class ProcessWorkers:
                 self._wake()
                 return
             self._jobs[job_id] = job
+
+    def _pickled_func(self, func: Callable[..., object]) -> bytes:
+        """``func`` pickled, reusing the bytes while the same object is submitted."""
+        last = self._last_func
+        if last is not None and last[0] is func:
+            return last[1]
+        blob = _dumps(func)
+        self._last_func = (func, blob)
+        return blob
 
     def kill(self, job_id: int) -> None:
         """Kill the worker running ``job_id`` (SIGKILL), for a timeout or a cancel.
@@ -720,25 +751,39 @@ class ProcessWorkers:
         if self._closing:
             raise RuntimeError("ProcessWorkers is shut down")
 
-    def _place(self, job: _Job, data: bytes) -> None:
-        """Write ``data`` to an idle worker's pipe, or to a new worker's (lock held)."""
+    def _place(
+        self, job: _Job, func: Callable[..., object], func_blob: bytes, args_blob: bytes
+    ) -> None:
+        """Send the job to an idle worker, or to a new one (lock held).
+
+        A worker that holds ``func`` from its last job is sent only the arguments.
+        """
+
+        def message(worker: _Worker) -> bytes:
+            own = worker.func is func
+            size = 0 if own else len(func_blob)
+            header = job.job_id.to_bytes(_ID_BYTES, "little", signed=True)
+            header += size.to_bytes(_ID_BYTES, "little")
+            return b"".join((header, b"" if own else func_blob, args_blob))
+
         for worker in self._workers:
             if worker.job is None and not worker.broken:
                 try:
-                    worker.conn.send_bytes(data)
+                    worker.conn.send_bytes(message(worker))
                 except OSError:
                     # It died idle and the watcher has not buried it yet; try another.
                     worker.broken = True
                     self._lost += 1
                     continue
-                job.worker, worker.job = worker, job
+                job.worker, worker.job, worker.func = worker, job, func
                 return
         worker = self._start_worker()
         job.worker, worker.job = worker, job
         with contextlib.suppress(OSError):
             # A new worker that cannot take its first job died starting up (say, in its
             # initializer): the watcher will report this job as crashed.
-            worker.conn.send_bytes(data)
+            worker.conn.send_bytes(message(worker))
+            worker.func = func
 
     def _start_worker(self) -> _Worker:
         try:
@@ -815,36 +860,62 @@ class ProcessWorkers:
             if self._closing and not self._workers and not self._jobs and not self._ready:
                 return False
             workers = list(self._workers)
-        pipes = {w.conn.fileno(): w for w in workers if not w.eof}
-        deaths = {w.sentinel: w for w in workers}
-        ready = set(wait([self._wake_r, *pipes, *deaths]))
-        if self._wake_r in ready:
-            with contextlib.suppress(BlockingIOError):
-                os.read(self._wake_r, 4096)
-        for fd in ready:
-            if fd in pipes:
-                self._receive(pipes[fd])
-        for fd in ready:
-            if fd in deaths:
-                worker = deaths[fd]
-                self._receive(worker)  # what it sent before dying counts
-                self._bury(worker)
+        self._sync_poller(workers)
+        ready = self._poller.poll()
+        pipes, deaths = self._pipes, self._deaths
+        dead: list[_Worker] = []
+        for fd, _events in ready:
+            if fd == self._wake_r:
+                with contextlib.suppress(BlockingIOError):
+                    os.read(self._wake_r, 4096)
+            elif fd in pipes:
+                self._receive_one(pipes[fd])
+            elif fd in deaths:
+                dead.append(deaths[fd])
+        for worker in dead:
+            self._receive(worker)  # what it sent before dying counts
+            self._bury(worker)
         self._deliver()
         return True
 
-    def _receive(self, worker: _Worker) -> None:
-        """Read and handle every message waiting in ``worker``'s pipe."""
+    def _sync_poller(self, workers: list[_Worker]) -> None:
+        """Have the poller watch exactly these workers' pipes and deaths (watcher only).
+
+        The poller lives as long as the watcher, so waiting costs one system call rather
+        than building a selector for every wait.
+        """
+        pipes = {w.conn.fileno(): w for w in workers if not w.eof}
+        deaths = {w.sentinel: w for w in workers}
+        # By number: a buried worker's numbers may be a new worker's already.
+        wanted = pipes.keys() | deaths.keys()
+        for fd in self._polled - wanted:
+            self._poller.unregister(fd)
+        for fd in wanted - self._polled:
+            self._poller.register(fd, select.POLLIN)
+        self._polled = wanted
+        self._pipes, self._deaths = pipes, deaths
+
+    def _receive_one(self, worker: _Worker) -> None:
+        """Read and handle one message from a pipe that polled readable."""
         if worker.eof:
             return
-        while True:
+        try:
+            raw = worker.conn.recv_bytes()
+        except (EOFError, OSError):  # OSError: it died in the middle of a message
+            worker.eof = True
+            return
+        self._handle(worker, pickle.loads(raw))  # noqa: S301 - our own worker
+
+    def _receive(self, worker: _Worker) -> None:
+        """Read and handle every message waiting in a dead ``worker``'s pipe."""
+        while not worker.eof:
             try:
                 if not worker.conn.poll():
                     return
-                raw = worker.conn.recv_bytes()
-            except (EOFError, OSError):  # OSError: it died in the middle of a message
+            except (EOFError, OSError):
                 worker.eof = True
                 return
-            self._handle(worker, pickle.loads(raw))  # noqa: S301 - our own worker
+            self._receive_one(worker)
 
     def _handle(self, worker: _Worker, message: tuple[object, ...]) -> None:
         kind = message[0]
@@ -868,6 +939,8 @@ class ProcessWorkers:
             return
         end = self._result(worker, job, message)  # unpickled outside the lock
         with self._lock:
+            if end.started is None:
+                worker.func = None  # the job failed before its call: the function may not load
             worker.job = None
             job.worker = None
             del self._jobs[job.job_id]

@@ -699,6 +699,7 @@ def _run_processes(
     signals_seen = 0
     job_ids = itertools.count(1)
     workers: ProcessWorkers | None = None
+    calls: dict[int, functools.partial[object]] = {}  # targets live as long as setup
 
     def on_signal(signum: int) -> None:
         nonlocal signals_seen
@@ -737,8 +738,13 @@ def _run_processes(
                 sched.emit("attempt_started", subplan_id=launch.unit_id, attempt=launch.attempt)
             tracker.enter()  # in flight in a worker, from hand-off to end
             target = setup.target(launch)
-            args = (target, launch.subplan, setup.run_id, launch.attempt, setup.run_dir, None)
-            workers.submit(job_id, _in_worker, args)
+            # One callable object per target, so a worker that holds it is sent only
+            # the arguments (see ProcessWorkers).
+            func = calls.get(id(target))
+            if func is None:
+                func = calls[id(target)] = functools.partial(_in_worker, target)
+            args = (launch.subplan, setup.run_id, launch.attempt, setup.run_dir, None)
+            workers.submit(job_id, func, args)
 
     def kill_locked(job_id: int) -> None:
         assert workers is not None

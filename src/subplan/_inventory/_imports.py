@@ -17,12 +17,13 @@ import os
 import posixpath
 import re
 from collections.abc import Iterable, Sequence
-from typing import Final
-
-import networkx as nx
+from typing import TYPE_CHECKING, Final
 
 from .._model import path_sort_key
 from ._listing import _resolve_root
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 __all__ = ["import_graph"]
 
@@ -291,6 +292,8 @@ def import_graph(root: str | os.PathLike[str], paths: Iterable[str]) -> nx.DiGra
             text = _read_source(base + path)
             if text is not None:
                 edges.extend((path, target) for target in resolver.imports(path, text))
+    import networkx as nx  # imported when needed: it takes a quarter of a second
+
     graph = nx.DiGraph()
     graph.add_nodes_from(sorted(py_files + js_files, key=path_sort_key))
     graph.add_edges_from(sorted(edges, key=lambda e: (path_sort_key(e[0]), path_sort_key(e[1]))))
