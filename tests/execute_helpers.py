@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
 
 from subplan import Plan, decompose
 from subplan._execute._results import RunReport
@@ -91,3 +94,25 @@ def crash_some(subplan: object, ctx: object) -> None:
         time.sleep(0.05)
         os._exit(9)
     time.sleep(0.05)
+
+
+def _die_once_then(flag: str) -> object:
+    """Unpickling helper: exit the worker while it loads the job, once per flag file."""
+    path = Path(flag)
+    if path.exists():
+        path.unlink()
+        os._exit(9)
+    return sleep_work
+
+
+@dataclass(frozen=True)
+class DiesWhileLoading:
+    """Work whose first unpickling in a worker kills that worker before any call starts."""
+
+    flag: str
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_die_once_then, (self.flag,))
+
+    def __call__(self, subplan: object, ctx: object) -> None:  # pragma: no cover - never here
+        raise AssertionError("a worker runs what unpickling returns, not this object")

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from execute_helpers import (
+    DiesWhileLoading,
     always_sigkill,
     crash_on_first_attempt,
     crash_some,
@@ -40,6 +41,18 @@ def test_a_dead_worker_breaks_only_its_own_attempt() -> None:
             assert "exited with status 3" in (outcome.attempts[0].error or "")
         else:
             assert ["succeeded"] == statuses  # innocent: never charged, never re-run
+
+
+def test_a_worker_that_dies_before_the_call_spends_no_attempt(tmp_path: Path) -> None:
+    flag = tmp_path / "die"
+    flag.touch()
+    plan = flat_plan(1)
+    report = run(plan, DiesWhileLoading(str(flag)), retries=0, backend="process")
+    # retries=0: had the crash been charged, the subplan would have failed.
+    assert report.ok, report.outcomes
+    (outcome,) = report.outcomes.values()
+    assert ["crashed", "succeeded"] == [a.status for a in outcome.attempts]
+    assert "exited with status 9" in (outcome.attempts[0].error or "")
 
 
 def test_a_subplan_that_always_crashes_fails_at_the_crash_cap() -> None:
