@@ -18,8 +18,24 @@ do not know subplan::
     ├── SlotNotHeldError (RuntimeError)   a slot released twice or to the wrong limiter
     ├── CommandError (OSError)            a command could not be started (.program, .cwd)
     │   └── CommandNotFoundError (FileNotFoundError)   no such program
-    └── ProcessGroupAliveError (RuntimeError)          a command's processes survived
-                                                       SIGKILL (.pgid, .result)
+    ├── ProcessGroupAliveError (RuntimeError)          a command's processes survived
+    │                                                  SIGKILL (.pgid, .result)
+    ├── WorkspaceError                    a workspace (a git worktree) cannot be made,
+    │   │                                 inspected or removed (.path)
+    │   ├── NotAGitRepositoryError (InputError)   the repository is not a git work tree
+    │   ├── DirtyBaseError                the repository has uncommitted changes and a
+    │   │                                 clean base was asked for (.path, .changes)
+    │   └── WorkspaceLeasedError          another process holds the workspace's lease
+    │                                     (.path, .holder)
+    └── StoreError                        the state store cannot be used (.location)
+        ├── StoreConnectError (ConnectionError)   the store cannot be reached or opened
+        ├── StoreCorruptError                 the database fails its integrity check
+        ├── StoreVersionError                 a schema newer (or older) than this subplan's
+        ├── NetworkFilesystemError            SQLite on NFS/SMB/...: use PostgreSQL
+        ├── UnknownRunError (KeyError)        no run with that id (.run_id)
+        ├── RunExistsError                    a run with that id exists already (.run_id)
+        └── RunLockedError                    another orchestrator holds the run
+                                              (.run_id, .holder)
 
 Not in the tree: :class:`subplan.RateLimited` is a *signal* that work raises to say an
 API rate-limited it (a plain ``Exception``); the run pauses instead of failing.
@@ -41,14 +57,26 @@ __all__ = [
     "CommandNotFoundError",
     "ConfigError",
     "DependencyCycleError",
+    "DirtyBaseError",
     "InputError",
     "LimiterTimeoutError",
+    "NetworkFilesystemError",
+    "NotAGitRepositoryError",
     "PlanError",
     "ProcessGroupAliveError",
+    "RunExistsError",
+    "RunLockedError",
     "SlotNotHeldError",
+    "StoreConnectError",
+    "StoreCorruptError",
+    "StoreError",
+    "StoreVersionError",
     "SubplanError",
     "TemplateError",
+    "UnknownRunError",
     "UnknownSubplanError",
+    "WorkspaceError",
+    "WorkspaceLeasedError",
 ]
 
 
@@ -268,3 +296,172 @@ class SlotNotHeldError(SubplanError, RuntimeError):
     def __init__(self, message: str, *, slot_id: int | None) -> None:
         super().__init__(message)
         self.slot_id = slot_id
+
+
+class StoreError(SubplanError):
+    """The state store cannot be used.
+
+    Attributes:
+        location: the database file or a URL with its password removed.
+    """
+
+    def __init__(self, message: str, *, location: str | None = None) -> None:
+        super().__init__(message)
+        self.location = location
+
+
+class StoreConnectError(StoreError, ConnectionError):
+    """The store cannot be reached or opened (no server, bad URL, unreadable file)."""
+
+
+class StoreCorruptError(StoreError):
+    """The database file fails its integrity check or is not a subplan store."""
+
+
+class StoreVersionError(StoreError):
+    """The database's schema version is not one this subplan can use.
+
+    Attributes:
+        found: the version in the database.
+        supported: the version this subplan writes.
+    """
+
+    def __init__(
+        self, message: str, *, location: str | None = None, found: int, supported: int
+    ) -> None:
+        super().__init__(message, location=location)
+        self.found = found
+        self.supported = supported
+
+
+class NetworkFilesystemError(StoreError):
+    """SQLite's write-ahead log needs a local filesystem; the runs directory is not on one.
+
+    Attributes:
+        fstype: the filesystem type (``nfs4``, ``cifs``, ...).
+    """
+
+    def __init__(self, message: str, *, location: str | None = None, fstype: str) -> None:
+        super().__init__(message, location=location)
+        self.fstype = fstype
+
+
+class UnknownRunError(StoreError, KeyError):
+    """No run with this id in the store.
+
+    Attributes:
+        run_id: the id asked for.
+    """
+
+    def __init__(self, run_id: str, *, location: str | None = None) -> None:
+        where = f" in {location}" if location else ""
+        super().__init__(f"no run {run_id!r}{where}", location=location)
+        self.run_id = run_id
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+class RunExistsError(StoreError):
+    """A run with this id exists already (resume it, or pick another id).
+
+    Attributes:
+        run_id: the id.
+    """
+
+    def __init__(self, run_id: str, *, location: str | None = None) -> None:
+        super().__init__(
+            f"run {run_id!r} exists already: resume it with 'subplan resume {run_id}' "
+            "or choose another --run-id",
+            location=location,
+        )
+        self.run_id = run_id
+
+
+class RunLockedError(StoreError):
+    """Another orchestrator holds the run's lock.
+
+    Attributes:
+        run_id: the run.
+        holder: who holds it, as the holder wrote it (pid, host, since), or None when
+            unreadable.
+    """
+
+    def __init__(self, run_id: str, holder: str | None, *, location: str | None = None) -> None:
+        who = holder or "another process"
+        super().__init__(f"run {run_id!r} is being run by {who}", location=location)
+        self.run_id = run_id
+        self.holder = holder
+
+
+class WorkspaceError(SubplanError):
+    """A workspace (a git worktree) cannot be made, inspected or removed.
+
+    Attributes:
+        path: the workspace or repository at fault, when there is one.
+
+    Example:
+        >>> from subplan._workspace import Workspaces
+        >>> Workspaces("/no/such/repo", "/tmp/ws")
+        Traceback (most recent call last):
+        ...
+        subplan._errors.NotAGitRepositoryError: not a git repository: /no/such/repo \
+(no such directory)
+    """
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.args[0],), self.__dict__)
+
+
+class NotAGitRepositoryError(WorkspaceError, InputError):
+    """The repository path is missing, not in a git repository, or in a bare one.
+
+    Attributes:
+        path: the path given.
+    """
+
+
+class DirtyBaseError(WorkspaceError):
+    """The repository has uncommitted changes, and a clean base was asked for.
+
+    Attributes:
+        path: the repository's work tree.
+        changes: the changed paths (modified, staged, deleted or untracked), relative to
+            it; the message names the first three.
+    """
+
+    def __init__(self, path: str, changes: Sequence[str]) -> None:
+        self.changes: tuple[str, ...] = tuple(changes)
+        shown = ", ".join(self.changes[:3])
+        if len(self.changes) > 3:
+            shown += f" and {len(self.changes) - 3} more"
+        super().__init__(
+            f"uncommitted changes in {path}: {shown}; commit or stash them first", path=path
+        )
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.path, self.changes))
+
+
+class WorkspaceLeasedError(WorkspaceError):
+    """Another process (or another lease in this one) holds the workspace's lease.
+
+    Attributes:
+        path: the workspace, as a real path.
+        holder: who holds it, as the holder wrote it (pid, host, since), or None when
+            unreadable.
+    """
+
+    def __init__(self, path: str, holder: str | None) -> None:
+        super().__init__(f"workspace {path} is leased by {holder or 'another process'}", path=path)
+        self.holder = holder
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.path, self.holder))

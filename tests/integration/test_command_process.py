@@ -265,6 +265,8 @@ def test_stdin_is_empty(tmp_path: pathlib.Path) -> None:
 def test_env_is_merged_over_the_callers_environment(
     tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    for name in [k for k in os.environ if k.startswith("SUBPLAN_TEST_")]:
+        monkeypatch.delenv(name)  # e.g. the PostgreSQL URL CI sets
     monkeypatch.setenv("SUBPLAN_TEST_INHERITED", "inherited")
     monkeypatch.setenv("SUBPLAN_TEST_OVERRIDDEN", "old")
     code = (
