@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from .._clock import Clock, SystemClock
-from .._errors import SubplanError
+from .._errors import ConfigError, SubplanError
 from .._model import Subplan
 from ._command import CommandTemplate, run_command, write_files_list
 from ._processes import report_pgid
@@ -40,10 +42,13 @@ class CommandTimeoutError(SubplanError, TimeoutError):
     """A subplan's command ran past its timeout; its whole process group was killed."""
 
 
-def _report_group(pid: int, pgid: int) -> None:
+def _report_group(ctx: AttemptContext, pid: int, pgid: int) -> None:
     # In a process-backend worker, tell the parent at once: if this worker dies, the
     # parent kills the command's group before any retry. A no-op anywhere else.
     report_pgid(pgid)
+    # With a state store, record the group before the command runs on: a resume after
+    # the orchestrator died kills it before running the subplan again.
+    ctx.report_process(pid, pgid)
 
 
 def _read_result(path: Path) -> WorkResult:
@@ -128,6 +133,45 @@ class CommandWork:
         self.kill_grace = kill_grace
         self.clock = clock or SystemClock()
 
+    def describe(self) -> dict[str, Any]:
+        """What it takes to make this work again (JSON-ready), for a run's record.
+
+        ``subplan resume`` rebuilds the work with :meth:`from_description`.
+        """
+        detector = self.detector
+        return {
+            "kind": "command",
+            "argv": list(self.template.argv),
+            "cwd": None if self.cwd is None else str(self.cwd.resolve()),
+            "env": dict(self.env),
+            "kill_grace": self.kill_grace,
+            "rate_limits": None
+            if detector is None
+            else {
+                "extra_patterns": list(detector.extra_patterns),
+                "default_tz": detector.default_tz,
+            },
+        }
+
+    @classmethod
+    def from_description(cls, data: Mapping[str, Any]) -> CommandWork:
+        """The work :meth:`describe` described.
+
+        Raises:
+            ConfigError: ``data`` does not describe command work.
+        """
+        if not isinstance(data, Mapping) or data.get("kind") != "command":
+            raise ConfigError("the run's record does not describe a command")
+        limits = data.get("rate_limits")
+        detector = None if limits is None else RateLimitDetector(**limits)
+        return cls(
+            data["argv"],
+            cwd=data.get("cwd"),
+            env=data.get("env") or {},
+            kill_grace=float(data.get("kill_grace", 5.0)),
+            rate_limits=detector,
+        )
+
     def __call__(self, subplan: Subplan, ctx: AttemptContext) -> WorkResult:
         artifacts = ctx.artifacts_dir
         files_list = write_files_list(artifacts / "files.txt", subplan.files)
@@ -165,7 +209,7 @@ class CommandWork:
             timeout=remaining,
             cancel=ctx.cancel_event,
             kill_grace=self.kill_grace,
-            on_start=_report_group,
+            on_start=functools.partial(_report_group, ctx),
             clock=self.clock,
         )
         if result.ok:

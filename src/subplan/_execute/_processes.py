@@ -485,6 +485,8 @@ class ProcessWorkers:
             ``error_text``.
         kill_grace: seconds between SIGTERM and SIGKILL when killing a dead job's process
             groups (see :func:`~subplan._execute._command_process.kill_process_group`).
+        on_pgid: called with ``(job_id, pgid)`` on the watcher thread as soon as a job
+            reports a process group (to record it durably); it must not block long.
 
     Raises:
         ConfigError: ``size`` < 1, an unknown start method, a negative ``kill_grace``, or
@@ -520,6 +522,7 @@ class ProcessWorkers:
         start_method: str = "forkserver",
         initializer: Callable[[], None] | None = None,
         kill_grace: float = 2.0,
+        on_pgid: Callable[[int, int], None] | None = None,
     ) -> None:
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise ConfigError(f"size must be an integer >= 1, got {size!r}")
@@ -542,6 +545,7 @@ class ProcessWorkers:
             _preload_in_forkserver(self._ctx)
         self._initializer = initializer
         self._kill_grace = kill_grace
+        self._on_pgid = on_pgid
         self._lock = threading.Lock()
         self._workers: list[_Worker] = []
         self._jobs: dict[int, _Job] = {}
@@ -936,6 +940,8 @@ class ProcessWorkers:
             if pgid != os.getpgrp():
                 with self._lock:
                     job.pgids.append(pgid)
+                if self._on_pgid is not None:
+                    self._on_pgid(job.job_id, pgid)
             return
         end = self._result(worker, job, message)  # unpickled outside the lock
         with self._lock:

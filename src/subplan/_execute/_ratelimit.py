@@ -335,8 +335,18 @@ missing ), unterminated subpattern at position 6
         self._clock: Clock = SystemClock() if clock is None else clock
 
     def __repr__(self) -> str:
-        patterns = [c.pattern.pattern for c in self._custom]
+        patterns = list(self.extra_patterns)
         return f"RateLimitDetector(extra_patterns={patterns!r}, default_tz={self._zone_name!r})"
+
+    @property
+    def extra_patterns(self) -> tuple[str, ...]:
+        """The patterns given as ``extra_patterns``, as written."""
+        return tuple(c.pattern.pattern for c in self._custom)
+
+    @property
+    def default_tz(self) -> str | None:
+        """The zone name given as ``default_tz``."""
+        return self._zone_name
 
     def _now(self, now: float | None) -> float:
         return self._clock.time() if now is None else float(now)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from .._errors import ConfigError
 
@@ -59,6 +61,47 @@ class RetryPolicy:
         if self.max_crashes < 1 or self.max_rate_limits < 1:
             raise ConfigError("max_crashes and max_rate_limits must be >= 1")
         object.__setattr__(self, "retry_on", tuple(self.retry_on))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form; exception types by their qualified names."""
+        return {
+            "retries": self.retries,
+            "backoff_base": self.backoff_base,
+            "backoff_cap": self.backoff_cap,
+            "retry_on": [f"{t.__module__}.{t.__qualname__}" for t in self.retry_on],
+            "retry_unpassed": self.retry_unpassed,
+            "max_crashes": self.max_crashes,
+            "max_rate_limits": self.max_rate_limits,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RetryPolicy:
+        """The policy :meth:`to_dict` wrote.
+
+        Raises:
+            ConfigError: an exception type that cannot be imported any more.
+        """
+        kinds: list[type[BaseException]] = []
+        for name in data.get("retry_on", ["builtins.Exception"]):
+            module, _, qualname = str(name).rpartition(".")
+            try:
+                found: Any = importlib.import_module(module)
+                for part in qualname.split("."):
+                    found = getattr(found, part)
+            except (ImportError, AttributeError, ValueError):
+                found = None
+            if not (isinstance(found, type) and issubclass(found, BaseException)):
+                raise ConfigError(f"the retry policy names {name!r}, which cannot be imported")
+            kinds.append(found)
+        return cls(
+            retries=int(data.get("retries", 0)),
+            backoff_base=float(data.get("backoff_base", 1.0)),
+            backoff_cap=float(data.get("backoff_cap", 60.0)),
+            retry_on=tuple(kinds),
+            retry_unpassed=bool(data.get("retry_unpassed", False)),
+            max_crashes=int(data.get("max_crashes", 3)),
+            max_rate_limits=int(data.get("max_rate_limits", 20)),
+        )
 
     @property
     def max_attempts(self) -> int:
