@@ -23,11 +23,19 @@ from ._errors import ConfigError as ConfigError
 from ._errors import DependencyCycleError as DependencyCycleError
 from ._errors import InputError as InputError
 from ._errors import LimiterTimeoutError as LimiterTimeoutError
+from ._errors import NetworkFilesystemError as NetworkFilesystemError
 from ._errors import PlanError as PlanError
 from ._errors import ProcessGroupAliveError as ProcessGroupAliveError
+from ._errors import RunExistsError as RunExistsError
+from ._errors import RunLockedError as RunLockedError
 from ._errors import SlotNotHeldError as SlotNotHeldError
+from ._errors import StoreConnectError as StoreConnectError
+from ._errors import StoreCorruptError as StoreCorruptError
+from ._errors import StoreError as StoreError
+from ._errors import StoreVersionError as StoreVersionError
 from ._errors import SubplanError as SubplanError
 from ._errors import TemplateError as TemplateError
+from ._errors import UnknownRunError as UnknownRunError
 from ._errors import UnknownSubplanError as UnknownSubplanError
 from ._execute._command_work import CommandFailedError as CommandFailedError
 from ._execute._command_work import CommandTimeoutError as CommandTimeoutError
@@ -51,6 +59,7 @@ from ._execute._results import SubplanOutcome as SubplanOutcome
 from ._execute._results import WorkResult as WorkResult
 from ._execute._retry import RetryPolicy as RetryPolicy
 from ._execute._run import arun as arun
+from ._execute._run import resume as resume
 from ._execute._run import run as run
 from ._execute._shared import SharedLimiter as SharedLimiter
 from ._execute._tracker import ConcurrencyTracker as ConcurrencyTracker
@@ -70,6 +79,11 @@ from ._model import Subplan as Subplan
 from ._model import estimate_tokens as estimate_tokens
 from ._model import subplan_id as subplan_id
 from ._project import plan_project as plan_project
+from ._store._base import AttemptRow as AttemptRow
+from ._store._base import RunInfo as RunInfo
+from ._store._base import RunRecord as RunRecord
+from ._store._base import Store as Store
+from ._store._open import open_store as open_store
 
 __version__ = "0.1.0.dev0"
 
@@ -77,6 +91,7 @@ __all__ = [
     "PLAN_SCHEMA",
     "AttemptContext",
     "AttemptRecord",
+    "AttemptRow",
     "Clock",
     "CommandError",
     "CommandFailedError",
@@ -97,6 +112,7 @@ __all__ = [
     "Limiter",
     "LimiterStatistics",
     "LimiterTimeoutError",
+    "NetworkFilesystemError",
     "Pause",
     "Plan",
     "PlanConfig",
@@ -106,16 +122,26 @@ __all__ = [
     "RateLimitInfo",
     "RateLimited",
     "RetryPolicy",
+    "RunExistsError",
+    "RunInfo",
+    "RunLockedError",
+    "RunRecord",
     "RunReport",
     "SharedLimiter",
     "Skipped",
     "Slot",
     "SlotNotHeldError",
+    "Store",
+    "StoreConnectError",
+    "StoreCorruptError",
+    "StoreError",
+    "StoreVersionError",
     "Subplan",
     "SubplanError",
     "SubplanOutcome",
     "SystemClock",
     "TemplateError",
+    "UnknownRunError",
     "UnknownSubplanError",
     "WorkResult",
     "arun",
@@ -125,9 +151,11 @@ __all__ = [
     "estimate_tokens",
     "from_paths",
     "import_graph",
+    "open_store",
     "peak_from_intervals",
     "plan_project",
     "read_path_list",
+    "resume",
     "run",
     "scan",
     "subplan_id",

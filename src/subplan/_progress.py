@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import TextIO
+from collections.abc import Sequence
+from typing import Any, TextIO
 
 from ._execute._results import Event, RunReport
+from ._store._base import RunInfo, RunRecord
 
-__all__ = ["Progress", "render_summary"]
+__all__ = [
+    "Progress",
+    "render_report",
+    "render_run_status",
+    "render_runs",
+    "render_summary",
+    "run_status_data",
+]
 
 
 class Progress:
@@ -129,4 +138,108 @@ def render_summary(report: RunReport, *, runs_dir: str, limit: int = 40) -> str:
         if len(shown) > limit:
             lines.append(f"... and {len(shown) - limit} more")
     lines.append(f"output of each subplan: {runs_dir}/{report.run_id}/<id>/")
+    return "\n".join(lines) + "\n"
+
+
+def _when(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds))
+
+
+def render_runs(runs: Sequence[RunInfo]) -> str:
+    """The table of ``subplan status``: one line per run, newest first."""
+    if not runs:
+        return "no runs\n"
+    lines = [f"{'run':<24} {'status':<11} {'started':<19} {'attempts':>8}  subplans (latest)"]
+    for info in runs:
+        latest = ", ".join(f"{n} {status}" for status, n in sorted(info.latest.items())) or "-"
+        lines.append(
+            f"{info.run_id:<24} {info.status:<11} {_when(info.created):<19} "
+            f"{info.attempts:>8}  {latest}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+_STATES = ("succeeded", "failed", "skipped", "not_run")
+
+
+def run_status_data(record: RunRecord, report: RunReport) -> dict[str, Any]:
+    """``subplan status RUN_ID --json``: the run and its subplans by state."""
+    by_state: dict[str, list[dict[str, Any]]] = {state: [] for state in _STATES}
+    for outcome in report.outcomes.values():
+        last = outcome.attempts[-1] if outcome.attempts else None
+        by_state[outcome.status].append(
+            {
+                "subplan_id": outcome.subplan_id,
+                "label": outcome.label,
+                "attempts": len(outcome.attempts),
+                "last_attempt": None if last is None else last.status,
+                "reason": outcome.reason,
+            }
+        )
+    return {
+        "schema": "subplan.run-status/1",
+        "run_id": record.run_id,
+        "status": record.status,
+        "created": record.created,
+        "updated": record.updated,
+        "ended": record.ended,
+        "host": record.host,
+        "pid": record.pid,
+        "command": None if record.command is None else list(record.command),
+        "counts": {state: len(items) for state, items in by_state.items()},
+        "subplans": by_state,
+    }
+
+
+def render_run_status(record: RunRecord, report: RunReport, *, limit: int = 20) -> str:
+    """``subplan status RUN_ID``: the run, then its subplans grouped by state."""
+    data = run_status_data(record, report)
+    counts = ", ".join(f"{n} {state.replace('_', ' ')}" for state, n in data["counts"].items())
+    lines = [
+        f"run {record.run_id}: {record.status} (last run by pid {record.pid} on "
+        f"{record.host}, updated {_when(record.updated)}) - {counts}"
+    ]
+    for state in _STATES:
+        items = data["subplans"][state]
+        if not items:
+            continue
+        lines.append(f"{state.replace('_', ' ')} ({len(items)}):")
+        for item in items[:limit]:
+            reason = f" - {item['reason']}" if item["reason"] else ""
+            lines.append(
+                f"  {item['subplan_id']:<19} {item['attempts']:>3} tries  {item['label']}{reason}"
+            )
+        if len(items) > limit:
+            lines.append(f"  ... and {len(items) - limit} more")
+    return "\n".join(lines) + "\n"
+
+
+def render_report(report: RunReport, *, limit: int = 40) -> str:
+    """``subplan report RUN_ID``: the summary table, then pass rate and cost per group."""
+    lines = [render_summary(report, runs_dir="", limit=limit).rsplit("output of", 1)[0].rstrip()]
+    groups = report.groups()
+    if groups:
+        lines.append(
+            f"{'group':<19} {'leaves':>6} {'passed':>6} {'pass rate':>9} {'cost':>10} "
+            f"{'cost/pass':>10}  label"
+        )
+        for group in groups[:limit]:
+            per_pass = "-" if group.cost_of_pass == float("inf") else f"{group.cost_of_pass:.4g}"
+            lines.append(
+                f"{group.subplan_id:<19} {group.leaves:>6} {group.passed:>6} "
+                f"{group.pass_rate:>9.0%} {group.total_cost:>10.4g} {per_pass:>10}  {group.label}"
+            )
+        if len(groups) > limit:
+            lines.append(f"... and {len(groups) - limit} more groups")
+    for pause in report.pauses:
+        lines.append(
+            f"paused {_when(pause.started)} for {pause.length:.0f}s [{pause.source}]: "
+            f"{pause.reason}"
+        )
+    lines.append(
+        f"peak concurrency {report.peak_concurrency} of max {report.max_parallel}; "
+        f"total cost {report.total_cost:.4g}"
+    )
     return "\n".join(lines) + "\n"

@@ -11,9 +11,10 @@ import argparse
 import contextlib
 import json
 import os
+import shlex
 import sys
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, TextIO
 
@@ -23,15 +24,25 @@ from ._errors import InputError, PlanError, SubplanError
 from ._execute._command import resolve_program
 from ._execute._command_work import CommandWork
 from ._execute._deps import dependencies_from_imports
+from ._execute._durable import report_from_store
 from ._execute._ratelimit import RateLimitDetector
-from ._execute._results import Event
-from ._execute._run import default_runs_dir, run
+from ._execute._results import Event, RunReport
+from ._execute._run import default_runs_dir, resume, run
 from ._execute._shared import SharedLimiter
 from ._fs import write_atomic
 from ._inventory import Inventory, import_graph, read_path_list, scan
 from ._model import Plan, PlanConfig
-from ._progress import Progress, render_summary
+from ._progress import (
+    Progress,
+    render_report,
+    render_run_status,
+    render_runs,
+    render_summary,
+    run_status_data,
+)
 from ._render import render_tree
+from ._store._base import RunInfo, Store
+from ._store._open import open_store, redact
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -227,8 +238,87 @@ def _build_parser() -> _Parser:
     )
     group.add_argument("--json", action="store_true", help="print the report as JSON")
     group.add_argument("--jitter-seed", dest="run_seed", type=_integer(0), help=argparse.SUPPRESS)
+    _add_store_options(group)
+    group.add_argument(
+        "--no-store",
+        dest="use_store",
+        action="store_false",
+        help="keep no record of the run (it cannot be resumed, listed or reported)",
+    )
     run.set_defaults(handler=_cmd_run)
+
+    resume = commands.add_parser(
+        "resume",
+        help="run again what a stopped or failed run did not finish",
+        usage="subplan resume RUN_ID [--rerun ID...] [options]",
+        description="Resume a run: subplans that succeeded keep their results, the others "
+        "run again with the run's own command, limits and plan. Attempts a killed "
+        "orchestrator left running are reclaimed (their process groups killed first). "
+        "Exit status: 0 all succeeded, 1 some failed, 2 bad input (unknown run, run "
+        "held by another orchestrator), 130 interrupted.",
+    )
+    resume.add_argument("run_id", metavar="RUN_ID")
+    resume.add_argument(
+        "--rerun",
+        nargs="+",
+        default=[],
+        metavar="ID",
+        help="also run these subplans (whole subtrees) again, even if they succeeded",
+    )
+    resume.add_argument(
+        "--plan",
+        dest="plan_file",
+        metavar="FILE",
+        help="a re-decomposed plan: subplans whose ids are unchanged keep their results",
+    )
+    _add_store_options(resume, runs_dir=True)
+    resume.add_argument(
+        "--events", metavar="FILE", help="append every run event to FILE as JSON lines"
+    )
+    resume.add_argument("--json", action="store_true", help="print the report as JSON")
+    resume.set_defaults(handler=_cmd_resume)
+
+    status = commands.add_parser(
+        "status",
+        help="list runs, or one run's subplans by state",
+        usage="subplan status [RUN_ID] [--json] [options]",
+    )
+    status.add_argument("run_id", nargs="?", metavar="RUN_ID")
+    _add_store_options(status, runs_dir=True)
+    status.add_argument("--json", action="store_true", help="print JSON")
+    status.set_defaults(handler=_cmd_status)
+
+    report = commands.add_parser(
+        "report",
+        help="a run's outcomes, cost and pass rates per group, peak concurrency and pauses",
+        usage="subplan report RUN_ID [--json] [--timeline FILE.png] [options]",
+    )
+    report.add_argument("run_id", metavar="RUN_ID")
+    _add_store_options(report, runs_dir=True)
+    report.add_argument("--json", action="store_true", help="print the report as JSON")
+    report.add_argument(
+        "--timeline",
+        metavar="FILE.png",
+        help="also draw every attempt over time and the concurrency curve (needs the "
+        "'plot' extra: pip install 'subplan[plot]')",
+    )
+    report.set_defaults(handler=_cmd_report)
     return parser
+
+
+def _add_store_options(group: argparse._ActionsContainer, *, runs_dir: bool = False) -> None:
+    if runs_dir:
+        group.add_argument(
+            "--runs-dir",
+            metavar="DIR",
+            help="the runs directory (default: $SUBPLAN_RUNS_DIR or .subplan)",
+        )
+    group.add_argument(
+        "--store",
+        metavar="URL",
+        help="the state store: a SQLite file or postgresql://... (default: $SUBPLAN_STORE, "
+        "else DIR/state.db in the runs directory)",
+    )
 
 
 def _seconds(text: str) -> float:
@@ -347,8 +437,43 @@ def _cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: Te
     dependencies = None
     if args.import_order and graph is not None:
         dependencies = {k: sorted(v) for k, v in dependencies_from_imports(plan, graph).items()}
-    runs_dir = Path(args.runs_dir) if args.runs_dir else default_runs_dir()
-    progress = Progress(stderr, len(plan.leaves), enabled=stderr.isatty() and not args.json)
+    runs_dir = _runs_dir(args)
+    store = _store_spec(args, runs_dir) if args.use_store else None
+    with _listeners(args, stderr, len(plan.leaves)) as on_event:
+        report = run(
+            plan,
+            work,
+            max_parallel=args.max_parallel,
+            retries=args.retries,
+            timeout=args.timeout,
+            run_id=args.run_id,
+            runs_dir=runs_dir,
+            limiter=pool,
+            dependencies=dependencies,
+            backend=args.backend,
+            on_event=on_event,
+            handle_signals=True,
+            seed=args.run_seed,
+            store=store,
+        )
+    return _finish_run(report, args, stdout, runs_dir, resumable=store is not None)
+
+
+def _runs_dir(args: argparse.Namespace) -> Path:
+    return Path(args.runs_dir) if args.runs_dir else default_runs_dir()
+
+
+def _store_spec(args: argparse.Namespace, runs_dir: Path) -> str:
+    """The store the options name: --store, $SUBPLAN_STORE, or the runs directory's."""
+    return args.store or os.environ.get("SUBPLAN_STORE") or str(runs_dir / "state.db")
+
+
+@contextlib.contextmanager
+def _listeners(
+    args: argparse.Namespace, stderr: TextIO, leaves: int
+) -> Iterator[Callable[[Event], None]]:
+    """The progress line and the --events file, as one event listener."""
+    progress = Progress(stderr, leaves, enabled=stderr.isatty() and not args.json)
     with contextlib.ExitStack() as stack:
         listeners: list[Callable[[Event], None]] = [progress]
         if args.events is not None:
@@ -365,31 +490,107 @@ def _cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: Te
                 listener(event)
 
         try:
-            report = run(
-                plan,
-                work,
-                max_parallel=args.max_parallel,
-                retries=args.retries,
-                timeout=args.timeout,
-                run_id=args.run_id,
-                runs_dir=runs_dir,
-                limiter=pool,
-                dependencies=dependencies,
-                backend=args.backend,
-                on_event=on_event,
-                handle_signals=True,
-                seed=args.run_seed,
-            )
+            yield on_event
         finally:
             progress.close()
+
+
+def _finish_run(
+    report: RunReport, args: argparse.Namespace, stdout: TextIO, runs_dir: Path, *, resumable: bool
+) -> int:
     if args.json:
         stdout.write(json.dumps(report.to_dict(), indent=2) + "\n")
     else:
         stdout.write(render_summary(report, runs_dir=str(runs_dir)))
+        if resumable and not report.ok:
+            stdout.write(f"resume with: subplan resume {report.run_id}{_store_args(args)}\n")
     stdout.flush()
     if report.status == "cancelled":
         return EXIT_INTERRUPTED
     return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def _store_args(args: argparse.Namespace) -> str:
+    """The options a follow-up command needs to find the same store (for hints)."""
+    parts = []
+    if args.runs_dir:
+        parts += ["--runs-dir", args.runs_dir]
+    if args.store:
+        parts += ["--store", redact(args.store)]
+    return "".join(" " + shlex.quote(p) for p in parts)
+
+
+def _cmd_resume(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: TextIO) -> int:
+    runs_dir = _runs_dir(args)
+    store = open_store(_store_spec(args, runs_dir), runs_dir, create=False)
+    with contextlib.closing(store):
+        record = store.get_run(args.run_id)
+        plan = _load_plan(args.plan_file) if args.plan_file is not None else None
+        leaves = len((plan or Plan.from_json(record.plan_json)).leaves)
+        with _listeners(args, stderr, leaves) as on_event:
+            report = resume(
+                args.run_id,
+                store=store,
+                runs_dir=runs_dir,
+                plan=plan,
+                rerun=args.rerun,
+                on_event=on_event,
+                handle_signals=True,
+            )
+    return _finish_run(report, args, stdout, runs_dir, resumable=True)
+
+
+def _open_for_reading(args: argparse.Namespace) -> Store:
+    runs_dir = _runs_dir(args)
+    return open_store(_store_spec(args, runs_dir), runs_dir, create=False, readonly=True)
+
+
+def _cmd_status(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: TextIO) -> int:
+    with contextlib.closing(_open_for_reading(args)) as store:
+        if args.run_id is None:
+            runs = store.list_runs()
+            if args.json:
+                data = {"schema": "subplan.status/1", "runs": [_run_info(r) for r in runs]}
+                stdout.write(json.dumps(data, indent=2) + "\n")
+            else:
+                stdout.write(render_runs(runs))
+            return EXIT_OK
+        record = store.get_run(args.run_id)
+        report = report_from_store(record, store.attempts(args.run_id), store.pauses(args.run_id))
+    if args.json:
+        stdout.write(json.dumps(run_status_data(record, report), indent=2) + "\n")
+    else:
+        stdout.write(render_run_status(record, report))
+    return EXIT_OK
+
+
+def _run_info(info: RunInfo) -> dict[str, object]:
+    return {
+        "run_id": info.run_id,
+        "status": info.status,
+        "created": info.created,
+        "updated": info.updated,
+        "ended": info.ended,
+        "host": info.host,
+        "pid": info.pid,
+        "attempts": info.attempts,
+        "latest": dict(info.latest),
+    }
+
+
+def _cmd_report(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: TextIO) -> int:
+    with contextlib.closing(_open_for_reading(args)) as store:
+        record = store.get_run(args.run_id)
+        report = report_from_store(record, store.attempts(args.run_id), store.pauses(args.run_id))
+    if args.timeline is not None:
+        from ._timeline import write_timeline
+
+        write_timeline(report, args.timeline)
+    if args.json:
+        stdout.write(json.dumps(report.to_dict(), indent=2) + "\n")
+    else:
+        stdout.write(render_report(report))
+    return EXIT_OK
 
 
 def _emit(text: str, output: str | None, stdout: TextIO) -> None:

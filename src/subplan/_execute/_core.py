@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import heapq
 import random
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 from .._clock import Clock
 from .._errors import ConfigError
@@ -29,7 +29,7 @@ from ._limiter import Limiter, Slot
 from ._results import AttemptRecord, AttemptStatus, Event, Pause, SubplanOutcome
 from ._retry import RetryPolicy
 
-__all__ = ["AttemptEnd", "Launch", "Scheduler", "check_max_parallel"]
+__all__ = ["AttemptEnd", "Journal", "Launch", "Scheduler", "check_max_parallel"]
 
 UnitState = Literal["pending", "ready", "retry_wait", "running", "succeeded", "failed", "skipped"]
 
@@ -107,6 +107,23 @@ class AttemptEnd:
     source: str | None = None
 
 
+class Journal(Protocol):
+    """Where the scheduler reports what it decides, for a durable record of the run.
+
+    Called under the driver's lock, in the order things happen; implementations queue
+    and return at once (see :mod:`subplan._execute._journal`).
+    """
+
+    def started(self, launch: Launch) -> None:
+        """An attempt was launched."""
+
+    def ended(self, record: AttemptRecord, end: AttemptEnd) -> None:
+        """An attempt ended."""
+
+    def paused(self, pause: Pause) -> None:
+        """The run paused, or a pause was extended (same ``started``)."""
+
+
 # The pause gate: a known reset is honoured with a 10% buffer; an unknown one backs off
 # exponentially (with jitter, never below half the ceiling) from 30 s up to 15 minutes.
 PAUSE_BUFFER = 1.10
@@ -136,6 +153,12 @@ class Scheduler:
         limiter: where slots come from: the only bound. Its capacity must be
             ``max_parallel`` (the drivers build it so); group caps live in it too.
         emit: called with each :class:`Event`, from the driver's thread.
+        prior: ``{unit id: attempts of earlier sessions}`` when resuming: attempt
+            numbers continue after them, and they appear in the outcomes. The retry
+            budget starts afresh.
+        keep: units that succeeded before and are not run again: they start
+            ``succeeded`` and their dependants do not wait for them.
+        journal: told of every launch, end and pause (the state store's writer).
     """
 
     def __init__(
@@ -153,8 +176,12 @@ class Scheduler:
         groups: Mapping[str, tuple[str, ...]] | None = None,
         priorities: Mapping[str, int] | None = None,
         emit: Callable[[Event], None] | None = None,
+        prior: Mapping[str, Sequence[AttemptRecord]] | None = None,
+        keep: Collection[str] = (),
+        journal: Journal | None = None,
     ) -> None:
         self.plan = plan
+        self.journal = journal
         self.max_parallel = check_max_parallel(max_parallel)
         self.run_id = run_id
         self.retry = retry
@@ -194,6 +221,15 @@ class Scheduler:
         for unit in units.values():
             for prerequisite in unit.waiting_for:
                 units[prerequisite].dependants.append(unit.id)
+        for unit_id, attempts in (prior or {}).items():
+            if unit_id in units:
+                units[unit_id].attempts = list(attempts)
+        kept = {unit_id for unit_id in keep if unit_id in units}
+        for unit_id in kept:
+            units[unit_id].state = "succeeded"
+        if kept:
+            for unit in units.values():
+                unit.waiting_for -= kept
         # Pre-order puts parents first; ready order must follow the leaves' plan order,
         # and integration steps come after their children anyway through waiting_for.
         self.units = units
@@ -269,9 +305,12 @@ class Scheduler:
             self.running += 1
             attempt = len(unit.attempts) + 1
             deadline = None if deadline_after is None else now + deadline_after
-            launches.append(
-                Launch(unit.id, unit.node, unit.kind, attempt, slot, deadline, self.clock.time())
+            launch = Launch(
+                unit.id, unit.node, unit.kind, attempt, slot, deadline, self.clock.time()
             )
+            launches.append(launch)
+            if self.journal is not None:
+                self.journal.started(launch)
         for entry in blocked:
             heapq.heappush(self._ready, entry)
         return launches
@@ -341,6 +380,8 @@ class Scheduler:
             self.pauses[-1] = Pause(last.started, wall + length, reason, source, subplan_id)
         else:
             self.pauses.append(Pause(wall, wall + length, reason, source, subplan_id))
+        if self.journal is not None:
+            self.journal.paused(self.pauses[-1])
         self.emit(
             "paused",
             subplan_id=subplan_id,
@@ -385,6 +426,8 @@ class Scheduler:
             dispatched=launch.dispatched,
         )
         unit.attempts.append(record)
+        if self.journal is not None:
+            self.journal.ended(record, end)
         if self._emit_to is not None:
             self.emit(
                 "attempt_ended",

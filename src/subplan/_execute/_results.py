@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -27,7 +27,11 @@ __all__ = [
     "WorkResult",
 ]
 
-AttemptStatus = Literal["succeeded", "failed", "timed_out", "cancelled", "rate_limited", "crashed"]
+AttemptStatus = Literal[
+    "succeeded", "failed", "timed_out", "cancelled", "rate_limited", "crashed", "interrupted"
+]
+"""How an attempt ended. ``interrupted``: its orchestrator died while it ran (a resume
+found it still marked running and reclaimed it)."""
 SubplanStatus = Literal["succeeded", "failed", "skipped", "not_run"]
 EventKind = Literal[
     "run_started",
@@ -113,7 +117,15 @@ class AttemptContext:
         deadline: monotonic time by which the attempt should end, or None.
     """
 
-    __slots__ = ("_cancel", "_run_dir", "attempt", "deadline", "run_id", "subplan_id")
+    __slots__ = (
+        "_cancel",
+        "_on_process",
+        "_run_dir",
+        "attempt",
+        "deadline",
+        "run_id",
+        "subplan_id",
+    )
 
     def __init__(
         self,
@@ -124,6 +136,7 @@ class AttemptContext:
         run_dir: Path,
         cancel: CancelFlag,
         deadline: float | None,
+        on_process: Callable[[int, int], None] | None = None,
     ) -> None:
         self.run_id = run_id
         self.subplan_id = subplan_id
@@ -131,6 +144,17 @@ class AttemptContext:
         self.deadline = deadline
         self._run_dir = run_dir
         self._cancel = cancel
+        self._on_process = on_process
+
+    def report_process(self, pid: int, pgid: int) -> None:
+        """Say that this attempt started a command as process ``pid`` in group ``pgid``.
+
+        With a state store, the group is recorded (and committed) before this returns,
+        so if the orchestrator dies, ``subplan resume`` kills the group before it runs
+        the subplan again. :class:`CommandWork` calls it for you.
+        """
+        if self._on_process is not None:
+            self._on_process(pid, pgid)
 
     @property
     def cancelled(self) -> bool:

@@ -24,22 +24,36 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from .._clock import Clock, SystemClock
 from .._errors import ConfigError, SubplanError
 from .._model import Plan, Subplan
+from .._store._open import open_store
+from ._command_work import CommandWork
 from ._core import AttemptEnd, Launch, Scheduler, check_max_parallel
 from ._deps import expand_dependencies
+from ._durable import (
+    Durable,
+    ResumeState,
+    check_store_spec,
+    describe_work,
+    is_store,
+    prepare_resume,
+)
 from ._limiter import Limiter
 from ._pool import LayeredLimiter, OuterLimiter
 from ._processes import JobEnd, ProcessWorkers
 from ._ratelimit import RateLimitDetector, RateLimited, RateLimitInfo
 from ._results import AttemptContext, CancelFlag, Event, RunReport, WorkResult
 from ._retry import RetryPolicy
+from ._shared import SharedLimiter
 from ._tracker import ConcurrencyTracker, peak_from_intervals
 
-__all__ = ["Work", "arun", "default_runs_dir", "new_run_id", "run"]
+if TYPE_CHECKING:
+    from .._store._base import Store
+
+__all__ = ["Work", "arun", "default_runs_dir", "new_run_id", "resume", "run"]
 
 WorkReturn: TypeAlias = WorkResult | bool | None
 Work: TypeAlias = Callable[[Subplan, AttemptContext], WorkReturn]
@@ -187,6 +201,8 @@ class _Setup:
         "seed",
         "rate_limits",
         "preflight",
+        "backend",
+        "store",
     )
 
     @classmethod
@@ -215,8 +231,15 @@ class _Setup:
         seed: int | None,
         rate_limits: RateLimitDetector | bool = True,
         preflight: Callable[[], object] | None = None,
+        backend: str = "thread",
+        store: Store | str | os.PathLike[str] | None = None,
+        resume: ResumeState | None = None,
     ) -> None:
         check_max_parallel(max_parallel)
+        if backend not in ("thread", "process"):
+            raise ConfigError(f"unknown backend {backend!r}; use 'thread' or 'process'")
+        check_store_spec(store)
+        self.backend = backend
         self.work = work
         if timeout is not None and not timeout > 0:
             raise ConfigError(f"timeout must be > 0 seconds, got {timeout}")
@@ -250,6 +273,34 @@ class _Setup:
             for node in plan.subtree(node_id):
                 prio[node.id] = value
         self.tracker = ConcurrencyTracker()
+        self.durable: Durable | None = None
+        if store is not None or resume is not None:
+            config = {
+                "max_parallel": max_parallel,
+                "retry": self.retry.to_dict(),
+                "timeout": timeout,
+                "backend": backend,
+                "dependencies": {k: list(v) for k, v in (dependencies or {}).items()},
+                "group_caps": caps,
+                "groups": {k: list(v) for k, v in (groups or {}).items()},
+                "priorities": dict(priorities or {}),
+                "integrate": integrate is not None,
+                "seed": seed,
+                "rate_limits": rate_limits is not False,
+                "pool": getattr(limiter, "name", None),
+                "work": describe_work(work),
+            }
+            self.durable = Durable(
+                os.fspath(store) if isinstance(store, os.PathLike) else store,
+                runs_dir=self.runs_dir,
+                run_id=self.run_id,
+                plan=plan,
+                config=config,
+                clock=self.clock,
+                resume=resume,
+            )
+            if on_event is not None:
+                on_event = self.durable.journal.deliver(on_event)
         self.scheduler = Scheduler(
             plan,
             max_parallel=max_parallel,
@@ -263,6 +314,9 @@ class _Setup:
             groups=unit_groups,
             priorities=prio,
             emit=on_event,
+            prior=resume.prior if resume is not None else None,
+            keep=resume.keep if resume is not None else (),
+            journal=self.durable.journal if self.durable is not None else None,
         )
         self.started = self.clock.time()
         self.detector: RateLimitDetector | None = (
@@ -318,6 +372,11 @@ class _Setup:
 
     def context(self, live: _Live) -> AttemptContext:
         launch = live.launch
+        on_process = None
+        if self.durable is not None:
+            on_process = functools.partial(
+                self.record_process, launch.unit_id, launch.attempt, wait=True
+            )
         return AttemptContext(
             run_id=self.run_id,
             subplan_id=launch.unit_id,
@@ -325,7 +384,32 @@ class _Setup:
             run_dir=self.run_dir,
             cancel=live.cancel,
             deadline=launch.deadline,
+            on_process=on_process,
         )
+
+    def record_process(
+        self, unit_id: str, attempt: int, pid: int | None, pgid: int | None, *, wait: bool
+    ) -> None:
+        """Record a running attempt's command process (and wait for the commit)."""
+        if self.durable is not None:
+            self.durable.journal.process(unit_id, attempt, pid=pid, pgid=pgid, wait=wait)
+
+    def stop_reason(self, signals_seen: int) -> str | None:
+        """Why the run must stop now: the store failed; None when it need not."""
+        if self.durable is not None and self.durable.failed.is_set():
+            return self.durable.failure()
+        return None
+
+    def cancel_reason(self, signals_seen: int) -> str:
+        """The reason a driver gives when it cancels the run."""
+        return self.stop_reason(signals_seen) or (
+            "cancelled by signal" if signals_seen else "cancelled"
+        )
+
+    def abandon(self) -> None:
+        """After an unexpected error in a driver: leave the store consistent."""
+        if self.durable is not None:
+            self.durable.abandon(self.clock.time())
 
     def target(self, launch: Launch) -> Callable[..., Any]:
         if launch.kind == "integration":
@@ -422,6 +506,12 @@ class _Setup:
             status = "failed"
         ended = self.clock.time()
         sched.emit("run_ended", status=status, reason=sched.cancel_reason)
+        warnings = list(sched.warnings)
+        if self.durable is not None:
+            # Everything is committed (and every event delivered) before the report
+            # exists: what it says succeeded is durable. A store that failed raises here.
+            self.durable.finish(status, ended)
+            warnings += self.durable.journal.warnings
         return RunReport(
             run_id=self.run_id,
             status=status,
@@ -432,7 +522,7 @@ class _Setup:
             peak_concurrency=peak_from_intervals(intervals),
             tracker_peak=self.tracker.peak,
             plan=self.plan,
-            warnings=tuple(sched.warnings),
+            warnings=tuple(warnings),
             slots=self.limiter.statistics(),
             pauses=tuple(sched.pauses),
         )
@@ -479,6 +569,7 @@ def run(
     rate_limits: RateLimitDetector | bool = True,
     preflight: Callable[[], object] | None = None,
     backend: Literal["thread", "process"] = "thread",
+    store: Store | str | os.PathLike[str] | None = None,
 ) -> RunReport:
     """Run ``work`` on every leaf of ``plan``, at most ``max_parallel`` at a time in all.
 
@@ -535,6 +626,13 @@ def run(
             (at most ``RetryPolicy.max_crashes`` times); a command it started is killed
             before any retry. ``work`` must be picklable, and ``ctx.cancelled`` never
             becomes true inside a worker (cancellation kills the worker instead).
+        store: record the run in a state store so it can be resumed (:func:`resume`),
+            listed and reported: a :class:`Store`, a ``postgresql://`` URL, a SQLite file,
+            or ``""`` for the default (``$SUBPLAN_STORE``, else ``state.db`` in
+            ``runs_dir``). None (the default) keeps no record. With a store, the run
+            holds the run lock while it runs, every attempt is committed by a writer
+            thread in batches, and events are delivered only after what came before them
+            is committed (on that thread).
 
     Returns:
         The :class:`RunReport`.
@@ -544,6 +642,9 @@ def run(
             an unknown backend.
         DependencyCycleError: the dependencies form a cycle.
         UnknownSubplanError: an id in the options that is not in the plan.
+        RunExistsError, RunLockedError, StoreError: with a store, the run id is taken,
+            another orchestrator holds it, or the store cannot be used (or failed
+            during the run: what was committed stays, and the run can be resumed).
 
     Example:
         >>> from subplan import decompose, run
@@ -553,10 +654,23 @@ def run(
         ('succeeded', True)
     """
     setup = _Setup(plan, work, **_Setup.options(locals()))
-    if backend == "process":
-        return _run_processes(setup, max_parallel, cancel, handle_signals)
-    if backend != "thread":
-        raise ConfigError(f"unknown backend {backend!r}; use 'thread' or 'process'")
+    return _drive(setup, cancel, handle_signals)
+
+
+def _drive(setup: _Setup, cancel: threading.Event | None, handle_signals: bool) -> RunReport:
+    """Run a set-up run on its backend; leave the store consistent whatever happens."""
+    try:
+        if setup.backend == "process":
+            return _run_processes(setup, setup.scheduler.max_parallel, cancel, handle_signals)
+        return _run_threads(setup, setup.scheduler.max_parallel, cancel, handle_signals)
+    finally:
+        setup.abandon()  # a no-op once the run finished normally
+
+
+def _run_threads(
+    setup: _Setup, max_parallel: int, cancel: threading.Event | None, handle_signals: bool
+) -> RunReport:
+    """The thread backend (see :func:`run`)."""
     sched = setup.scheduler
     clock_ = setup.clock
     tracker = setup.tracker
@@ -628,8 +742,8 @@ def run(
         with _signals_cancel(handle_signals, on_signal):
             while True:
                 with lock:
-                    if stop.is_set() and not sched.cancelled:
-                        sched.cancel("cancelled by signal" if signals_seen else "cancelled")
+                    if (stop.is_set() or setup.stop_reason(signals_seen)) and not sched.cancelled:
+                        sched.cancel(setup.cancel_reason(signals_seen))
                         for item in live.values():
                             item.cancel.set()
                     if failures:
@@ -767,9 +881,19 @@ def _run_processes(
             failures.append(exc)
             changed.set()
 
+    def on_pgid(job_id: int, pgid: int) -> None:
+        # On the pool's watcher thread: record the group for a resume (not waiting for
+        # the commit: a worker kills its job's groups itself if this process dies).
+        with lock:
+            item = live.get(job_id)
+        if item is not None:
+            setup.record_process(item.launch.unit_id, item.launch.attempt, None, pgid, wait=False)
+
     # Monotonic deadlines are per process, so children get none: the parent kills late ones.
     with (
-        ProcessWorkers(max_parallel, on_end=on_end) as pool,
+        ProcessWorkers(
+            max_parallel, on_end=on_end, on_pgid=on_pgid if setup.durable else None
+        ) as pool,
         _signals_cancel(handle_signals, on_signal),
     ):
         workers = pool
@@ -777,8 +901,8 @@ def _run_processes(
             with lock:
                 if failures:
                     raise failures[0]
-                if stop.is_set() and not sched.cancelled:
-                    sched.cancel("cancelled by signal" if signals_seen else "cancelled")
+                if (stop.is_set() or setup.stop_reason(signals_seen)) and not sched.cancelled:
+                    sched.cancel(setup.cancel_reason(signals_seen))
                     for job_id in list(live):
                         kill_locked(job_id)
                 launch_locked()
@@ -822,6 +946,7 @@ async def arun(
     seed: int | None = None,
     rate_limits: RateLimitDetector | bool = True,
     preflight: Callable[[], object] | None = None,
+    store: Store | str | os.PathLike[str] | None = None,
 ) -> RunReport:
     """The asyncio twin of :func:`run`: the same dispatcher, on the running event loop.
 
@@ -847,6 +972,16 @@ async def arun(
         'succeeded'
     """
     setup = _Setup(plan, work, **_Setup.options(locals()))
+    try:
+        return await _arun_driver(setup, max_parallel, cancel)
+    finally:
+        setup.abandon()  # a no-op once the run finished normally
+
+
+async def _arun_driver(
+    setup: _Setup, max_parallel: int, cancel: asyncio.Event | threading.Event | None
+) -> RunReport:
+    """The asyncio driver (see :func:`arun`)."""
     sched = setup.scheduler
     clock_ = setup.clock
     tracker = setup.tracker
@@ -881,12 +1016,12 @@ async def arun(
         return setup.end(item, started, ended, value, error)
 
     def cancel_requested() -> bool:
-        return cancel is not None and cancel.is_set()
+        return (cancel is not None and cancel.is_set()) or setup.stop_reason(0) is not None
 
     try:
         while True:
             if cancel_requested() and not sched.cancelled:
-                sched.cancel("cancelled")
+                sched.cancel(setup.cancel_reason(0))
                 for task, item in tasks.items():
                     item.cancel.set()
                     if item.cancellable:
@@ -931,3 +1066,116 @@ async def arun(
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
     return setup.report()
+
+
+def resume(
+    run_id: str,
+    work: Work | None = None,
+    *,
+    store: Store | str | os.PathLike[str] | None = None,
+    runs_dir: str | os.PathLike[str] | None = None,
+    plan: Plan | None = None,
+    rerun: Sequence[str] = (),
+    integrate: Callable[..., Any] | None = None,
+    on_event: Callable[[Event], None] | None = None,
+    limiter: OuterLimiter[Any] | None = None,
+    cancel: threading.Event | None = None,
+    handle_signals: bool = False,
+    clock: Clock | None = None,
+    rate_limits: RateLimitDetector | bool | None = None,
+    preflight: Callable[[], object] | None = None,
+) -> RunReport:
+    """Resume a stored run: run again only what did not succeed.
+
+    The run keeps its limits, retry policy, timeout, backend, dependencies and (for
+    command work) its command. Attempts a dead orchestrator left running are reclaimed:
+    their process groups are killed first, then they are marked ``interrupted`` without
+    being charged. Attempt numbers continue; the retry budget starts afresh. At-least-once:
+    an attempt that was running when the orchestrator died runs again, so work should
+    be idempotent.
+
+    Args:
+        run_id: the run.
+        work: the work callable; None for a run of command work (rebuilt from its record).
+        store: the store the run is in (a :class:`Store`, a URL or a path); default the
+            SQLite store of ``runs_dir`` (or ``$SUBPLAN_STORE``).
+        runs_dir: the runs directory (default ``$SUBPLAN_RUNS_DIR`` or ``.subplan``).
+        plan: a re-decomposed plan: subplans whose ids are unchanged keep their results,
+            the others run. Default: the stored plan.
+        rerun: subplan ids (any node: its whole subtree) to run again even if they
+            succeeded; every other result is kept.
+        integrate: the integration callable, when the run had one.
+        on_event, limiter, cancel, handle_signals, clock, preflight: as for :func:`run`.
+        rate_limits: as for :func:`run`; None keeps the run's choice.
+
+    Returns:
+        The :class:`RunReport` of the whole run (earlier attempts included).
+
+    Raises:
+        UnknownRunError: no such run.
+        RunLockedError: another orchestrator is running it.
+        UnknownSubplanError: a ``rerun`` id that is not in the plan.
+        ConfigError: the run needs ``work`` (or ``integrate``) and none was given.
+        StoreError: the store cannot be used.
+    """
+    clock_ = clock or SystemClock()
+    run_id = _check_run_id(run_id)
+    directory = Path(runs_dir) if runs_dir is not None else default_runs_dir()
+    check_store_spec(store)
+    opened = not is_store(store)
+    spec = os.fspath(store) if isinstance(store, os.PathLike) else store
+    the_store: Store = open_store(spec, directory, create=False) if opened else store  # type: ignore[arg-type,assignment]
+    lock = None
+    try:
+        the_store.get_run(run_id)  # unknown: say so before taking (and making) a lock
+        lock = the_store.lock_run(run_id)
+        record, the_plan, state = prepare_resume(
+            the_store, run_id, lock=lock, plan=plan, rerun=rerun, clock=clock_
+        )
+        config = record.config
+        if work is None:
+            description = config.get("work")
+            if not description:
+                raise ConfigError(f"run {run_id!r} ran a Python callable: pass work= to resume it")
+            work = CommandWork.from_description(description)
+        if config.get("integrate") and integrate is None:
+            raise ConfigError(f"run {run_id!r} had integration steps: pass integrate=")
+        pool = config.get("pool")
+        if limiter is None and pool:
+            limiter = SharedLimiter(str(pool), int(config["max_parallel"]))
+        setup = _Setup(
+            the_plan,
+            work,
+            max_parallel=int(config["max_parallel"]),
+            retries=RetryPolicy.from_dict(config.get("retry", {})),
+            timeout=config.get("timeout"),
+            dependencies=config.get("dependencies") or None,
+            integrate=integrate,
+            group_caps=config.get("group_caps") or None,
+            groups=config.get("groups") or None,
+            priorities=config.get("priorities") or None,
+            on_event=on_event,
+            run_id=run_id,
+            runs_dir=directory,
+            limiter=limiter,
+            clock=clock_,
+            seed=config.get("seed"),
+            rate_limits=bool(config.get("rate_limits", True))
+            if rate_limits is None
+            else rate_limits,
+            preflight=preflight,
+            backend=str(config.get("backend", "thread")),
+            store=the_store,
+            resume=state,
+        )
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        if opened:
+            the_store.close()
+        raise
+    try:
+        return _drive(setup, cancel, handle_signals)
+    finally:
+        if opened:
+            the_store.close()

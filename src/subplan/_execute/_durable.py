@@ -1,0 +1,341 @@
+"""A run's durable side: its record, lock and journal in the state store, and resumes.
+
+:class:`Durable` is what a run holds while it has a store: the run lock (taken first,
+released last), the run's record, and the :class:`~subplan._store._journal.StoreJournal`
+that commits every attempt. :func:`prepare_resume` reads a stored run back: it reclaims
+attempts that a dead orchestrator left ``running`` (killing their process groups first),
+works out which subplans keep their success, and rebuilds the run's options.
+:func:`report_from_store` turns stored rows into a :class:`RunReport` for ``status`` and
+``report``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from .._clock import Clock
+from .._errors import ConfigError
+from .._model import Plan
+from .._store._base import (
+    AttemptEnded,
+    AttemptRow,
+    PauseRow,
+    RunLock,
+    RunRecord,
+    RunStatus,
+    RunStatusChanged,
+    Store,
+)
+from .._store._journal import StoreJournal, record_of
+from .._store._open import open_store
+from ._command_process import kill_process_group
+from ._results import AttemptRecord, Pause, RunReport, SubplanOutcome, SubplanStatus
+from ._tracker import peak_from_intervals
+
+__all__ = ["Durable", "ResumeState", "prepare_resume", "report_from_store"]
+
+INTERRUPTED = "interrupted: the orchestrator stopped while it ran"
+
+
+def is_store(value: object) -> bool:
+    """True for a store object (as opposed to a URL or path naming one)."""
+    return hasattr(value, "apply") and hasattr(value, "lock_run")
+
+
+@dataclass(frozen=True)
+class ResumeState:
+    """What a resumed run starts from.
+
+    Attributes:
+        prior: the earlier attempts of every unit still in the plan.
+        keep: units whose success stands (not run again).
+        lock: the run lock, already held by the resume.
+    """
+
+    prior: Mapping[str, Sequence[AttemptRecord]]
+    keep: frozenset[str]
+    lock: RunLock
+
+
+class Durable:
+    """One session of a run in the store: lock, record, journal.
+
+    Args:
+        store: a store object, or a spec for :func:`open_store` (closed at the end when
+            opened here).
+        runs_dir: the runs directory (where the SQLite store lives by default).
+        run_id: the run.
+        plan: the run's plan.
+        config: the run's options, JSON-ready.
+        clock: for the record's times.
+        resume: when resuming, the lock it holds (the run exists already).
+
+    Raises:
+        RunExistsError: a new run whose id is taken.
+        RunLockedError: another orchestrator holds the run.
+        StoreError: the store cannot be used.
+    """
+
+    def __init__(
+        self,
+        store: Store | str | None,
+        *,
+        runs_dir: Path,
+        run_id: str,
+        plan: Plan,
+        config: Mapping[str, Any],
+        clock: Clock,
+        resume: ResumeState | None = None,
+    ) -> None:
+        self.owns_store = not is_store(store)
+        self.store: Store = (
+            open_store(store, runs_dir)  # type: ignore[arg-type]
+            if self.owns_store
+            else store  # type: ignore[assignment]
+        )
+        self.run_id = run_id
+        self.failed = threading.Event()
+        self._done = False
+        self.lock: RunLock | None = None
+        try:
+            self.lock = resume.lock if resume is not None else self.store.lock_run(run_id)
+            now = clock.time()
+            host, pid = socket.gethostname(), os.getpid()
+            if resume is None:
+                self.store.create_run(
+                    RunRecord(
+                        run_id=run_id,
+                        status="running",
+                        created=now,
+                        updated=now,
+                        ended=None,
+                        plan_json=plan.to_json(),
+                        config=dict(config),
+                        command=_command_of(config),
+                        host=host,
+                        pid=pid,
+                    )
+                )
+            else:
+                self.store.set_plan(run_id, plan.to_json())
+                self.store.apply([RunStatusChanged(run_id, "running", now, None, host, pid)])
+            self.journal = StoreJournal(self.store, run_id, on_error=self._on_error)
+        except BaseException:
+            self._release()
+            raise
+
+    def _on_error(self, exc: BaseException) -> None:
+        self.failed.set()
+
+    def failure(self) -> str | None:
+        """One line naming the store's failure, once it failed."""
+        error = self.journal.error
+        return None if error is None else f"the state store failed: {error}"
+
+    def finish(self, status: RunStatus, ended: float) -> None:
+        """Record the run's end, commit everything, release the lock.
+
+        Raises:
+            StoreError: the store failed during the run (what it holds is what was
+                committed before; the run can be resumed).
+        """
+        if self._done:
+            return
+        self._done = True
+        try:
+            self.journal.status(status, at=ended, ended=ended)
+            self.journal.close()
+        finally:
+            self._release()
+
+    def abandon(self, ended: float) -> None:
+        """Best effort after an unexpected error: mark the run interrupted and let go."""
+        if self._done:
+            return
+        self._done = True
+        try:
+            self.journal.status("interrupted", at=ended, ended=ended)
+            self.journal.close()
+        except Exception:  # noqa: S110 - the error being raised matters more
+            pass
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
+        if self.owns_store:
+            self.store.close()
+
+
+def _command_of(config: Mapping[str, Any]) -> tuple[str, ...] | None:
+    work = config.get("work")
+    if isinstance(work, Mapping) and work.get("kind") == "command":
+        return tuple(str(a) for a in work.get("argv", ()))
+    return None
+
+
+def units_of(plan: Plan, integration: bool) -> list[str]:
+    """The unit ids a run of ``plan`` has: its leaves, and internal nodes if integrating."""
+    return [n.id for n in plan if n.is_leaf or integration]
+
+
+def rerun_units(plan: Plan, ids: Collection[str], integration: bool) -> set[str]:
+    """The units under the named nodes (whole subtrees). Raises UnknownSubplanError."""
+    out: set[str] = set()
+    for node_id in ids:
+        for node in plan.subtree(node_id):
+            if node.is_leaf or integration:
+                out.add(node.id)
+    return out
+
+
+def prepare_resume(
+    store: Store,
+    run_id: str,
+    *,
+    lock: RunLock,
+    plan: Plan | None,
+    rerun: Collection[str],
+    clock: Clock,
+    kill_grace: float = 2.0,
+) -> tuple[RunRecord, Plan, ResumeState]:
+    """Read a run back for a resume (its lock held by the caller).
+
+    Attempts left ``running`` are reclaimed: their process groups are killed (and
+    confirmed gone) first, then they are marked ``interrupted``, uncharged.
+
+    Args:
+        store: the store.
+        run_id: the run.
+        lock: the run's lock, held.
+        plan: a new plan (a re-decomposed project), or None for the stored one.
+        rerun: node ids whose subtrees run again even if they succeeded.
+        clock: for the reclaim times.
+        kill_grace: seconds between SIGTERM and SIGKILL for a left-over command.
+
+    Returns:
+        The run's record, the plan to run, and the state to start from.
+    """
+    record = store.get_run(run_id)
+    stored = Plan.from_json(record.plan_json)
+    plan = plan or stored
+    integration = bool(record.config.get("integrate"))
+    again = rerun_units(plan, rerun, integration)
+    rows = store.attempts(run_id)
+    reclaimed = []
+    now = clock.time()
+    for row in rows:
+        if row.status != "running":
+            continue
+        if row.pgid is not None and row.pgid > 1:
+            kill_process_group(row.pgid, grace=kill_grace)
+        reclaimed.append(
+            AttemptEnded(
+                run_id,
+                row.subplan_id,
+                row.number,
+                "interrupted",
+                now,
+                started=row.started,
+                error=INTERRUPTED,
+                charged=False,
+            )
+        )
+    if reclaimed:
+        store.apply(reclaimed)
+        rows = store.attempts(run_id)
+    units = set(units_of(plan, integration))
+    prior: dict[str, list[AttemptRecord]] = defaultdict(list)
+    for row in rows:
+        if row.subplan_id in units:
+            prior[row.subplan_id].append(record_of(row))
+    keep = frozenset(
+        unit_id
+        for unit_id, attempts in prior.items()
+        if attempts[-1].status == "succeeded" and unit_id not in again
+    )
+    return record, plan, ResumeState(dict(prior), keep, lock)
+
+
+def report_from_store(
+    record: RunRecord, rows: Sequence[AttemptRow], pauses: Sequence[PauseRow]
+) -> RunReport:
+    """A :class:`RunReport` of a stored run, as far as it got.
+
+    A unit's status comes from its latest attempt: ``succeeded``; ``failed`` once the run
+    ended ``failed`` or ``succeeded``; otherwise ``not_run`` (the run was cancelled,
+    interrupted, or is still going: a resume would run it). Units with no attempt are
+    ``skipped`` in a run that ended ``failed`` (a prerequisite failed), else ``not_run``.
+    """
+    plan = Plan.from_json(record.plan_json)
+    integration = bool(record.config.get("integrate"))
+    finished = record.status in ("failed", "succeeded")
+    by_unit: dict[str, list[AttemptRecord]] = defaultdict(list)
+    for row in rows:
+        by_unit[row.subplan_id].append(record_of(row))
+    outcomes: dict[str, SubplanOutcome] = {}
+    for unit_id in units_of(plan, integration):
+        node = plan[unit_id]
+        attempts = by_unit.get(unit_id, [])
+        status: SubplanStatus
+        reason: str | None = None
+        if attempts and attempts[-1].status == "succeeded":
+            status = "succeeded"
+        elif attempts and finished:
+            status, reason = "failed", attempts[-1].error or attempts[-1].status
+        elif attempts:
+            status, reason = "not_run", f"run {record.status}"
+        elif finished:
+            status, reason = "skipped", "a prerequisite did not succeed"
+        else:
+            status, reason = "not_run", f"run {record.status}"
+        outcomes[unit_id] = SubplanOutcome(
+            subplan_id=unit_id,
+            label=node.label,
+            kind="leaf" if node.is_leaf else "integration",
+            status=status,
+            attempts=tuple(attempts),
+            reason=reason,
+        )
+    intervals = [(a.started, a.ended) for o in outcomes.values() for a in o.attempts]
+    peak = peak_from_intervals(intervals)
+    run_status: Literal["succeeded", "failed", "cancelled"] = "cancelled"
+    if record.status == "succeeded" or record.status == "failed":
+        run_status = record.status
+    return RunReport(
+        run_id=record.run_id,
+        status=run_status,
+        max_parallel=int(record.config.get("max_parallel", 0)),
+        started=record.created,
+        ended=record.ended if record.ended is not None else record.updated,
+        outcomes=outcomes,
+        peak_concurrency=peak,
+        tracker_peak=peak,
+        plan=plan,
+        pauses=tuple(Pause(p.started, p.ends, p.reason, p.source, p.subplan_id) for p in pauses),
+    )
+
+
+def describe_work(work: Callable[..., Any]) -> dict[str, Any] | None:
+    """The work's own description (command work has one), or None for a callable."""
+    describe = getattr(work, "describe", None)
+    if callable(describe):
+        data = describe()
+        json.dumps(data)  # must be JSON-ready
+        return dict(data)
+    return None
+
+
+def check_store_spec(store: object) -> None:
+    """Refuse a store argument that is neither a store, a string nor None."""
+    if store is not None and not isinstance(store, str | os.PathLike) and not is_store(store):
+        raise ConfigError(f"store must be a Store, a URL or a path, got {type(store).__name__}")
