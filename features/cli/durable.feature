@@ -41,6 +41,9 @@ Feature: Runs outlive their orchestrator
     When I run "subplan resume held"
     Then the exit status is 2
     And stderr is one line mentioning "is being run by pid"
+    When I run "subplan status held"
+    Then the exit status is 0
+    And the output mentions "being run by pid"
 
   Scenario: status lists the runs, and one run's subplans by state
     When the agent fails for "dir3" and I run "subplan run . --min-files 1 --exclude *.py --exclude *.log --run-id nightly -- python agent.py"

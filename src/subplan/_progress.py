@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
 from ._execute._results import Event, RunReport
@@ -147,16 +147,27 @@ def _when(seconds: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds))
 
 
-def render_runs(runs: Sequence[RunInfo]) -> str:
-    """The table of ``subplan status``: one line per run, newest first."""
+def _state(status: str, holder: str | None) -> str:
+    """A run's status as shown: a 'running' run nobody holds was abandoned."""
+    if status == "running" and holder is None:
+        return "abandoned"
+    return status
+
+
+def render_runs(runs: Sequence[RunInfo], holders: Mapping[str, str | None]) -> str:
+    """The table of ``subplan status``: one line per run, newest first.
+
+    A run recorded as running that no orchestrator holds shows as ``abandoned`` (its
+    orchestrator died): ``subplan resume`` picks it up.
+    """
     if not runs:
         return "no runs\n"
     lines = [f"{'run':<24} {'status':<11} {'started':<19} {'attempts':>8}  subplans (latest)"]
     for info in runs:
         latest = ", ".join(f"{n} {status}" for status, n in sorted(info.latest.items())) or "-"
+        state = _state(info.status, holders.get(info.run_id))
         lines.append(
-            f"{info.run_id:<24} {info.status:<11} {_when(info.created):<19} "
-            f"{info.attempts:>8}  {latest}"
+            f"{info.run_id:<24} {state:<11} {_when(info.created):<19} {info.attempts:>8}  {latest}"
         )
     return "\n".join(lines) + "\n"
 
@@ -178,7 +189,7 @@ def run_status_data(record: RunRecord, report: RunReport) -> dict[str, Any]:
                 "reason": outcome.reason,
             }
         )
-    return {
+    out: dict[str, Any] = {
         "schema": "subplan.run-status/1",
         "run_id": record.run_id,
         "status": record.status,
@@ -191,15 +202,24 @@ def run_status_data(record: RunRecord, report: RunReport) -> dict[str, Any]:
         "counts": {state: len(items) for state, items in by_state.items()},
         "subplans": by_state,
     }
+    return out
 
 
-def render_run_status(record: RunRecord, report: RunReport, *, limit: int = 20) -> str:
+def render_run_status(
+    record: RunRecord, report: RunReport, *, holder: str | None = None, limit: int = 20
+) -> str:
     """``subplan status RUN_ID``: the run, then its subplans grouped by state."""
     data = run_status_data(record, report)
     counts = ", ".join(f"{n} {state.replace('_', ' ')}" for state, n in data["counts"].items())
+    if holder is not None:
+        who = f"being run by {holder}"
+    elif record.status == "running":
+        who = f"abandoned: pid {record.pid} on {record.host} stopped; resume it"
+    else:
+        who = f"last run by pid {record.pid} on {record.host}"
     lines = [
-        f"run {record.run_id}: {record.status} (last run by pid {record.pid} on "
-        f"{record.host}, updated {_when(record.updated)}) - {counts}"
+        f"run {record.run_id}: {_state(record.status, holder)} ({who}, updated "
+        f"{_when(record.updated)}) - {counts}"
     ]
     for state in _STATES:
         items = data["subplans"][state]

@@ -549,23 +549,30 @@ def _cmd_status(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin:
     with contextlib.closing(_open_for_reading(args)) as store:
         if args.run_id is None:
             runs = store.list_runs()
+            holders = {r.run_id: store.run_holder(r.run_id) for r in runs if r.status == "running"}
             if args.json:
-                data = {"schema": "subplan.status/1", "runs": [_run_info(r) for r in runs]}
+                data = {
+                    "schema": "subplan.status/1",
+                    "runs": [_run_info(r, holders.get(r.run_id)) for r in runs],
+                }
                 stdout.write(json.dumps(data, indent=2) + "\n")
             else:
-                stdout.write(render_runs(runs))
+                stdout.write(render_runs(runs, holders))
             return EXIT_OK
         record = store.get_run(args.run_id)
+        holder = store.run_holder(args.run_id)
         report = report_from_store(record, store.attempts(args.run_id), store.pauses(args.run_id))
     if args.json:
-        stdout.write(json.dumps(run_status_data(record, report), indent=2) + "\n")
+        one = {**run_status_data(record, report), "holder": holder}
+        stdout.write(json.dumps(one, indent=2) + "\n")
     else:
-        stdout.write(render_run_status(record, report))
+        stdout.write(render_run_status(record, report, holder=holder))
     return EXIT_OK
 
 
-def _run_info(info: RunInfo) -> dict[str, object]:
+def _run_info(info: RunInfo, holder: str | None) -> dict[str, object]:
     return {
+        "holder": holder,
         "run_id": info.run_id,
         "status": info.status,
         "created": info.created,

@@ -1102,3 +1102,21 @@ def test_a_refused_statement_is_one_line(postgres_url: str, postgres_schema: str
         assert "held" in repr(lock)
     assert "released" in repr(lock)
     store.close()
+
+
+def test_the_holder_of_a_run_can_be_seen_without_taking_the_lock(backend: Backend) -> None:
+    writer = backend.open()
+    writer.create_run(record("r1"))
+    other = backend.open()
+    assert other.run_holder("r1") is None
+    lock = writer.lock_run("r1")
+    try:
+        seen = other.run_holder("r1")
+        assert seen is not None
+        assert f"pid {os.getpid()}" in seen
+        assert other.run_holder("r2") is None  # another run is free
+        with pytest.raises(RunLockedError):  # looking did not take or break it
+            other.lock_run("r1")
+    finally:
+        lock.release()
+    assert other.run_holder("r1") is None

@@ -216,6 +216,10 @@ def test_a_kill_while_commands_run_leaves_them_to_the_resume_to_kill(tmp_path: P
         orchestrator.wait(timeout=LIMIT)
         stranded = orphans(log)
         assert 2 == len(stranded)  # commands outlive a SIGKILLed orchestrator...
+        status = subprocess.run(
+            cli("status", "--runs-dir", str(runs)), capture_output=True, text=True, check=True
+        )
+        assert "abandoned" in status.stdout  # ...and status says nobody holds the run
         resumed = subprocess.Popen(
             cli("resume", "k", "--runs-dir", str(runs)),
             stdout=subprocess.DEVNULL,
@@ -287,3 +291,30 @@ def test_ctrl_c_leaves_a_resumable_run(tmp_path: Path) -> None:
         assert "succeeded" == store.get_run("c").status
         wins = Counter(r.subplan_id for r in store.attempts("c") if r.status == "succeeded")
     assert LEAVES == len(wins)
+
+
+def test_two_orchestrators_racing_for_one_run_id_exactly_one_runs(tmp_path: Path) -> None:
+    root = project(tmp_path)
+    for round_ in range(3):
+        runs, log = tmp_path / f"runs{round_}", tmp_path / f"log{round_}"
+        argv = cli(
+            "run", str(root), "--min-files", "1", "--run-id", "same", "--runs-dir", str(runs),
+            "--", *command(log, 0.05),
+        )  # fmt: skip
+        racers = [
+            subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            for _ in range(4)
+        ]
+        results = [
+            (p.wait(timeout=LIMIT), p.stderr.read().decode() if p.stderr else "") for p in racers
+        ]
+        for p in racers:
+            if p.stderr:
+                p.stderr.close()
+        assert 1 == sum(status == 0 for status, _ in results), results
+        for status, err in results:
+            if status != 0:
+                assert 2 == status
+                assert ("is being run by pid" in err) or ("exists already" in err), err
+        starts = Counter(lab for kind, lab, _ in lines(log) if kind == "start")
+        assert {f"m{n:02d}": 1 for n in range(LEAVES)} == dict(starts)

@@ -301,6 +301,9 @@ class Store(Protocol):
     def lock_run(self, run_id: str) -> RunLock:
         """Take the run's lock without waiting. Raises RunLockedError naming the holder."""
 
+    def run_holder(self, run_id: str) -> str | None:
+        """Who holds the run's lock now, without taking it (works read-only); None: nobody."""
+
     def __enter__(self) -> Store:
         """The store itself: ``with open_store(...) as store:`` closes it at the end."""
 

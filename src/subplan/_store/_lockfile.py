@@ -210,3 +210,26 @@ def _read_holder(fd: int) -> str | None:
         return None
     line = text.strip().splitlines()[0].strip() if text.strip() else ""
     return line or None
+
+
+def probe_file_lock(run_id: str, locks_dir: Path) -> str | None:
+    """Who holds a run's lock right now, without taking it: None when nobody does.
+
+    Read-only: a shared, non-blocking flock on the lock file (when it exists) fails only
+    while an orchestrator holds the exclusive one. Returns the holder line, or
+    ``"another process"`` when it cannot be read.
+    """
+    path = lock_path(locks_dir, run_id)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None  # never locked (or unreadable: nothing to say)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _read_holder(fd) or "another process"
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)

@@ -794,6 +794,15 @@ class PostgresStore:
             raise
         return PostgresRunLock(run_id, key, conn, holder)
 
+    def run_holder(self, run_id: str) -> str | None:
+        """Who holds the run's lock now (without taking it), or None."""
+        unsigned = lock_key(self.schema, run_id) & 0xFFFF_FFFF_FFFF_FFFF
+        with self._session("read") as conn:
+            row = conn.execute(
+                _HOLDER_SQL, (run_id, unsigned >> 32, unsigned & 0xFFFF_FFFF)
+            ).fetchone()
+        return None if row is None else str(row[0])
+
     def __enter__(self) -> PostgresStore:
         return self
 

@@ -56,7 +56,7 @@ from ._base import (
     fence,
     run_ids_of,
 )
-from ._lockfile import FileRunLock, acquire_file_lock
+from ._lockfile import FileRunLock, acquire_file_lock, probe_file_lock
 
 __all__ = [
     "BUSY_TIMEOUT",
@@ -890,6 +890,10 @@ class SqliteStore:
                 location=self.location,
             )
         return acquire_file_lock(run_id, self.path.parent / "locks", location=self.location)
+
+    def run_holder(self, run_id: str) -> str | None:
+        """Who holds the run's lock now (without taking it), or None."""
+        return probe_file_lock(run_id, self.path.parent / "locks")
 
     def __enter__(self) -> SqliteStore:
         return self
