@@ -21,9 +21,11 @@ from ._errors import CommandError as CommandError
 from ._errors import CommandNotFoundError as CommandNotFoundError
 from ._errors import ConfigError as ConfigError
 from ._errors import DependencyCycleError as DependencyCycleError
+from ._errors import DirtyBaseError as DirtyBaseError
 from ._errors import InputError as InputError
 from ._errors import LimiterTimeoutError as LimiterTimeoutError
 from ._errors import NetworkFilesystemError as NetworkFilesystemError
+from ._errors import NotAGitRepositoryError as NotAGitRepositoryError
 from ._errors import PlanError as PlanError
 from ._errors import ProcessGroupAliveError as ProcessGroupAliveError
 from ._errors import RunExistsError as RunExistsError
@@ -37,11 +39,14 @@ from ._errors import SubplanError as SubplanError
 from ._errors import TemplateError as TemplateError
 from ._errors import UnknownRunError as UnknownRunError
 from ._errors import UnknownSubplanError as UnknownSubplanError
+from ._errors import WorkspaceError as WorkspaceError
+from ._errors import WorkspaceLeasedError as WorkspaceLeasedError
 from ._execute._command_work import CommandFailedError as CommandFailedError
 from ._execute._command_work import CommandTimeoutError as CommandTimeoutError
 from ._execute._command_work import CommandWork as CommandWork
 from ._execute._deps import dependencies_from_imports as dependencies_from_imports
 from ._execute._futures import LimitedExecutor as LimitedExecutor
+from ._execute._in_workspace import WorkspacePolicy as WorkspacePolicy
 from ._execute._limiter import GroupStatistics as GroupStatistics
 from ._execute._limiter import Limiter as Limiter
 from ._execute._limiter import LimiterStatistics as LimiterStatistics
@@ -101,6 +106,7 @@ __all__ = [
     "ConcurrencyTracker",
     "ConfigError",
     "DependencyCycleError",
+    "DirtyBaseError",
     "Event",
     "FileEntry",
     "GroupStatistics",
@@ -113,6 +119,7 @@ __all__ = [
     "LimiterStatistics",
     "LimiterTimeoutError",
     "NetworkFilesystemError",
+    "NotAGitRepositoryError",
     "Pause",
     "Plan",
     "PlanConfig",
@@ -144,6 +151,9 @@ __all__ = [
     "UnknownRunError",
     "UnknownSubplanError",
     "WorkResult",
+    "WorkspaceError",
+    "WorkspaceLeasedError",
+    "WorkspacePolicy",
     "arun",
     "decompose",
     "decompose_levels",

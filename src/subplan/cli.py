@@ -25,6 +25,7 @@ from ._execute._command import resolve_program
 from ._execute._command_work import CommandWork
 from ._execute._deps import dependencies_from_imports
 from ._execute._durable import report_from_store
+from ._execute._in_workspace import WorkspacePolicy
 from ._execute._ratelimit import RateLimitDetector
 from ._execute._results import Event, RunReport
 from ._execute._run import default_runs_dir, resume, run
@@ -43,6 +44,7 @@ from ._progress import (
 from ._render import render_tree
 from ._store._base import RunInfo, Store
 from ._store._open import open_store, redact
+from ._workspace import Workspaces
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -238,6 +240,27 @@ def _build_parser() -> _Parser:
     )
     group.add_argument("--json", action="store_true", help="print the report as JSON")
     group.add_argument("--jitter-seed", dest="run_seed", type=_integer(0), help=argparse.SUPPRESS)
+    ws = run.add_argument_group("workspace options")
+    ws.add_argument(
+        "--workspaces",
+        action="store_true",
+        help="give every attempt its own detached git worktree of PATH's repository "
+        "(under DIR/workspaces/RUN_ID/ID); the command runs there, and its changes are "
+        "saved as changes.patch in the subplan's output before the worktree is removed",
+    )
+    ws.add_argument(
+        "--base", metavar="REV", default="HEAD", help="the commit the worktrees start from"
+    )
+    ws.add_argument(
+        "--keep-workspaces",
+        action="store_true",
+        help="keep the worktrees after the run (subplan workspaces clean removes them)",
+    )
+    ws.add_argument(
+        "--require-clean",
+        action="store_true",
+        help="refuse to start while the repository has uncommitted changes",
+    )
     _add_store_options(group)
     group.add_argument(
         "--no-store",
@@ -303,6 +326,35 @@ def _build_parser() -> _Parser:
         "'plot' extra: pip install 'subplan[plot]')",
     )
     report.set_defaults(handler=_cmd_report)
+
+    workspaces = commands.add_parser(
+        "workspaces",
+        help="list or clean the git worktrees of runs",
+        usage="subplan workspaces {list,clean} [--run-id ID] [--force] [options]",
+    )
+    actions = workspaces.add_subparsers(dest="action", metavar="ACTION", required=True)
+    for name, text in (
+        ("list", "list the worktrees: run, subplan, state, dirty, who leases it"),
+        ("clean", "remove worktrees no one is using; changes are saved first unless --force"),
+    ):
+        action = actions.add_parser(name, help=text, description=text)
+        action.add_argument("--run-id", metavar="ID", help="only this run's worktrees")
+        action.add_argument(
+            "--repo", metavar="PATH", default=".", help="the repository (default: .)"
+        )
+        action.add_argument(
+            "--runs-dir",
+            metavar="DIR",
+            help="the runs directory (default: $SUBPLAN_RUNS_DIR or .subplan)",
+        )
+        action.add_argument("--json", action="store_true", help="print JSON")
+        if name == "clean":
+            action.add_argument(
+                "--force",
+                action="store_true",
+                help="remove dirty worktrees without saving their changes",
+            )
+        action.set_defaults(handler=_cmd_workspaces)
     return parser
 
 
@@ -439,6 +491,14 @@ def _cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: Te
         dependencies = {k: sorted(v) for k, v in dependencies_from_imports(plan, graph).items()}
     runs_dir = _runs_dir(args)
     store = _store_spec(args, runs_dir) if args.use_store else None
+    policy = None
+    if args.workspaces:
+        policy = WorkspacePolicy(
+            Path(args.path or "."),
+            base=args.base,
+            keep=args.keep_workspaces,
+            require_clean=args.require_clean,
+        )
     with _listeners(args, stderr, len(plan.leaves)) as on_event:
         report = run(
             plan,
@@ -455,6 +515,7 @@ def _cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: Te
             handle_signals=True,
             seed=args.run_seed,
             store=store,
+            workspaces=policy,
         )
     return _finish_run(report, args, stdout, runs_dir, resumable=store is not None)
 
@@ -675,3 +736,57 @@ def console_main() -> None:
         os.dup2(devnull, sys.stdout.fileno())
         status = EXIT_OK
     sys.exit(status)
+
+
+def _cmd_workspaces(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: TextIO) -> int:
+    runs_dir = _runs_dir(args)
+    workspaces = Workspaces(args.repo, runs_dir / "workspaces", artifacts_root=runs_dir)
+    if args.action == "list":
+        infos = workspaces.list(args.run_id)
+        if args.json:
+            data = {
+                "schema": "subplan.workspaces/1",
+                "workspaces": [
+                    {
+                        "run_id": i.run_id,
+                        "subplan_id": i.subplan_id,
+                        "path": str(i.path),
+                        "base": i.base,
+                        "state": i.state,
+                        "dirty": i.dirty,
+                        "holder": i.holder,
+                    }
+                    for i in infos
+                ],
+            }
+            stdout.write(json.dumps(data, indent=2) + "\n")
+        elif not infos:
+            stdout.write("no workspaces\n")
+        else:
+            stdout.write(
+                f"{'run':<24} {'subplan':<19} {'state':<9} {'dirty':<5} leased by / path\n"
+            )
+            for i in infos:
+                who = i.holder or str(i.path)
+                dirty = "-" if i.dirty is None else ("yes" if i.dirty else "no")
+                stdout.write(f"{i.run_id:<24} {i.subplan_id:<19} {i.state:<9} {dirty:<5} {who}\n")
+        return EXIT_OK
+    removals = workspaces.clean(args.run_id, force=args.force)
+    kept = [r for r in removals if not r.removed]
+    if args.json:
+        data = {
+            "schema": "subplan.workspaces-clean/1",
+            "removed": [str(r.path) for r in removals if r.removed],
+            "kept": [{"path": str(r.path), "reason": r.reason} for r in kept],
+            "patches": [str(r.patch) for r in removals if r.patch is not None],
+        }
+        stdout.write(json.dumps(data, indent=2) + "\n")
+    else:
+        done = len(removals) - len(kept)
+        stdout.write(f"removed {done} workspace{'s' if done != 1 else ''}\n")
+        for r in removals:
+            if r.patch is not None:
+                stdout.write(f"  saved {r.patch}\n")
+        for r in kept:
+            stdout.write(f"  kept {r.path}: {r.reason}\n")
+    return EXIT_OK if not kept else EXIT_FAILED

@@ -253,6 +253,7 @@ def test_attempts_round_trip_every_field(store: Store) -> None:
                 passed=False,
                 charged=False,
                 detail="über 9000 ✓",
+                changed=json.dumps(["src/a.py", "new file.txt"]),
             ),
             AttemptStarted("r1", "a", 2, 1e-300),
             AttemptStarted("r1", "a", 1, 1.0),
@@ -281,6 +282,7 @@ def test_attempts_round_trip_every_field(store: Store) -> None:
             passed=False,
             charged=False,
             detail="über 9000 ✓",
+            changed=json.dumps(["src/a.py", "new file.txt"]),
         ),
     ]
     assert expected == store.attempts("r1")

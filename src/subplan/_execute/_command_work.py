@@ -173,9 +173,13 @@ class CommandWork:
         )
 
     def __call__(self, subplan: Subplan, ctx: AttemptContext) -> WorkResult:
-        artifacts = ctx.artifacts_dir
+        # Absolute: the command runs in another directory (PATH, or its worktree), and a
+        # relative runs directory would point nowhere from there.
+        artifacts = ctx.artifacts_dir.absolute()
         files_list = write_files_list(artifacts / "files.txt", subplan.files)
-        workspace = str((self.cwd or Path.cwd()).resolve())
+        # In a run with workspaces, the command runs in the attempt's own worktree.
+        cwd = ctx.workspace or self.cwd
+        workspace = str((cwd or Path.cwd()).resolve())
         values = {
             "id": subplan.id,
             "files_list": str(files_list),
@@ -202,7 +206,7 @@ class CommandWork:
             remaining = max(0.001, ctx.deadline - self.clock.monotonic())
         result = run_command(
             argv,
-            cwd=self.cwd,
+            cwd=cwd,
             env=env,
             stdout_path=artifacts / f"stdout-{ctx.attempt}.log",
             stderr_path=artifacts / f"stderr-{ctx.attempt}.log",

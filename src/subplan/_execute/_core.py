@@ -92,6 +92,7 @@ class AttemptEnd:
             innocent attempt requeued after someone else's crash).
         wait: for ``rate_limited``: seconds until the limit resets, None when unknown.
         source: for ``rate_limited``: which detector saw it.
+        changed: the files the attempt changed in its workspace, if it had one.
     """
 
     status: AttemptStatus
@@ -105,6 +106,7 @@ class AttemptEnd:
     charge: bool = True
     wait: float | None = None
     source: str | None = None
+    changed: tuple[str, ...] | None = None
 
 
 class Journal(Protocol):
@@ -424,6 +426,7 @@ class Scheduler:
             charged=end.charge,
             detail=end.detail,
             dispatched=launch.dispatched,
+            changed=end.changed,
         )
         unit.attempts.append(record)
         if self.journal is not None:

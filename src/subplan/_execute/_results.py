@@ -7,9 +7,12 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .._model import Plan
+
+if TYPE_CHECKING:
+    from .._workspace import OverlapReport
 from ._limiter import LimiterStatistics
 
 __all__ = [
@@ -125,6 +128,7 @@ class AttemptContext:
         "deadline",
         "run_id",
         "subplan_id",
+        "workspace",
     )
 
     def __init__(
@@ -145,6 +149,9 @@ class AttemptContext:
         self._run_dir = run_dir
         self._cancel = cancel
         self._on_process = on_process
+        # The attempt's own git worktree (the project's directory in it), when the run
+        # gives each attempt one; commands run there.
+        self.workspace: Path | None = None
 
     def report_process(self, pid: int, pgid: int) -> None:
         """Say that this attempt started a command as process ``pid`` in group ``pgid``.
@@ -200,6 +207,8 @@ class AttemptRecord:
         detail: the work's message.
         dispatched: wall-clock time the dispatcher launched it (``started`` is when the
             work itself began, on its thread or in its worker process).
+        changed: the files the attempt changed in its workspace (relative to the
+            repository), or None when it had no workspace.
     """
 
     subplan_id: str
@@ -214,6 +223,7 @@ class AttemptRecord:
     charged: bool = True
     detail: str | None = None
     dispatched: float | None = None
+    changed: tuple[str, ...] | None = None
 
     @property
     def duration(self) -> float:
@@ -236,6 +246,7 @@ class AttemptRecord:
             "charged": self.charged,
             "detail": self.detail,
             "dispatched": self.dispatched,
+            "changed": None if self.changed is None else list(self.changed),
         }
 
 
@@ -499,6 +510,31 @@ class RunReport:
             total_cost=sum(o.cost for o in outcomes),
         )
 
+    def changes(self) -> dict[str, tuple[str, ...]]:
+        """The files each unit changed in its workspace (its last attempt that had one).
+
+        Empty for a run without workspaces. Paths are relative to the project directory.
+        """
+        out: dict[str, tuple[str, ...]] = {}
+        for unit_id, outcome in self.outcomes.items():
+            for attempt in reversed(outcome.attempts):
+                if attempt.changed is not None:
+                    out[unit_id] = attempt.changed
+                    break
+        return out
+
+    def overlaps(self) -> OverlapReport:
+        """The changes checked against ownership: files changed outside a subplan's own
+        set, and files changed by two or more subplans."""
+        from .._workspace import overlaps
+
+        changes = self.changes()
+        owned = {
+            unit_id: [f for leaf in self.plan.leaves_under(unit_id) for f in leaf.files]
+            for unit_id in changes
+        }
+        return overlaps(changes, owned)
+
     def groups(self) -> tuple[GroupSummary, ...]:
         """A summary for every internal node, in plan order."""
         return tuple(self.group(n.id) for n in self.plan if not n.is_leaf)
@@ -529,5 +565,6 @@ class RunReport:
             "groups": [g.to_dict() for g in self.groups()],
             "subplans": [o.to_dict() for o in self.outcomes.values()],
             "pauses": [p.to_dict() for p in self.pauses],
+            "workspaces": self.overlaps().to_dict() if self.changes() else None,
             "warnings": list(self.warnings),
         }

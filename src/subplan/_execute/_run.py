@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import inspect
 import itertools
@@ -41,6 +42,7 @@ from ._durable import (
     is_store,
     prepare_resume,
 )
+from ._in_workspace import InWorkspaces, WorkspacePolicy, changed_of
 from ._limiter import Limiter
 from ._pool import LayeredLimiter, OuterLimiter
 from ._processes import JobEnd, ProcessWorkers
@@ -203,6 +205,7 @@ class _Setup:
         "preflight",
         "backend",
         "store",
+        "workspaces",
     )
 
     @classmethod
@@ -233,6 +236,7 @@ class _Setup:
         preflight: Callable[[], object] | None = None,
         backend: str = "thread",
         store: Store | str | os.PathLike[str] | None = None,
+        workspaces: WorkspacePolicy | None = None,
         resume: ResumeState | None = None,
     ) -> None:
         check_max_parallel(max_parallel)
@@ -273,6 +277,13 @@ class _Setup:
             for node in plan.subtree(node_id):
                 prio[node.id] = value
         self.tracker = ConcurrencyTracker()
+        self.in_workspaces: InWorkspaces | None = None
+        if workspaces is not None:
+            # Checked (and left-overs of killed runs recovered) before anything is recorded.
+            self.in_workspaces = InWorkspaces.prepare(work, workspaces, self.runs_dir)
+            self.work = self.in_workspaces
+            if integrate is not None:
+                self.integrate = InWorkspaces.prepare(integrate, workspaces, self.runs_dir)
         self.durable: Durable | None = None
         if store is not None or resume is not None:
             config = {
@@ -289,6 +300,9 @@ class _Setup:
                 "rate_limits": rate_limits is not False,
                 "pool": getattr(limiter, "name", None),
                 "work": describe_work(work),
+                "workspaces": None
+                if self.in_workspaces is None
+                else {**workspaces.to_dict(), "base": self.in_workspaces.base},  # type: ignore[union-attr]
             }
             self.durable = Durable(
                 os.fspath(store) if isinstance(store, os.PathLike) else store,
@@ -426,6 +440,18 @@ class _Setup:
         error: BaseException | None = None,
     ) -> AttemptEnd:
         """Turn what the call did into an :class:`AttemptEnd`."""
+        value, changed = changed_of(value, error)
+        end = self._end(live, started, ended, value, error)
+        return end if changed is None else dataclasses.replace(end, changed=changed)
+
+    def _end(
+        self,
+        live: _Live,
+        started: float,
+        ended: float,
+        value: object,
+        error: BaseException | None,
+    ) -> AttemptEnd:
         interrupted = live.timed_out or live.cancel.is_set()
         if error is None:
             try:
@@ -570,6 +596,7 @@ def run(
     preflight: Callable[[], object] | None = None,
     backend: Literal["thread", "process"] = "thread",
     store: Store | str | os.PathLike[str] | None = None,
+    workspaces: WorkspacePolicy | None = None,
 ) -> RunReport:
     """Run ``work`` on every leaf of ``plan``, at most ``max_parallel`` at a time in all.
 
@@ -633,6 +660,12 @@ def run(
             holds the run lock while it runs, every attempt is committed by a writer
             thread in batches, and events are delivered only after what came before them
             is committed (on that thread).
+        workspaces: give every attempt its own detached git worktree of
+            ``workspaces.repo`` at ``workspaces.base`` (a :class:`WorkspacePolicy`); the
+            work sees it as ``ctx.workspace`` (command work runs there). The changes are
+            saved as ``changes.patch`` in the attempt's artifacts before the worktree is
+            removed, and the report lists the files each subplan changed, flagging files
+            outside a subplan's own and files two subplans changed.
 
     Returns:
         The :class:`RunReport`.
@@ -1166,6 +1199,9 @@ def resume(
             preflight=preflight,
             backend=str(config.get("backend", "thread")),
             store=the_store,
+            workspaces=WorkspacePolicy.from_dict(config["workspaces"])
+            if config.get("workspaces")
+            else None,
             resume=state,
         )
     except BaseException:

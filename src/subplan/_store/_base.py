@@ -140,6 +140,8 @@ class AttemptRow:
         passed: what the work reported.
         charged: whether it counted against the retry budget.
         detail: the work's message.
+        changed: JSON list of the files the attempt changed in its workspace (paths
+            relative to the repository), or None without a workspace.
     """
 
     run_id: str
@@ -159,6 +161,7 @@ class AttemptRow:
     passed: bool | None = None
     charged: bool = True
     detail: str | None = None
+    changed: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +225,7 @@ class AttemptEnded:
     passed: bool | None = None
     charged: bool = True
     detail: str | None = None
+    changed: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -84,6 +84,7 @@ def record_of(row: AttemptRow) -> AttemptRecord:
         charged=row.charged,
         detail=row.detail,
         dispatched=row.dispatched,
+        changed=None if row.changed is None else tuple(json.loads(row.changed)),
     )
 
 
@@ -304,6 +305,9 @@ class StoreJournal:
                         passed=record.passed,
                         charged=record.charged,
                         detail=record.detail,
+                        changed=None
+                        if record.changed is None
+                        else json.dumps(list(record.changed)),
                     )
                 )
             elif kind is _WRITE:

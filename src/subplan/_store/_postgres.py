@@ -107,6 +107,7 @@ _SCHEMA = (
         passed     boolean,
         charged    boolean NOT NULL DEFAULT true,
         detail     text,
+        changed    text,
         PRIMARY KEY (run_id, subplan_id, number)
     )""",
     """CREATE TABLE pauses (
@@ -136,7 +137,7 @@ _RUN_COLUMNS = (
 )
 _ATTEMPT_COLUMNS = (
     "run_id, subplan_id, number, status, dispatched, started, ended, pid, pgid, exit_code, "
-    "error, error_type, rate_limit, cost, passed, charged, detail"
+    "error, error_type, rate_limit, cost, passed, charged, detail, changed"
 )
 _INSERT_STARTED = """
 INSERT INTO attempts (run_id, subplan_id, number, status, dispatched)
@@ -156,12 +157,12 @@ _UPDATE_ENDED = """
 UPDATE attempts AS a SET status = v.status, ended = v.ended, started = v.started,
     exit_code = v.exit_code, error = v.error, error_type = v.error_type,
     rate_limit = v.rate_limit, cost = v.cost, passed = v.passed, charged = v.charged,
-    detail = v.detail
+    detail = v.detail, changed = v.changed
 FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::text[], %s::float8[], %s::float8[],
             %s::bigint[], %s::text[], %s::text[], %s::text[], %s::float8[], %s::bool[],
-            %s::bool[], %s::text[])
+            %s::bool[], %s::text[], %s::text[])
      AS v(run_id, subplan_id, number, status, ended, started, exit_code, error, error_type,
-          rate_limit, cost, passed, charged, detail)
+          rate_limit, cost, passed, charged, detail, changed)
 WHERE a.run_id = v.run_id AND a.subplan_id = v.subplan_id AND a.number = v.number
   AND a.status = 'running'
 """
@@ -661,6 +662,7 @@ class PostgresStore:
                     [w.passed for w in e],
                     [w.charged for w in e],
                     [clean_text(w.detail) for w in e],
+                    [clean_text(w.changed) for w in e],
                 ),
             )
             self._expect(cursor.rowcount, len(e))

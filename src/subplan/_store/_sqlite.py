@@ -133,6 +133,7 @@ _SCHEMA = (
         passed     INTEGER,
         charged    INTEGER NOT NULL DEFAULT 1,
         detail     TEXT,
+        changed    TEXT,
         PRIMARY KEY (run_id, subplan_id, number)
     )""",
     """CREATE TABLE pauses (
@@ -152,13 +153,13 @@ _RUN_COLUMNS = (
 )
 _ATTEMPT_COLUMNS = (
     "run_id, subplan_id, number, status, dispatched, started, ended, pid, pgid, exit_code, "
-    "error, error_type, rate_limit, cost, passed, charged, detail"
+    "error, error_type, rate_limit, cost, passed, charged, detail, changed"
 )
 
 _INSERT_WHOLE = (
     "INSERT INTO attempts (run_id, subplan_id, number, status, dispatched, started, ended, "
-    "pid, pgid, exit_code, error, error_type, rate_limit, cost, passed, charged, detail) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "pid, pgid, exit_code, error, error_type, rate_limit, cost, passed, charged, detail, "
+    "changed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _UPDATE_PROCESS = (
     "UPDATE attempts SET pid = coalesce(?, pid), pgid = coalesce(?, pgid) "
@@ -166,7 +167,8 @@ _UPDATE_PROCESS = (
 )
 _UPDATE_ENDED = (
     "UPDATE attempts SET status = ?, ended = ?, started = ?, exit_code = ?, error = ?, "
-    "error_type = ?, rate_limit = ?, cost = ?, passed = ?, charged = ?, detail = ? "
+    "error_type = ?, rate_limit = ?, cost = ?, passed = ?, charged = ?, detail = ?, "
+    "changed = ? "
     "WHERE run_id = ? AND subplan_id = ? AND number = ? AND status = 'running'"
 )
 _UPDATE_RUN = (
@@ -773,6 +775,7 @@ class SqliteStore:
                         None if end is None else end.passed,
                         True if end is None else end.charged,
                         None if end is None else clean_text(end.detail),
+                        None if end is None else clean_text(end.changed),
                     )
                 )
             conn.executemany(_INSERT_WHOLE, rows)
@@ -798,6 +801,7 @@ class SqliteStore:
                         w.passed,
                         w.charged,
                         clean_text(w.detail),
+                        clean_text(w.changed),
                         w.run_id,
                         w.subplan_id,
                         w.number,
@@ -936,6 +940,7 @@ def attempt_from_row(row: Sequence[Any]) -> AttemptRow:
         passed=None if row[14] is None else bool(row[14]),
         charged=bool(row[15]),
         detail=row[16],
+        changed=row[17],
     )
 
 
