@@ -91,9 +91,10 @@ def record_of(row: AttemptRow) -> AttemptRecord:
 class _KillSwitch:
     """The test hook named in the module docstring; inert unless the variable is set."""
 
-    def __init__(self, spec: str | None) -> None:
+    def __init__(self, spec: str | None, kill: Callable[[], object] | None = None) -> None:
         self.point: str | None = None
         self.count = 0
+        self.kill = kill or (lambda: os.kill(os.getpid(), signal.SIGKILL))
         if spec:
             point, _, count = spec.partition(":")
             self.point, self.count = point, int(count or "1")
@@ -103,7 +104,7 @@ class _KillSwitch:
             return
         self.count -= times
         if self.count <= 0:
-            os.kill(os.getpid(), signal.SIGKILL)
+            self.kill()
 
 
 class StoreJournal:
