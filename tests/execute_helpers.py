@@ -116,3 +116,75 @@ class DiesWhileLoading:
 
     def __call__(self, subplan: object, ctx: object) -> None:  # pragma: no cover - never here
         raise AssertionError("a worker runs what unpickling returns, not this object")
+
+
+# -- work for the dask backend: module level or dataclasses, so it pickles by reference ---
+
+
+def _started_files(directory: Path) -> int:
+    return sum(1 for p in directory.iterdir() if p.name.startswith("started-"))
+
+
+@dataclass(frozen=True)
+class GateWork:
+    """Mark the attempt started (a file), then wait until ``until`` attempts have started.
+
+    A gate across processes and runs: whoever runs it, an attempt returns only once
+    ``until`` attempts (of every run sharing ``directory``) were running together, or
+    ``wait`` seconds passed (a liveness bound, never reached when the bound allows it).
+    After the gate it holds its slot ``hold`` seconds more, so later attempts overlap.
+    """
+
+    directory: str
+    until: int
+    wait: float = 10.0
+    hold: float = 0.0
+
+    def __call__(self, subplan: object, ctx: object) -> None:
+        import time
+        import uuid
+
+        directory = Path(self.directory)
+        (directory / f"started-{uuid.uuid4().hex}").write_text(str(os.getpid()))
+        deadline = time.monotonic() + self.wait
+        while _started_files(directory) < self.until and time.monotonic() < deadline:
+            time.sleep(0.005)
+        if self.hold:
+            time.sleep(self.hold)
+
+
+@dataclass(frozen=True)
+class WaitForGo:
+    """Write ``started-<label>-<attempt>`` holding the worker's pid, then wait for ``go``."""
+
+    directory: str
+    wait: float = 20.0
+
+    def __call__(self, subplan: object, ctx: object) -> None:
+        import time
+
+        directory = Path(self.directory)
+        label = getattr(subplan, "label", "")
+        attempt = getattr(ctx, "attempt", 0)
+        (directory / f"started-{label}-{attempt}").write_text(str(os.getpid()))
+        deadline = time.monotonic() + self.wait
+        while not (directory / "go").exists() and time.monotonic() < deadline:
+            time.sleep(0.005)
+
+
+def fail_first_attempt(subplan: object, ctx: object) -> None:
+    """Raise ValueError on attempt 1; succeed after."""
+    if getattr(ctx, "attempt", 0) == 1:
+        raise ValueError("first attempt fails")
+
+
+def rate_limited_first_attempt(subplan: object, ctx: object) -> None:
+    """Raise RateLimited(retry_after=0.2) on attempt 1; succeed after."""
+    from subplan import RateLimited
+
+    if getattr(ctx, "attempt", 0) == 1:
+        raise RateLimited("slow down", retry_after=0.2)
+
+
+def no_op(subplan: object, ctx: object) -> None:
+    """Do nothing."""

@@ -13,6 +13,8 @@ Run, at most ``max_parallel`` at once across the whole tree::
     report = await subplan.arun(plan, async_work, max_parallel=50)
 """
 
+from typing import TYPE_CHECKING
+
 from ._clock import Clock as Clock
 from ._clock import SystemClock as SystemClock
 from ._decompose import decompose as decompose
@@ -90,7 +92,20 @@ from ._store._base import RunRecord as RunRecord
 from ._store._base import Store as Store
 from ._store._open import open_store as open_store
 
+if TYPE_CHECKING:
+    from ._execute._dask import ClusterPool as ClusterPool
+
 __version__ = "0.1.0.dev0"
+
+
+def __getattr__(name: str) -> object:
+    # ClusterPool needs the optional 'dask' extra: import it (and dask) only when asked.
+    if name == "ClusterPool":
+        from ._execute._dask import ClusterPool
+
+        return ClusterPool
+    raise AttributeError(f"module 'subplan' has no attribute {name!r}")
+
 
 __all__ = [
     "PLAN_SCHEMA",
@@ -98,6 +113,7 @@ __all__ = [
     "AttemptRecord",
     "AttemptRow",
     "Clock",
+    "ClusterPool",
     "CommandError",
     "CommandFailedError",
     "CommandNotFoundError",

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from . import __version__
 from ._decompose import decompose
-from ._errors import InputError, PlanError, SubplanError
+from ._errors import ConfigError, InputError, PlanError, SubplanError
 from ._execute._command import resolve_program
 from ._execute._command_work import CommandWork
 from ._execute._deps import dependencies_from_imports
@@ -48,6 +48,8 @@ from ._workspace import Workspaces
 
 if TYPE_CHECKING:
     import networkx as nx
+
+    from ._execute._dask import ClusterPool
 
 __all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "console_main", "main"]
 
@@ -199,7 +201,8 @@ def _build_parser() -> _Parser:
     group.add_argument(
         "--pool",
         metavar="NAME",
-        help="share the --max-parallel budget with every run on this host naming NAME",
+        help="share the --max-parallel budget with every run on this host naming NAME "
+        "(with --backend dask: with every run on the dask cluster naming NAME)",
     )
     group.add_argument("--run-id", metavar="ID", help="the run's id (default: generated)")
     group.add_argument(
@@ -212,11 +215,18 @@ def _build_parser() -> _Parser:
     )
     group.add_argument(
         "--backend",
-        choices=("thread", "process"),
+        choices=("thread", "process", "dask"),
         default="thread",
         help="thread (default): commands are watched from threads; process: each attempt "
         "runs in one of --max-parallel worker processes, so a worker that dies breaks only "
-        "its own attempt",
+        "its own attempt; dask: attempts run on the workers of a dask cluster "
+        "(--scheduler, else a local one; needs pip install 'subplan[dask]')",
+    )
+    group.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="with --backend dask: the dask scheduler to run on (e.g. tcp://host:8786); "
+        "default: a local cluster started for the run",
     )
     group.add_argument(
         "--import-order",
@@ -472,8 +482,12 @@ def _cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: Te
     )
     work = CommandWork(argv, cwd=cwd, rate_limits=detector)
     resolve_program(argv[0], cwd=cwd)
-    pool: SharedLimiter | None = None
-    if args.pool is not None:
+    if args.scheduler is not None and args.backend != "dask":
+        raise UsageError("subplan run: --scheduler needs --backend dask")
+    pool: SharedLimiter | ClusterPool | None = None
+    if args.pool is not None and args.backend == "dask":
+        pool = _cluster_pool(args.pool, args.max_parallel)
+    elif args.pool is not None:
         pool = SharedLimiter(args.pool, args.max_parallel)
     graph = None
     if args.plan_file is not None:
@@ -516,8 +530,20 @@ def _cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: Te
             seed=args.run_seed,
             store=store,
             workspaces=policy,
+            scheduler=args.scheduler,
         )
     return _finish_run(report, args, stdout, runs_dir, resumable=store is not None)
+
+
+def _cluster_pool(name: str, size: int) -> ClusterPool:
+    """The dask cluster's pool NAME; distributed is imported only here."""
+    try:
+        from ._execute._dask import ClusterPool
+    except ImportError:
+        raise ConfigError(
+            "the dask backend needs distributed: pip install 'subplan[dask]'"
+        ) from None
+    return ClusterPool(name, size)
 
 
 def _runs_dir(args: argparse.Namespace) -> Path:

@@ -145,3 +145,16 @@ def test_workspaces_list_and_clean(here: Path) -> None:
     assert "no workspaces\n" == out
     status, out, _ = call("workspaces", "clean", "--repo", "proj")
     assert (EXIT_OK, "removed 0 workspaces\n") == (status, out)
+
+
+def test_the_dask_backend_from_the_command_line(here: Path) -> None:
+    status, _, err = call("run", "proj", "--scheduler", "tcp://127.0.0.1:1", "--", "true")
+    assert EXIT_USAGE == status and 1 == len(err.splitlines())
+    status, out, err = call(
+        "run", "proj", "--min-files", "1", "--backend", "dask", "--max-parallel", "2",
+        "--json", "--", sys.executable, "-c", "pass",
+    )  # fmt: skip
+    assert EXIT_OK == status, err
+    data = json.loads(out)
+    assert (3, 2) == (data["counts"]["succeeded"], data["max_parallel"])
+    assert data["peak_concurrency"] <= 2

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
+import importlib.util
 import inspect
 import itertools
 import os
@@ -206,6 +207,7 @@ class _Setup:
         "backend",
         "store",
         "workspaces",
+        "scheduler",
     )
 
     @classmethod
@@ -237,13 +239,21 @@ class _Setup:
         backend: str = "thread",
         store: Store | str | os.PathLike[str] | None = None,
         workspaces: WorkspacePolicy | None = None,
+        scheduler: str | None = None,
         resume: ResumeState | None = None,
     ) -> None:
         check_max_parallel(max_parallel)
-        if backend not in ("thread", "process"):
-            raise ConfigError(f"unknown backend {backend!r}; use 'thread' or 'process'")
+        if backend not in ("thread", "process", "dask"):
+            raise ConfigError(f"unknown backend {backend!r}; use 'thread', 'process' or 'dask'")
+        if backend == "dask" and importlib.util.find_spec("distributed") is None:
+            raise ConfigError("the dask backend needs distributed: pip install 'subplan[dask]'")
+        if scheduler is not None and backend != "dask":
+            raise ConfigError(f"a scheduler address needs backend='dask', not {backend!r}")
+        if getattr(limiter, "needs_dask", False) and backend != "dask":
+            raise ConfigError(f"a cluster pool needs backend='dask', not {backend!r}")
         check_store_spec(store)
         self.backend = backend
+        self.scheduler_address = scheduler
         self.work = work
         if timeout is not None and not timeout > 0:
             raise ConfigError(f"timeout must be > 0 seconds, got {timeout}")
@@ -304,6 +314,9 @@ class _Setup:
                 if self.in_workspaces is None
                 else {**workspaces.to_dict(), "base": self.in_workspaces.base},  # type: ignore[union-attr]
             }
+            if backend == "dask":
+                config["pool_size"] = getattr(limiter, "size", None)
+                config["scheduler"] = scheduler
             self.durable = Durable(
                 os.fspath(store) if isinstance(store, os.PathLike) else store,
                 runs_dir=self.runs_dir,
@@ -504,7 +517,7 @@ class _Setup:
         info = self.detector.from_exception(error, now=now)
         return None if info is None else (info.wait(now), info.source)
 
-    def check_deadlines(self, live: Mapping[int, _Live]) -> float | None:
+    def check_deadlines(self, live: Mapping[Any, _Live]) -> float | None:
         """Flag attempts past their deadline; return the next deadline."""
         now = self.clock.monotonic()
         upcoming: float | None = None
@@ -594,9 +607,10 @@ def run(
     seed: int | None = None,
     rate_limits: RateLimitDetector | bool = True,
     preflight: Callable[[], object] | None = None,
-    backend: Literal["thread", "process"] = "thread",
+    backend: Literal["thread", "process", "dask"] = "thread",
     store: Store | str | os.PathLike[str] | None = None,
     workspaces: WorkspacePolicy | None = None,
+    scheduler: str | None = None,
 ) -> RunReport:
     """Run ``work`` on every leaf of ``plan``, at most ``max_parallel`` at a time in all.
 
@@ -653,6 +667,14 @@ def run(
             (at most ``RetryPolicy.max_crashes`` times); a command it started is killed
             before any retry. ``work`` must be picklable, and ``ctx.cancelled`` never
             becomes true inside a worker (cancellation kills the worker instead).
+            ``"dask"``: each attempt runs on a worker of a ``distributed`` cluster (the
+            one at ``scheduler``, else a ``LocalCluster`` of worker processes started
+            for the run); needs ``pip install 'subplan[dask]'``. ``work`` must pickle
+            (cloudpickle). A dead worker breaks only its own attempts (crashed, charged,
+            capped by ``max_crashes``); at a timeout the worker sets ``ctx.cancelled``,
+            and a worker of the run's own cluster still running the attempt 2 s later is
+            killed. Pass a :class:`~subplan._execute._dask.ClusterPool` as ``limiter`` to
+            share a budget with other orchestrators on the cluster.
         store: record the run in a state store so it can be resumed (:func:`resume`),
             listed and reported: a :class:`Store`, a ``postgresql://`` URL, a SQLite file,
             or ``""`` for the default (``$SUBPLAN_STORE``, else ``state.db`` in
@@ -666,13 +688,17 @@ def run(
             saved as ``changes.patch`` in the attempt's artifacts before the worktree is
             removed, and the report lists the files each subplan changed, flagging files
             outside a subplan's own and files two subplans changed.
+        scheduler: with ``backend="dask"``, the address of the dask scheduler to use
+            (``tcp://host:8786``); the cluster is left as it was. None starts a
+            ``LocalCluster`` for the run and closes it at the end.
 
     Returns:
         The :class:`RunReport`.
 
     Raises:
-        ConfigError: ``max_parallel`` < 1, a bad timeout or retry count, a bad run id, or
-            an unknown backend.
+        ConfigError: ``max_parallel`` < 1, a bad timeout or retry count, a bad run id,
+            an unknown backend, the dask backend without ``distributed`` installed, or a
+            dask scheduler that cannot be reached.
         DependencyCycleError: the dependencies form a cycle.
         UnknownSubplanError: an id in the options that is not in the plan.
         RunExistsError, RunLockedError, StoreError: with a store, the run id is taken,
@@ -695,6 +721,16 @@ def _drive(setup: _Setup, cancel: threading.Event | None, handle_signals: bool) 
     try:
         if setup.backend == "process":
             return _run_processes(setup, setup.scheduler.max_parallel, cancel, handle_signals)
+        if setup.backend == "dask":
+            from ._dask import _run_dask  # distributed is imported only when used
+
+            return _run_dask(
+                setup,
+                setup.scheduler.max_parallel,
+                cancel,
+                handle_signals,
+                setup.scheduler_address,
+            )
         return _run_threads(setup, setup.scheduler.max_parallel, cancel, handle_signals)
     finally:
         setup.abandon()  # a no-op once the run finished normally
@@ -1117,6 +1153,7 @@ def resume(
     clock: Clock | None = None,
     rate_limits: RateLimitDetector | bool | None = None,
     preflight: Callable[[], object] | None = None,
+    scheduler: str | None = None,
 ) -> RunReport:
     """Resume a stored run: run again only what did not succeed.
 
@@ -1140,6 +1177,8 @@ def resume(
         integrate: the integration callable, when the run had one.
         on_event, limiter, cancel, handle_signals, clock, preflight: as for :func:`run`.
         rate_limits: as for :func:`run`; None keeps the run's choice.
+        scheduler: for a run of the dask backend, the scheduler to use; None keeps the
+            address the run was given (none: a new ``LocalCluster``).
 
     Returns:
         The :class:`RunReport` of the whole run (earlier attempts included).
@@ -1174,8 +1213,16 @@ def resume(
         if config.get("integrate") and integrate is None:
             raise ConfigError(f"run {run_id!r} had integration steps: pass integrate=")
         pool = config.get("pool")
-        if limiter is None and pool:
+        backend = str(config.get("backend", "thread"))
+        if limiter is None and pool and backend == "dask":
+            from ._dask import ClusterPool
+
+            size = config.get("pool_size") or config["max_parallel"]
+            limiter = ClusterPool(str(pool), int(size))
+        elif limiter is None and pool:
             limiter = SharedLimiter(str(pool), int(config["max_parallel"]))
+        if scheduler is None and backend == "dask":
+            scheduler = config.get("scheduler")
         setup = _Setup(
             the_plan,
             work,
@@ -1197,11 +1244,12 @@ def resume(
             if rate_limits is None
             else rate_limits,
             preflight=preflight,
-            backend=str(config.get("backend", "thread")),
+            backend=backend,
             store=the_store,
             workspaces=WorkspacePolicy.from_dict(config["workspaces"])
             if config.get("workspaces")
             else None,
+            scheduler=scheduler,
             resume=state,
         )
     except BaseException:

@@ -1,0 +1,73 @@
+"""Steps that run plans on a real dask cluster, several orchestrators sharing one pool."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from behave import given, then, when
+
+from subplan import decompose
+from subplan._execute._run import run
+from subplan._execute._tracker import peak_from_intervals
+from subplan.testing import ScriptedWork, Step
+
+
+@given("a dask cluster with {workers:d} workers")
+def step_cluster(context: Any, workers: int) -> None:
+    from subplan._execute._dask import open_local_cluster
+
+    manager = open_local_cluster(workers)
+    context.cluster = manager.__enter__()
+    context.add_cleanup(manager.__exit__, None, None, None)
+
+
+@given('a pool named "{name}" of size {size:d} on the cluster')
+def step_pool(context: Any, name: str, size: int) -> None:
+    context.pool = (name, size)
+
+
+@when(
+    "two runs of {count:d} subplans each, each at most {limit:d} in parallel, work "
+    "{seconds:g} seconds per subplan drawing from the pool"
+)
+def step_two_runs(context: Any, count: int, limit: int, seconds: float) -> None:
+    from subplan._execute._dask import ClusterPool
+
+    plan = decompose([f"d{n:04d}/{i}.py" for n in range(count) for i in range(3)])
+    context.reports = []
+
+    def one(n: int) -> None:
+        context.reports.append(
+            run(
+                plan,
+                ScriptedWork(default=Step(seconds)),
+                max_parallel=limit,
+                backend="dask",
+                scheduler=context.cluster.scheduler_address,
+                limiter=ClusterPool(*context.pool),
+                runs_dir=context.workdir / f"orchestrator-{n}",
+            )
+        )
+
+    threads = [threading.Thread(target=one, args=(n,)) for n in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+
+
+@then("both runs succeed")
+def step_both_succeed(context: Any) -> None:
+    assert [True, True] == [r.ok for r in context.reports], context.reports
+
+
+@then("together the runs never had more than {limit:d} subplans running at once")
+def step_combined_peak(context: Any, limit: int) -> None:
+    spans = [(a.started, a.ended) for r in context.reports for a in r.attempts]
+    assert peak_from_intervals(spans) <= limit, peak_from_intervals(spans)
+
+
+@then("neither run had more than {limit:d} subplans running at once")
+def step_each_peak(context: Any, limit: int) -> None:
+    assert all(r.peak_concurrency <= limit for r in context.reports)

@@ -1,0 +1,314 @@
+"""The dask backend on a real ``LocalCluster`` of worker processes.
+
+One cluster (10 single-threaded worker processes, set up as the backend sets up its own:
+``allowed-failures: 0``) serves the whole module, by address. Bounds are checked with
+gates across processes (files in a directory), not sleeps.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import distributed as _distributed
+import pytest
+
+from execute_helpers import (
+    GateWork,
+    WaitForGo,
+    fail_first_attempt,
+    flat_plan,
+    hang,
+    intervals,
+    rate_limited_first_attempt,
+)
+from subplan import ConfigError, RetryPolicy, run
+from subplan._execute._command_work import CommandWork
+from subplan._execute._dask import ClusterPool, _Lease, open_local_cluster
+from subplan._execute._results import RunReport
+from subplan._execute._tracker import peak_from_intervals
+
+distributed: Any = _distributed  # untyped: Any at this boundary
+WORKERS = 10
+WAIT = 30.0  # the longest a test waits for something before failing with a message
+
+
+@pytest.fixture(scope="module")
+def address() -> Iterator[str]:
+    with open_local_cluster(WORKERS) as cluster:
+        yield str(cluster.scheduler_address)
+
+
+@pytest.fixture
+def client(address: str) -> Iterator[Any]:
+    c = distributed.Client(address, set_as_default=False)
+    # A test that killed a worker leaves the nanny starting a new one: wait for it.
+    c.wait_for_workers(WORKERS, timeout=WAIT)
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+def wait_for(condition: Any, what: str) -> None:
+    deadline = time.monotonic() + WAIT
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.005)
+
+
+def test_the_bound_holds_on_dask_workers(client: Any, address: str, tmp_path: Path) -> None:
+    # 15 subplans, limit 10: the first 10 wait until 10 run together, so the peak is
+    # exactly 10; an 11th at once would need the limiter to over-admit.
+    report = run(
+        flat_plan(15),
+        GateWork(str(tmp_path), until=10),
+        max_parallel=10,
+        backend="dask",
+        scheduler=address,
+    )
+    assert report.ok, report.outcomes
+    assert (10, 10) == (report.peak_concurrency, report.tracker_peak)
+    assert 15 == len(report.attempts)
+
+
+def _two_runs(address: str, directory: Path, make_pool: Any, gate: int) -> list[RunReport]:
+    """Two orchestrators, 8 subplans each at most 4 at once; attempts wait for ``gate``."""
+    reports: list[RunReport] = []
+    errors: list[BaseException] = []
+
+    def one(n: int) -> None:
+        try:
+            report = run(
+                flat_plan(8),
+                GateWork(str(directory), until=gate, wait=5.0, hold=0.05),
+                max_parallel=4,
+                backend="dask",
+                scheduler=address,
+                limiter=make_pool(),
+                run_id=f"orchestrator-{n}",
+                runs_dir=directory / f"runs-{n}",
+            )
+            reports.append(report)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one, args=(n,)) for n in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(WAIT * 2)
+    assert not errors, errors
+    assert 2 == len(reports)
+    return reports
+
+
+def test_two_orchestrators_sharing_a_pool_never_exceed_it_together(
+    client: Any, address: str, tmp_path: Path
+) -> None:
+    reports = _two_runs(address, tmp_path, lambda: ClusterPool("test-shared", 5), gate=5)
+    assert all(r.ok for r in reports), [r.outcomes for r in reports]
+    combined = peak_from_intervals(intervals(reports[0]) + intervals(reports[1]))
+    # The gate waits for 5 together, so the pool is used in full, never beyond.
+    assert 5 == combined
+    assert all(r.peak_concurrency <= 4 for r in reports)
+
+
+class _PoolWithoutSemaphore(ClusterPool):
+    """Deliberately broken: hands out leases without asking the cluster."""
+
+    def acquire_nowait(self) -> _Lease | None:
+        return _Lease(0)
+
+    def release(self, slot: _Lease) -> None:
+        pass
+
+
+def test_the_combined_peak_check_fails_without_the_semaphore(
+    client: Any, address: str, tmp_path: Path
+) -> None:
+    # The same two runs with a pool that skips the semaphore: the check above must see it.
+    reports = _two_runs(address, tmp_path, lambda: _PoolWithoutSemaphore("test-broken", 5), gate=8)
+    combined = peak_from_intervals(intervals(reports[0]) + intervals(reports[1]))
+    assert 8 == combined  # both runs' whole budgets at once: the check sees the overbooking
+
+
+def test_a_killed_worker_loses_nothing(client: Any, address: str, tmp_path: Path) -> None:
+    plan = flat_plan(12)
+    worker_pids = set(client.run(os.getpid).values())
+    killed: list[str] = []
+
+    def kill_two() -> None:
+        # Once 4 attempts run, SIGKILL the workers of two of them, then let all go.
+        wait_for(lambda: len(list(tmp_path.glob("started-*"))) >= 4, "4 attempts to start")
+        for path in sorted(tmp_path.glob("started-*"))[:2]:
+            pid = int(path.read_text())
+            assert pid in worker_pids  # it runs on a worker of the cluster
+            os.kill(pid, signal.SIGKILL)
+            killed.append(path.name.split("-")[1])
+        (tmp_path / "go").touch()
+
+    killer = threading.Thread(target=kill_two)
+    killer.start()
+    report = run(
+        plan,
+        WaitForGo(str(tmp_path)),
+        max_parallel=4,
+        retries=RetryPolicy(retries=1, backoff_base=0.0),
+        backend="dask",
+        scheduler=address,
+    )
+    killer.join(WAIT)
+    crashed = [a for a in report.attempts if a.status == "crashed"]
+    innocent = [o for o in report.outcomes.values() if o.label not in killed]
+    figures = {
+        "subplans": len(plan.leaves),
+        "kills": len(crashed),
+        "lost": len(plan.leaves) - len(report.succeeded),
+        "innocent charged": sum(len(o.attempts) - 1 for o in innocent),
+    }
+    assert {"subplans": 12, "kills": 2, "lost": 0, "innocent charged": 0} == figures
+    for outcome in report.outcomes.values():
+        statuses = [a.status for a in outcome.attempts]
+        expected = ["crashed", "succeeded"] if outcome.label in killed else ["succeeded"]
+        assert expected == statuses
+    assert all("worker died" in (a.error or "") for a in crashed)
+    assert report.peak_concurrency <= 4
+    assert report.tracker_peak <= 4
+    for outcome in report.outcomes.values():  # never twice at once
+        spans = sorted((a.started, a.ended) for a in outcome.attempts)
+        assert all(a[1] <= b[0] for a, b in itertools.pairwise(spans))
+
+
+def test_command_work_runs_on_the_workers(client: Any, address: str, tmp_path: Path) -> None:
+    script = (
+        "import os, sys, uuid\n"
+        "open(os.path.join(sys.argv[1], uuid.uuid4().hex), 'w').write(str(os.getppid()))\n"
+    )
+    out = tmp_path / "out"
+    out.mkdir()
+    work = CommandWork([sys.executable, "-c", script, str(out)])
+    report = run(
+        flat_plan(3), work, max_parallel=3, backend="dask", scheduler=address, runs_dir=tmp_path
+    )
+    assert report.ok, report.outcomes
+    parents = {int(p.read_text()) for p in out.iterdir()}
+    assert parents and parents <= set(client.run(os.getpid).values())
+
+
+def test_a_raising_callable_fails_and_is_retried(client: Any, address: str) -> None:
+    policy = RetryPolicy(retries=1, backoff_base=0.0)
+    report = run(
+        flat_plan(2), fail_first_attempt, retries=policy, backend="dask", scheduler=address
+    )
+    assert report.ok
+    for outcome in report.outcomes.values():
+        assert ["failed", "succeeded"] == [a.status for a in outcome.attempts]
+        assert "ValueError: first attempt fails" == outcome.attempts[0].error
+
+    once = run(flat_plan(1), fail_first_attempt, backend="dask", scheduler=address)
+    assert "failed" == once.status
+
+
+def test_a_rate_limited_attempt_pauses_the_run(client: Any, address: str) -> None:
+    report = run(flat_plan(1), rate_limited_first_attempt, backend="dask", scheduler=address)
+    assert report.ok
+    assert ["rate_limited", "succeeded"] == [a.status for a in report.attempts]
+    assert 1 == len(report.pauses)
+
+
+def test_a_timeout_on_the_runs_own_cluster_kills_the_worker() -> None:
+    # No address: the run starts (and closes) a LocalCluster of its own, so it may kill.
+    began = time.monotonic()
+    report = run(flat_plan(1), hang, max_parallel=1, timeout=0.5, backend="dask")
+    assert ["timed_out"] == [a.status for a in report.attempts]
+    assert time.monotonic() - began < WAIT
+
+
+def test_a_scheduler_address_needs_the_dask_backend() -> None:
+    with pytest.raises(ConfigError, match="needs backend='dask'"):
+        run(flat_plan(1), fail_first_attempt, scheduler="tcp://127.0.0.1:1")
+    with pytest.raises(ConfigError, match="cluster pool needs backend='dask'"):
+        run(flat_plan(1), fail_first_attempt, limiter=ClusterPool("p", 1))
+
+
+def test_without_distributed_the_dask_backend_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "distributed" else real(name, *a),
+    )
+    with pytest.raises(ConfigError, match=r"pip install 'subplan\[dask\]'"):
+        run(flat_plan(1), fail_first_attempt, backend="dask")
+
+
+def test_importing_subplan_does_not_import_dask() -> None:
+    code = "import subplan, sys; print('distributed' in sys.modules, 'dask' in sys.modules)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert "False False" == out.strip()
+
+
+class _Unreachable:
+    def acquire(self, timeout: float | None = None) -> bool:
+        raise OSError("scheduler unreachable")
+
+    def release(self) -> bool:
+        raise OSError("scheduler unreachable")
+
+
+def test_a_pool_that_cannot_reach_the_scheduler_blocks_new_work_only() -> None:
+    pool = ClusterPool("p", 2)
+    pool._semaphore = _Unreachable()
+    assert pool.acquire_nowait() is None  # no slot now: nothing new starts
+    assert (1, "OSError: scheduler unreachable") == (pool.errors, pool.last_error)
+    pool._held = 1
+    pool.release(_Lease(1))  # never raises into the dispatcher
+    assert 0 == pool.held
+
+
+def test_a_pool_size_must_be_positive() -> None:
+    with pytest.raises(ConfigError, match="size must be an integer >= 1"):
+        ClusterPool("p", 0)
+
+
+def test_a_resumed_run_keeps_the_dask_backend_and_scheduler(
+    client: Any, address: str, tmp_path: Path
+) -> None:
+    from subplan._execute._run import resume
+
+    first = run(
+        flat_plan(2),
+        fail_first_attempt,
+        backend="dask",
+        scheduler=address,
+        store="",
+        runs_dir=tmp_path,
+    )
+    assert "failed" == first.status
+    again = resume(first.run_id, fail_first_attempt, runs_dir=tmp_path)
+    assert again.ok
+    # The second attempts ran on the cluster: their worker-side starts lie after the first.
+    assert 2 == sum(1 for a in again.attempts if a.number == 2 and a.status == "succeeded")
+    from subplan._store._open import open_store
+
+    store = open_store(str(tmp_path / "state.db"), tmp_path, create=False)
+    try:
+        config = store.get_run(first.run_id).config
+    finally:
+        store.close()
+    assert ("dask", address) == (config["backend"], config["scheduler"])
