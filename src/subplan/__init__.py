@@ -13,7 +13,7 @@ Run, at most ``max_parallel`` at once across the whole tree::
     report = await subplan.arun(plan, async_work, max_parallel=50)
 """
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING as _TYPE_CHECKING
 
 from ._clock import Clock as Clock
 from ._clock import SystemClock as SystemClock
@@ -92,7 +92,7 @@ from ._store._base import RunRecord as RunRecord
 from ._store._base import Store as Store
 from ._store._open import open_store as open_store
 
-if TYPE_CHECKING:
+if _TYPE_CHECKING:
     from ._execute._dask import ClusterPool as ClusterPool
 
 __version__ = "0.1.0.dev0"
@@ -105,6 +105,10 @@ def __getattr__(name: str) -> object:
 
         return ClusterPool
     raise AttributeError(f"module 'subplan' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), "ClusterPool"})
 
 
 __all__ = [
