@@ -108,6 +108,17 @@ class InWorkspaces:
         self.runs_dir = runs_dir
         self.base = base
         self.prefix = prefix
+        # Built once per process (checking the repository runs git), not per attempt;
+        # left out when pickled for a worker process, which builds its own.
+        self._workspaces: Workspaces | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_workspaces": None}
+
+    def _here(self) -> Workspaces:
+        if self._workspaces is None:
+            self._workspaces = self.workspaces_of(self.policy.repo, self.runs_dir)
+        return self._workspaces
 
     @classmethod
     def prepare(
@@ -122,9 +133,11 @@ class InWorkspaces:
         workspaces.recover()
         base = workspaces.resolve(policy.base)
         prefix = project.relative_to(Path(os.path.realpath(repository.top))).as_posix()
-        return cls(
+        made = cls(
             work, policy, runs_dir=runs_dir, base=base, prefix="" if prefix == "." else prefix
         )
+        made._workspaces = workspaces
+        return made
 
     @staticmethod
     def workspaces_of(repo: str | os.PathLike[str], runs_dir: Path) -> Workspaces:
@@ -137,7 +150,7 @@ class InWorkspaces:
         return posixpath.relpath(path, self.prefix) if self.prefix else path
 
     def __call__(self, subplan: Subplan, ctx: AttemptContext) -> object:
-        workspaces = self.workspaces_of(self.policy.repo, self.runs_dir)
+        workspaces = self._here()
         ws = workspaces.create(ctx.run_id, ctx.subplan_id, base=self.base)
         changed: tuple[str, ...] = ()
         try:
