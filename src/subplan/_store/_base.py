@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypeAlias
 
-from .._errors import InputError
+from .._errors import InputError, StoreError
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -466,3 +466,17 @@ def fence(writes: Sequence[Write], statuses: Mapping[AttemptKey, str]) -> Fenced
         else:  # pragma: no cover - run_ids_of refused it first
             raise TypeError(f"not a store write: {type(w).__name__}")
     return FencedWrites(started, list(process.values()), ended, pauses, run_status, rejected)
+
+
+def expect_updated(changed: int, expected: int, location: str) -> None:
+    """Raise when a write transaction updated fewer attempts than fencing allowed.
+
+    Both stores hold the rows locked while they apply a batch, so only a writer that
+    ignores the locks (or a bug) gets here.
+    """
+    if changed != expected:  # pragma: no cover - see above
+        raise StoreError(
+            f"{location} changed under a write transaction "
+            f"({changed} of {expected} attempts updated)",
+            location=location,
+        )

@@ -51,6 +51,7 @@ from ._base import (
     RunStatus,
     Write,
     clean_text,
+    expect_updated,
     fence,
     run_ids_of,
 )
@@ -642,7 +643,7 @@ class PostgresStore:
                     [w.pgid for w in p],
                 ),
             )
-            self._expect(cursor.rowcount, len(p))
+            expect_updated(cursor.rowcount, len(p), self.location)
         if fenced.ended:
             e = fenced.ended
             cursor = conn.execute(
@@ -665,7 +666,7 @@ class PostgresStore:
                     [clean_text(w.changed) for w in e],
                 ),
             )
-            self._expect(cursor.rowcount, len(e))
+            expect_updated(cursor.rowcount, len(e), self.location)
         for pause in fenced.pauses:
             last = conn.execute(
                 "SELECT seq, started FROM pauses WHERE run_id = %s "
@@ -706,14 +707,6 @@ class PostgresStore:
                     [(w.status, w.at, w.ended, w.host, w.pid, w.run_id) for w in fenced.statuses],
                 )
         return fenced.rejected
-
-    def _expect(self, changed: int, expected: int) -> None:
-        if changed != expected:  # pragma: no cover - the rows are locked: only a bug gets here
-            raise StoreError(
-                f"{self.location} changed under a write transaction "
-                f"({changed} of {expected} attempts updated)",
-                location=self.location,
-            )
 
     def attempts(self, run_id: str) -> list[AttemptRow]:
         """Every attempt of the run, by subplan id then number. Raises UnknownRunError."""

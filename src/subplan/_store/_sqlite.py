@@ -53,6 +53,7 @@ from ._base import (
     StoredAttemptStatus,
     Write,
     clean_text,
+    expect_updated,
     fence,
     run_ids_of,
 )
@@ -784,7 +785,7 @@ class SqliteStore:
                 _UPDATE_PROCESS,
                 [(w.pid, w.pgid, w.run_id, w.subplan_id, w.number) for w in process],
             )
-            self._expect(cursor.rowcount, len(process))
+            expect_updated(cursor.rowcount, len(process), self.location)
         if ended:
             cursor = conn.executemany(
                 _UPDATE_ENDED,
@@ -809,7 +810,7 @@ class SqliteStore:
                     for w in ended
                 ],
             )
-            self._expect(cursor.rowcount, len(ended))
+            expect_updated(cursor.rowcount, len(ended), self.location)
         for p in fenced.pauses:
             last = conn.execute(
                 "SELECT seq, started FROM pauses WHERE run_id = ? ORDER BY seq DESC LIMIT 1",
@@ -848,14 +849,6 @@ class SqliteStore:
                 [(w.status, w.at, w.ended, w.host, w.pid, w.run_id) for w in fenced.statuses],
             )
         return fenced.rejected
-
-    def _expect(self, changed: int, expected: int) -> None:
-        if changed != expected:  # pragma: no cover - only a writer ignoring the lock can
-            raise StoreError(
-                f"{self.location} changed under a write transaction "
-                f"({changed} of {expected} attempts updated)",
-                location=self.location,
-            )
 
     def attempts(self, run_id: str) -> list[AttemptRow]:
         """Every attempt of the run, by subplan id then number. Raises UnknownRunError."""
