@@ -137,11 +137,11 @@ def render_summary(report: RunReport, *, runs_dir: str, limit: int = 40) -> str:
             )
         if len(shown) > limit:
             lines.append(f"... and {len(shown) - limit} more")
-    changes = report.changes()
-    if changes:
-        touched = sum(1 for files in changes.values() if files)
-        lines.append(f"workspaces: {touched} of {len(changes)} subplans changed files")
-        lines.extend(report.overlaps().lines())
+    overlap = report.overlaps()
+    if overlap.changed:
+        touched = sum(1 for files in overlap.changed.values() if files)
+        lines.append(f"workspaces: {touched} of {len(overlap.changed)} subplans changed files")
+        lines.extend(overlap.lines())
     lines.append(f"output of each subplan: {runs_dir}/{report.run_id}/<id>/")
     return "\n".join(lines) + "\n"
 

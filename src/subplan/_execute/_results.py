@@ -545,6 +545,7 @@ class RunReport:
             status: len(self._ids(status))
             for status in ("succeeded", "failed", "skipped", "not_run")
         }
+        overlap = self.overlaps()
         return {
             "schema": "subplan.report/1",
             "run_id": self.run_id,
@@ -565,6 +566,6 @@ class RunReport:
             "groups": [g.to_dict() for g in self.groups()],
             "subplans": [o.to_dict() for o in self.outcomes.values()],
             "pauses": [p.to_dict() for p in self.pauses],
-            "workspaces": self.overlaps().to_dict() if self.changes() else None,
+            "workspaces": overlap.to_dict() if overlap.changed else None,
             "warnings": list(self.warnings),
         }
