@@ -3,8 +3,9 @@
 :class:`Durable` is what a run holds while it has a store: the run lock (taken first,
 released last), the run's record, and the :class:`~subplan._store._journal.StoreJournal`
 that commits every attempt. :func:`prepare_resume` reads a stored run back: it reclaims
-attempts that a dead orchestrator left ``running`` (killing their process groups first),
-works out which subplans keep their success, and rebuilds the run's options.
+attempts that a dead orchestrator left ``running`` (killing their process groups first
+when they ran on this host), works out which subplans keep their success, and rebuilds
+the run's options.
 :func:`report_from_store` turns stored rows into a :class:`RunReport` for ``status`` and
 ``report``.
 """
@@ -58,11 +59,14 @@ class ResumeState:
         prior: the earlier attempts of every unit still in the plan.
         keep: units whose success stands (not run again).
         lock: the run lock, already held by the resume.
+        warnings: what the resumed run's report must say (left-over commands of another
+            host that were not killed).
     """
 
     prior: Mapping[str, Sequence[AttemptRecord]]
     keep: frozenset[str]
     lock: RunLock
+    warnings: tuple[str, ...] = ()
 
 
 class Durable:
@@ -128,6 +132,8 @@ class Durable:
                 self.store.set_plan(run_id, plan.to_json())
                 self.store.apply([RunStatusChanged(run_id, "running", now, None, host, pid)])
             self.journal = StoreJournal(self.store, run_id, on_error=self._on_error)
+            if resume is not None:
+                self.journal.warnings.extend(resume.warnings)  # they reach the report
         except BaseException:
             self._release()
             raise
@@ -211,7 +217,11 @@ def prepare_resume(
     """Read a run back for a resume (its lock held by the caller).
 
     Attempts left ``running`` are reclaimed: their process groups are killed (and
-    confirmed gone) first, then they are marked ``interrupted``, uncharged.
+    confirmed gone) first, then they are marked ``interrupted``, uncharged. A process
+    group is a number on the host of the orchestrator that recorded it, so groups are
+    killed only when that host (the run record's ``host``) is this one; otherwise they
+    are left alone and the resumed run's report warns that those commands may still be
+    running there.
 
     Args:
         store: the store.
@@ -233,11 +243,17 @@ def prepare_resume(
     rows = store.attempts(run_id)
     reclaimed = []
     now = clock.time()
+    # A record without a host predates host names (or was written by hand): local.
+    local = record.host in ("", socket.gethostname())
+    left_running = 0
     for row in rows:
         if row.status != "running":
             continue
         if row.pgid is not None and row.pgid > 1:
-            kill_process_group(row.pgid, grace=kill_grace)
+            if local:
+                kill_process_group(row.pgid, grace=kill_grace)
+            else:
+                left_running += 1  # that number here would be some other process group
         reclaimed.append(
             AttemptEnded(
                 run_id,
@@ -263,7 +279,14 @@ def prepare_resume(
         for unit_id, attempts in prior.items()
         if attempts[-1].status == "succeeded" and unit_id not in again
     )
-    return record, plan, ResumeState(dict(prior), keep, lock)
+    warnings: tuple[str, ...] = ()
+    if left_running:
+        what = "attempt" if left_running == 1 else "attempts"
+        warnings = (
+            f"{left_running} {what} of host {record.host} may still be running there; "
+            f"their commands were not killed (this resume runs on {socket.gethostname()})",
+        )
+    return record, plan, ResumeState(dict(prior), keep, lock, warnings)
 
 
 def report_from_store(
