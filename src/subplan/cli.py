@@ -201,8 +201,16 @@ def _build_parser() -> _Parser:
     group.add_argument(
         "--pool",
         metavar="NAME",
-        help="share the --max-parallel budget with every run on this host naming NAME "
-        "(with --backend dask: with every run on the dask cluster naming NAME)",
+        help="share a budget of --pool-size slots with every run on this host naming NAME "
+        "(with --backend dask: with every run on the dask cluster naming NAME); "
+        "--max-parallel stays this run's own bound",
+    )
+    group.add_argument(
+        "--pool-size",
+        type=_integer(1),
+        metavar="N",
+        help="with --pool: the pool's total size, the same for every run naming it "
+        "(default: --max-parallel)",
     )
     group.add_argument("--run-id", metavar="ID", help="the run's id (default: generated)")
     group.add_argument(
@@ -471,10 +479,15 @@ def _cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: Te
         raise UsageError("subplan run: no command given; put it after '--', e.g. -- agent {id}")
     if args.plan_file is not None and (args.path is not None or args.from_list is not None):
         raise UsageError("subplan run: give PATH (or --from-list) or --plan, not both")
+    if args.pool_size is not None and args.pool is None:
+        raise UsageError("subplan run: --pool-size needs --pool NAME")
     # Everything is checked before anything runs: the template, the program, the pool.
     cwd = Path(args.path) if args.path is not None else None
     if cwd is not None and not cwd.is_dir():
         raise InputError(f"no such directory: {args.path}", path=args.path)
+    # Absolute: a dask worker runs the command (and writes its output) from its own
+    # working directory, and a resume may start from another directory or host.
+    cwd = (cwd or Path()).absolute()
     detector = (
         RateLimitDetector(extra_patterns=args.rate_limit_pattern)
         if args.detect_rate_limits
@@ -485,10 +498,11 @@ def _cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: Te
     if args.scheduler is not None and args.backend != "dask":
         raise UsageError("subplan run: --scheduler needs --backend dask")
     pool: SharedLimiter | ClusterPool | None = None
+    pool_size = args.max_parallel if args.pool_size is None else args.pool_size
     if args.pool is not None and args.backend == "dask":
-        pool = _cluster_pool(args.pool, args.max_parallel)
+        pool = _cluster_pool(args.pool, pool_size)
     elif args.pool is not None:
-        pool = SharedLimiter(args.pool, args.max_parallel)
+        pool = SharedLimiter(args.pool, pool_size)
     graph = None
     if args.plan_file is not None:
         plan = _load_plan(args.plan_file)
@@ -521,7 +535,7 @@ def _cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: Te
             retries=args.retries,
             timeout=args.timeout,
             run_id=args.run_id,
-            runs_dir=runs_dir,
+            runs_dir=runs_dir.absolute(),
             limiter=pool,
             dependencies=dependencies,
             backend=args.backend,
@@ -532,7 +546,7 @@ def _cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: Te
             workspaces=policy,
             scheduler=args.scheduler,
         )
-    return _finish_run(report, args, stdout, runs_dir, resumable=store is not None)
+    return _finish_run(report, args, stdout, stderr, runs_dir, resumable=store is not None)
 
 
 def _cluster_pool(name: str, size: int) -> ClusterPool:
@@ -583,8 +597,16 @@ def _listeners(
 
 
 def _finish_run(
-    report: RunReport, args: argparse.Namespace, stdout: TextIO, runs_dir: Path, *, resumable: bool
+    report: RunReport,
+    args: argparse.Namespace,
+    stdout: TextIO,
+    stderr: TextIO,
+    runs_dir: Path,
+    *,
+    resumable: bool,
 ) -> int:
+    for warning in report.warnings:  # the JSON report has them too; people read stderr
+        stderr.write(f"subplan: warning: {warning}\n")
     if args.json:
         stdout.write(json.dumps(report.to_dict(), indent=2) + "\n")
     else:
@@ -618,13 +640,13 @@ def _cmd_resume(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin:
             report = resume(
                 args.run_id,
                 store=store,
-                runs_dir=runs_dir,
+                runs_dir=runs_dir.absolute(),
                 plan=plan,
                 rerun=args.rerun,
                 on_event=on_event,
                 handle_signals=True,
             )
-    return _finish_run(report, args, stdout, runs_dir, resumable=True)
+    return _finish_run(report, args, stdout, stderr, runs_dir, resumable=True)
 
 
 def _open_for_reading(args: argparse.Namespace) -> Store:

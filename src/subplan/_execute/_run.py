@@ -314,8 +314,13 @@ class _Setup:
                 if self.in_workspaces is None
                 else {**workspaces.to_dict(), "base": self.in_workspaces.base},  # type: ignore[union-attr]
             }
+            if config["pool"] is not None:
+                # A resume rebuilds the pool with this size (a ClusterPool's ``size``, a
+                # SharedLimiter's ``capacity``), which may differ from max_parallel.
+                config["pool_size"] = getattr(limiter, "size", None) or getattr(
+                    limiter, "capacity", None
+                )
             if backend == "dask":
-                config["pool_size"] = getattr(limiter, "size", None)
                 config["scheduler"] = scheduler
             self.durable = Durable(
                 os.fspath(store) if isinstance(store, os.PathLike) else store,
@@ -1214,13 +1219,13 @@ def resume(
             raise ConfigError(f"run {run_id!r} had integration steps: pass integrate=")
         pool = config.get("pool")
         backend = str(config.get("backend", "thread"))
+        size = config.get("pool_size") or config["max_parallel"]
         if limiter is None and pool and backend == "dask":
             from ._dask import ClusterPool
 
-            size = config.get("pool_size") or config["max_parallel"]
             limiter = ClusterPool(str(pool), int(size))
         elif limiter is None and pool:
-            limiter = SharedLimiter(str(pool), int(config["max_parallel"]))
+            limiter = SharedLimiter(str(pool), int(size))
         if scheduler is None and backend == "dask":
             scheduler = config.get("scheduler")
         setup = _Setup(
