@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import shlex
+import subprocess
+import sys
 import threading
 from typing import Any
 
@@ -71,3 +75,65 @@ def step_combined_peak(context: Any, limit: int) -> None:
 @then("neither run had more than {limit:d} subplans running at once")
 def step_each_peak(context: Any, limit: int) -> None:
     assert all(r.peak_concurrency <= limit for r in context.reports)
+
+
+# -- the command line on the cluster ----------------------------------------------------
+
+
+def _cli_on_cluster(context: Any, arguments: str, *extra: str) -> list[str]:
+    """The argv of ``subplan ARGUMENTS``: SCHEDULER is the cluster's address, "python"
+    the interpreter running the features, and ``extra`` goes before the command's "--"."""
+    scheduler = str(context.cluster.scheduler_address)
+    words = [scheduler if w == "SCHEDULER" else w for w in shlex.split(arguments)]
+    words = [sys.executable if w == "python" else w for w in words]
+    cut = words.index("--") if "--" in words else len(words)
+    return [sys.executable, "-m", "subplan", *words[:cut], *extra, *words[cut:]]
+
+
+@when('I run "subplan {arguments}" on the dask cluster')
+def step_cli_on_cluster(context: Any, arguments: str) -> None:
+    context.result = subprocess.run(
+        _cli_on_cluster(context, arguments),
+        cwd=context.workdir,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@when('two orchestrators run "subplan {arguments}" on the dask cluster at once')
+def step_two_cli_on_cluster(context: Any, arguments: str) -> None:
+    processes = [
+        subprocess.Popen(
+            _cli_on_cluster(context, arguments, "--runs-dir", f"orchestrator-{n}", "--json"),
+            cwd=context.workdir,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for n in range(2)
+    ]
+    context.outcomes = [(p.communicate(timeout=120), p.returncode) for p in processes]
+
+
+@then("both orchestrators succeed")
+def step_both_orchestrators(context: Any) -> None:
+    assert [0, 0] == [status for _, status in context.outcomes], context.outcomes
+    context.cli_reports = [json.loads(out) for (out, _), _ in context.outcomes]
+
+
+@then("together the orchestrators never had more than {limit:d} subplans running at once")
+def step_orchestrators_peak(context: Any, limit: int) -> None:
+    spans = [
+        (a["started"], a["ended"])
+        for report in context.cli_reports
+        for s in report["subplans"]
+        for a in s["attempts"]
+    ]
+    assert peak_from_intervals(spans) <= limit, peak_from_intervals(spans)
+
+
+@then("neither orchestrator had more than {limit:d} subplans running at once")
+def step_each_orchestrator(context: Any, limit: int) -> None:
+    assert all(r["peak_concurrency"] <= limit for r in context.cli_reports)
