@@ -172,6 +172,28 @@ class WaitForGo:
             time.sleep(0.005)
 
 
+@dataclass(frozen=True)
+class WaitForCancel:
+    """Write ``started-<label>`` (the pid), wait up to ``wait`` s for ``ctx.cancelled``,
+    then write ``saw-cancel-<label>`` and raise if it came (as command work does)."""
+
+    directory: str
+    wait: float = 20.0
+
+    def __call__(self, subplan: object, ctx: object) -> None:
+        import time
+
+        directory = Path(self.directory)
+        label = getattr(subplan, "label", "")
+        (directory / f"started-{label}").write_text(str(os.getpid()))
+        deadline = time.monotonic() + self.wait
+        while time.monotonic() < deadline:
+            if getattr(ctx, "cancelled", False):
+                (directory / f"saw-cancel-{label}").write_text(str(os.getpid()))
+                raise RuntimeError("stopped: ctx.cancelled")
+            time.sleep(0.005)
+
+
 def fail_first_attempt(subplan: object, ctx: object) -> None:
     """Raise ValueError on attempt 1; succeed after."""
     if getattr(ctx, "attempt", 0) == 1:

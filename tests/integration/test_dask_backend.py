@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+import json
 import os
 import signal
 import subprocess
@@ -24,6 +25,7 @@ import pytest
 
 from execute_helpers import (
     GateWork,
+    WaitForCancel,
     WaitForGo,
     fail_first_attempt,
     flat_plan,
@@ -31,7 +33,8 @@ from execute_helpers import (
     intervals,
     rate_limited_first_attempt,
 )
-from subplan import ConfigError, RetryPolicy, run
+from subplan import ConfigError, RetryPolicy, resume, run
+from subplan._execute import _dask
 from subplan._execute._command_work import CommandWork
 from subplan._execute._dask import ClusterPool, _Lease, open_local_cluster
 from subplan._execute._results import RunReport
@@ -312,3 +315,238 @@ def test_a_resumed_run_keeps_the_dask_backend_and_scheduler(
     finally:
         store.close()
     assert ("dask", address) == (config["backend"], config["scheduler"])
+
+
+def _our_tasks(dask_scheduler: Any = None) -> list[str]:
+    """On the scheduler: the keys of subplan's runner tasks it still knows."""
+    return [str(k) for k in dask_scheduler.tasks if str(k).startswith("subplan-")]
+
+
+def _mailboxes() -> int:
+    """On a worker: how many runners it hosts now."""
+    from subplan._execute import _dask
+
+    return len(_dask._MAILBOXES)
+
+
+def test_runners_give_their_worker_threads_back(client: Any, address: str) -> None:
+    # Each attempt runs in a runner (a long-running dask task); when the run ends, every
+    # runner it started ends too, so the cluster's threads are free for others at once.
+    report = run(
+        flat_plan(12),
+        fail_first_attempt,
+        max_parallel=6,
+        backend="dask",
+        scheduler=address,
+        retries=RetryPolicy(retries=1, backoff_base=0.0),
+    )
+    assert report.ok
+    wait_for(lambda: not client.run_on_scheduler(_our_tasks), "the runner tasks to end")
+    wait_for(lambda: not any(client.run(_mailboxes).values()), "the runners to leave")
+
+
+def test_cancelling_reaches_the_attempt_on_its_worker(
+    client: Any, address: str, tmp_path: Path
+) -> None:
+    # A cluster given by address: nothing is killed, so only the cancel message sent to
+    # the runner's worker can end these attempts before their own 20 s wait runs out.
+    stop = threading.Event()
+
+    def cancel_when_both_run() -> None:
+        wait_for(lambda: len(list(tmp_path.glob("started-*"))) >= 2, "2 attempts to start")
+        stop.set()
+
+    canceller = threading.Thread(target=cancel_when_both_run)
+    canceller.start()
+    began = time.monotonic()
+    report = run(
+        flat_plan(4),
+        WaitForCancel(str(tmp_path)),
+        max_parallel=2,
+        backend="dask",
+        scheduler=address,
+        cancel=stop,
+    )
+    canceller.join(WAIT)
+    assert "cancelled" == report.status
+    assert time.monotonic() - began < WAIT / 2  # not the attempts' own 20 s
+    saw = sorted(p.name.removeprefix("saw-cancel-") for p in tmp_path.glob("saw-cancel-*"))
+    started = sorted(p.name.removeprefix("started-") for p in tmp_path.glob("started-*"))
+    assert 2 == len(started)
+    assert started == saw  # each running attempt saw ctx.cancelled on its worker
+    assert {"cancelled"} == {a.status for a in report.attempts}
+    assert not any(a.charged for a in report.attempts)
+
+
+def test_a_timeout_reaches_the_attempt_without_killing_its_worker(
+    client: Any, address: str, tmp_path: Path
+) -> None:
+    pids = set(client.run(os.getpid).values())
+    report = run(
+        flat_plan(2),
+        WaitForCancel(str(tmp_path)),
+        max_parallel=2,
+        timeout=0.5,
+        backend="dask",
+        scheduler=address,
+    )
+    assert ["timed_out", "timed_out"] == [a.status for a in report.attempts]
+    assert 2 == len(list(tmp_path.glob("saw-cancel-*")))  # the work ended at its deadline
+    assert pids == set(client.run(os.getpid).values())  # and no worker was killed
+
+
+def _returns_a_lock(subplan: object, ctx: object) -> Any:
+    return threading.Lock()  # cannot be pickled
+
+
+def test_a_result_that_cannot_travel_back_fails_the_attempt(address: str) -> None:
+    report = run(flat_plan(1), _returns_a_lock, backend="dask", scheduler=address)
+    assert "failed" == report.status
+    assert "result cannot be sent back" in (report.attempts[0].error or "")
+
+
+def test_work_the_workers_cannot_load_fails_with_the_import_error(
+    address: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A module only this process can import (the workers started before it existed).
+    (tmp_path / "only_here.py").write_text("def work(subplan, ctx):\n    return None\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module("only_here")
+    report = run(flat_plan(2), module.work, backend="dask", scheduler=address)
+    assert "failed" == report.status
+    errors = {a.error for a in report.attempts}
+    assert {"ModuleNotFoundError: No module named 'only_here'"} == errors
+
+
+def _start_cluster(directory: Path) -> tuple[subprocess.Popen[bytes], subprocess.Popen[bytes], str]:
+    """A scheduler and 2 single-threaded workers as processes of their own."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    scheduler_file = directory / "scheduler.json"
+    scheduler = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "distributed.cli.dask_scheduler",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--no-dashboard",
+            "--scheduler-file",
+            str(scheduler_file),
+        ],
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    wait_for(
+        lambda: scheduler_file.exists() and scheduler_file.stat().st_size > 0,
+        "the scheduler to start",
+    )
+    address = json.loads(scheduler_file.read_text())["address"]
+    workers = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "distributed.cli.dask_worker",
+            address,
+            "--nthreads",
+            "1",
+            "--nworkers",
+            "2",
+            "--no-dashboard",
+        ],
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    with distributed.Client(address, set_as_default=False, timeout=WAIT) as c:
+        c.wait_for_workers(2, timeout=WAIT)
+    return scheduler, workers, address
+
+
+def test_a_lost_scheduler_cancels_the_run_and_a_resume_elsewhere_finishes(
+    address: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_dask, "SCHEDULER_GRACE", 1.0)
+    gates = tmp_path / "gates"
+    gates.mkdir()
+    scheduler, workers, lost_address = _start_cluster(tmp_path)
+    watcher = distributed.Client(lost_address, set_as_default=False)
+    reports: list[RunReport] = []
+    try:
+
+        def kill_scheduler_while_two_run() -> None:
+            wait_for(lambda: len(list(gates.glob("started-*"))) >= 2, "2 attempts to start")
+            scheduler.kill()
+            scheduler.wait()
+            wait_for(lambda: watcher.status != "running", "a client to see the loss")
+            (gates / "go").touch()  # the running two finish on their workers
+
+        killer = threading.Thread(target=kill_scheduler_while_two_run)
+        killer.start()
+        driver = threading.Thread(
+            target=lambda: reports.append(
+                run(
+                    flat_plan(4),
+                    WaitForGo(str(gates)),
+                    max_parallel=2,
+                    backend="dask",
+                    scheduler=lost_address,
+                    store="",
+                    runs_dir=tmp_path,
+                    run_id="lost",
+                )
+            ),
+            daemon=True,
+        )
+        driver.start()
+        driver.join(WAIT * 2)
+        killer.join(WAIT)
+        assert not driver.is_alive(), "the run did not end after losing its scheduler"
+    finally:
+        for process in (scheduler, workers):
+            process.kill()
+            process.wait()
+        _dask._close(watcher)
+    [report] = reports
+    assert "cancelled" == report.status
+    assert any("lost the dask scheduler" in w for w in report.warnings), report.warnings
+    # The two that ran finished (their replies come straight from the workers); nothing
+    # new was handed out once the run's client saw the loss (a race may let one through).
+    assert 2 <= len(report.succeeded) < 4
+    assert not any(a.charged for a in report.attempts if a.status != "succeeded")
+
+    # Resumed on another cluster, only the other two run.
+    again = resume("lost", WaitForGo(str(gates)), runs_dir=tmp_path, scheduler=address)
+    assert again.ok
+    runs = [p.name for p in gates.glob("started-*")]
+    assert 4 == len(runs)  # each subplan ran once in all
+
+
+_ORCHESTRATOR = """
+import sys
+from execute_helpers import WaitForCancel, flat_plan
+from subplan import run
+run(flat_plan(6), WaitForCancel(sys.argv[2]), max_parallel=3, backend="dask", scheduler=sys.argv[1])
+"""
+
+
+def test_a_killed_orchestrators_attempts_are_cancelled_and_its_runners_end(
+    client: Any, address: str, tmp_path: Path
+) -> None:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    orchestrator = subprocess.Popen(
+        [sys.executable, "-c", _ORCHESTRATOR, address, str(tmp_path)], env=env
+    )
+    try:
+        wait_for(lambda: len(list(tmp_path.glob("started-*"))) >= 3, "3 attempts to start")
+        assert 3 == len(client.run_on_scheduler(_our_tasks))
+    finally:
+        orchestrator.kill()
+        orchestrator.wait()
+    # Its client is gone, so the scheduler releases its runner tasks: each runner sets
+    # ctx.cancelled for the attempt it runs (command work would kill its commands), ends,
+    # and no new attempt starts.
+    wait_for(lambda: len(list(tmp_path.glob("saw-cancel-*"))) == 3, "the attempts to stop")
+    wait_for(lambda: not client.run_on_scheduler(_our_tasks), "the runner tasks to end")
+    wait_for(lambda: not any(client.run(_mailboxes).values()), "the runners to leave")
+    assert 3 == len(list(tmp_path.glob("started-*")))

@@ -1,37 +1,47 @@
 """The dask backend: the same dispatcher, attempts on the workers of a ``distributed`` cluster.
 
 The dispatcher is the one of the thread and process backends: one lock guards the
-:class:`~subplan._execute._core.Scheduler`, a watcher thread records each end and submits
-what it frees, and the main thread serves timers, deadlines, cancellation and signals.
-Dask only runs what the dispatcher hands it; the run's own limiter is the hard bound, so
-nothing here relies on dask's scheduling for ``max_parallel``.
+:class:`~subplan._execute._core.Scheduler`, a watcher thread records each end and hands
+out what it frees, and the main thread serves timers, deadlines, cancellation and
+signals. Dask only runs what the dispatcher hands it; the run's own limiter is the hard
+bound, so nothing here relies on dask's scheduling for ``max_parallel``.
 
 Decisions (each one is a trade-off; the README says the same in users' words):
 
-* **Exactly once per attempt.** Dask re-runs a task whose worker died on another worker
-  up to ``distributed.scheduler.allowed-failures`` times (3 by default) and only then
-  raises :class:`distributed.KilledWorker`. A silent re-run would run an attempt twice
-  behind the dispatcher's back, so the cluster a run starts itself is created with
-  ``allowed-failures: 0``: a dead worker turns each of its attempts into
-  ``KilledWorker`` at once, which the dispatcher records as ``crashed`` (charged, counted
-  toward ``RetryPolicy.max_crashes``) and retries under the policy as a *new* attempt.
-  On a cluster given by address the scheduler's own setting applies; a value above 0 is
-  reported as a warning in the run's report (set ``allowed-failures: 0`` there).
-  Results are fetched and their keys released at once, so a worker dying after it
-  finished cannot make dask recompute a finished attempt either.
-* **Timeouts and cancellation.** Dask cannot stop Python code running in a worker
-  thread: cancelling a future only forgets its result. So the deadline travels with the
-  attempt: the worker sets ``ctx.cancelled`` when it passes (command work kills its
-  process group then and returns timed out). The attempt keeps its slot until the
-  worker really returns, so the peak stays honest. On a cluster the run started itself
-  (same host, our processes) an attempt still running ``KILL_GRACE`` seconds after its
-  deadline, or still running when the run is cancelled, has its worker process killed;
-  the nanny starts a fresh worker. On a cluster given by address nothing is killed: the
-  run waits for such attempts as the thread backend does (a second signal stops waiting).
-* **Worker death.** With one thread per worker and ``worker-saturation: 1.0`` (the
-  cluster a run starts itself), a worker holds only the attempt it runs, so its death
-  breaks only that attempt. On a cluster with multi-threaded workers, every attempt the
-  dead worker was running (or had been handed and not started) is charged a crash.
+* **Runners, not a task per attempt.** An attempt runs in a *runner*: one long-running
+  dask task that holds one worker thread and serves attempts one at a time. The
+  dispatcher starts a runner when an attempt has none free, hands the attempt to it by
+  an RPC straight to its worker (``subplan_attempt``), and the reply carries the
+  attempt's end: one round trip per attempt. A task per attempt costs a graph update on
+  the scheduler, a completion report and a fetch of the result: about 10 times as much
+  (the README has the figures). Dask still places the runners and each worker's thread
+  count still bounds what runs there, so a shared cluster is shared fairly. A runner
+  idle for ``_LINGER`` seconds is stopped (its thread goes back to the cluster), and
+  every runner ends with its run: stopped when idle, or as soon as its task is released
+  (the run's client closed, or died), or after ``RUNNER_IDLE`` seconds without work.
+* **Exactly once per attempt.** An attempt travels in an RPC, not in a task, so dask
+  never runs it again by itself: a runner task that dask re-runs after its worker died
+  (``allowed-failures``) is told to stop, and an attempt handed to a runner that had
+  already ended (the reply says "gone") or whose worker could not be reached never
+  started and goes to another runner, uncharged. A worker that dies while it runs an
+  attempt fails that attempt's RPC: the attempt is ``crashed`` (charged, counted toward
+  ``RetryPolicy.max_crashes``) and retried under the policy as a *new* attempt.
+* **Timeouts and cancellation.** Python code in a worker thread cannot be stopped, so
+  the deadline travels with the attempt (what is left of it when a runner takes it) and
+  the worker sets ``ctx.cancelled`` when it passes; a cancelled run sends its runners
+  ``subplan_cancel``, which does the same. Command work kills its process group then and
+  returns. The attempt keeps its slot until the worker really returns, so the peak stays
+  honest. On a cluster the run started itself (same host, our processes) an attempt
+  still running ``KILL_GRACE`` seconds after its deadline, or after the run was
+  cancelled, has its worker process killed; the nanny starts a fresh worker. On a
+  cluster given by address nothing is killed: the run waits for such attempts as the
+  thread backend does (a second signal stops waiting).
+* **A scheduler that goes away.** Attempts already running reply straight from their
+  workers, so they finish and are recorded. Nothing new can start: after
+  ``SCHEDULER_GRACE`` seconds without the scheduler the run is cancelled with a warning
+  that says so, and stays resumable (``resume(..., scheduler=...)`` may name another).
+* **Worker death.** A worker's death breaks only the attempts its runners were running
+  (with one thread per worker, the cluster a run starts itself, that is one).
 * **Clock skew.** Each attempt's start and end are read with ``time.time()`` on the
   worker that ran it, so a report's intervals and its peak mix the clocks of every host
   of the cluster. On one host (a ``LocalCluster``) they are one clock; across hosts the
@@ -44,11 +54,17 @@ Decisions (each one is a trade-off; the README says the same in users' words):
   hard one. A lease that cannot be acquired, or a scheduler that cannot be reached,
   blocks new starts ("no slot now", retried on the next tick); it never stops an
   attempt that already runs.
+* **Reaching the workers.** The RPCs go straight to the workers, as dask's own
+  ``gather`` does, so the orchestrator must be able to reach them.
 """
 
 from __future__ import annotations
 
+import asyncio
+import collections
+import concurrent.futures
 import contextlib
+import functools
 import itertools
 import logging
 import math
@@ -66,6 +82,8 @@ from typing import Any, Final, TypeAlias
 
 import dask
 import distributed as _distributed
+import distributed.core as _distributed_core
+import distributed.protocol.pickle as _distributed_pickle
 
 from .._clock import SystemClock
 from .._errors import ConfigError
@@ -85,18 +103,20 @@ __all__ = ["KILL_GRACE", "ClusterPool", "open_local_cluster"]
 
 # distributed's API is mostly untyped: its objects are Any here, at this one boundary.
 _dist: Any = _distributed
+_core_rpc: Any = _distributed_core
+_dumps_by_value: Callable[[object], bytes] = _distributed_pickle.dumps  # cloudpickle's way
 Client: TypeAlias = Any
 Future: TypeAlias = Any
 LocalCluster: TypeAlias = Any
 Semaphore: TypeAlias = Any
-KilledWorker: type[Exception] = _dist.KilledWorker
 
 # A worker of a cluster we started is killed this long after its attempt's deadline, if
 # the attempt has not returned by then (command work returns at the deadline by itself).
 KILL_GRACE: Final = 2.0
 # A cluster the run starts itself has at most this many worker processes.
 _MAX_LOCAL_WORKERS: Final = 32
-# The scheduler settings that give exactly-once accounting (see the module docstring).
+# A runner whose worker died is not started again elsewhere (it would only be told to
+# stop), and queued runners wait on the scheduler for a free thread.
 _CLUSTER_CONFIG: Final = {
     "distributed.scheduler.allowed-failures": 0,
     "distributed.scheduler.worker-saturation": 1.0,
@@ -107,10 +127,11 @@ _POOL_BACKOFF: Final = 0.25
 
 @contextlib.contextmanager
 def open_local_cluster(n_workers: int, *, threads_per_worker: int = 1) -> Iterator[LocalCluster]:
-    """A ``LocalCluster`` of worker processes set up for exactly-once attempts.
+    """A ``LocalCluster`` of worker processes, set up as a run sets up its own.
 
     Its scheduler has ``allowed-failures: 0`` (a dead worker's task is never re-run by
-    dask) and ``worker-saturation: 1.0``; the dashboard is off and logging quiet.
+    dask) and ``worker-saturation: 1.0``; the dashboard is off and logging quiet. Any
+    cluster works by address; this one is what the tests and benchmarks use.
 
     Args:
         n_workers: worker processes.
@@ -300,13 +321,14 @@ def _on_worker(
     attempt: int,
     run_dir: Path,
     timeout: float | None,
+    cancel: CancelFlag | None = None,
 ) -> _WorkerEnd:
     """Run one attempt on a dask worker and time it there (module level, so it pickles).
 
     Monotonic time is per process, so the deadline is made here from the timeout; when
     it passes, ``ctx.cancelled`` becomes true (command work kills its group then).
     """
-    cancel = CancelFlag()
+    cancel = CancelFlag() if cancel is None else cancel
     timer: threading.Timer | None = None
     deadline = None
     if timeout is not None:
@@ -336,16 +358,199 @@ def _on_worker(
     return _WorkerEnd(started, ended, value, error)
 
 
-def _processing_on(key: str, dask_scheduler: Any = None) -> str | None:
-    """On the scheduler: the address of the worker running ``key``, or None."""
-    task = dask_scheduler.tasks.get(key)
-    worker = None if task is None else task.processing_on
-    return None if worker is None else str(worker.address)
+# -- on the workers: runners -------------------------------------------------------------
+#
+# A runner is one long-running dask task: it holds one worker thread (so dask's placement
+# and each worker's thread count still decide where and how much runs) and runs the
+# attempts the dispatcher hands it, one at a time, until it is told to stop, its task is
+# released, or nobody used it for RUNNER_IDLE seconds. Attempts reach it as RPCs straight
+# to its worker (``subplan_attempt``), and the reply carries the attempt's end: one round
+# trip per attempt and no graph update, where a task per attempt costs a graph update, a
+# completion report and a fetch of the result.
+
+# A runner nobody hands an attempt for this long ends itself (an orchestrator that died).
+RUNNER_IDLE: Final = 30.0
+# How often an idle runner checks whether its task was released (its run ended or died).
+_RUNNER_POLL: Final = 0.5
 
 
-def _allowed_failures(dask_scheduler: Any = None) -> int:
-    """On the scheduler: its ``allowed-failures`` setting."""
-    return int(dask_scheduler.allowed_failures)
+@dataclass(slots=True)
+class _Handed:
+    """An attempt handed to a runner: its bytes, and where to put the reply."""
+
+    payload: bytes
+    loop: asyncio.AbstractEventLoop
+    reply: asyncio.Future[dict[str, Any]]
+    token: int
+
+
+class _Mailbox:
+    """A runner's inbox on its worker, and the cancel flag of what it runs now."""
+
+    __slots__ = ("cancelled", "current", "flag", "items")
+
+    def __init__(self) -> None:
+        self.items: queue.SimpleQueue[_Handed | None] = queue.SimpleQueue()
+        self.current: int | None = None  # the token of the attempt it runs
+        self.flag: CancelFlag | None = None
+        self.cancelled: set[int] = set()  # tokens cancelled before they started
+
+
+# Per worker process: the mailboxes of the runners it hosts, by runner id.
+_MAILBOXES: dict[str, _Mailbox] = {}
+_MAILBOX_LOCK = threading.Lock()
+_GONE: Final = {"status": "gone"}
+
+
+def _resolve(reply: asyncio.Future[dict[str, Any]], value: dict[str, Any]) -> None:
+    if not reply.done():  # its caller may have gone away meanwhile
+        reply.set_result(value)
+
+
+async def _handle_attempt(runner: str, token: int, payload: bytes) -> dict[str, Any]:
+    """Worker RPC ``subplan_attempt``: run ``payload`` on ``runner``; reply with its end.
+
+    The reply is ``{"status": "gone"}`` when the runner has ended (the attempt never
+    started: the dispatcher hands it to another runner).
+    """
+    loop = asyncio.get_running_loop()
+    reply: asyncio.Future[dict[str, Any]] = loop.create_future()
+    with _MAILBOX_LOCK:  # the runner empties and removes its box under this lock
+        box = _MAILBOXES.get(runner)
+        if box is None:
+            return _GONE
+        box.items.put(_Handed(payload, loop, reply, token))
+    return await reply
+
+
+async def _handle_cancel(runner: str, token: int) -> None:
+    """Worker RPC ``subplan_cancel``: raise ``ctx.cancelled`` for attempt ``token``."""
+    with _MAILBOX_LOCK:
+        box = _MAILBOXES.get(runner)
+        if box is None:
+            return
+        if box.current == token and box.flag is not None:
+            box.flag.set()
+        else:
+            box.cancelled.add(token)
+
+
+async def _handle_stop(runner: str) -> None:
+    """Worker RPC ``subplan_stop``: the runner ends once it is idle."""
+    with _MAILBOX_LOCK:
+        box = _MAILBOXES.get(runner)
+        if box is not None:
+            box.items.put(None)
+
+
+_HANDLERS: Final = {
+    "subplan_attempt": _handle_attempt,
+    "subplan_cancel": _handle_cancel,
+    "subplan_stop": _handle_stop,
+}
+
+
+def _released(worker: Any, key: str) -> bool:
+    """Whether the scheduler let go of task ``key`` (its run ended, or its client left)."""
+    task = worker.state.tasks.get(key)
+    return task is None or task.state in ("cancelled", "released", "forgotten")
+
+
+def _watch_release(worker: Any, key: str, box: _Mailbox, ended: threading.Event) -> None:
+    """While a runner lives: once its task is released (its orchestrator died or gave
+    up), cancel the attempt it runs, so command work kills its process group."""
+    while not ended.wait(_RUNNER_POLL):
+        if _released(worker, key):
+            with _MAILBOX_LOCK:
+                if box.flag is not None:
+                    box.flag.set()
+            return
+
+
+def _serve(box: _Mailbox, handed: _Handed, cache: dict[bytes, Any]) -> bytes:
+    """Run one handed attempt; the pickled :class:`_WorkerEnd` to reply with."""
+    flag = CancelFlag()
+    with _MAILBOX_LOCK:
+        box.current, box.flag = handed.token, flag
+        if handed.token in box.cancelled:
+            box.cancelled.discard(handed.token)
+            flag.set()
+    try:
+        try:
+            blob, subplan, run_id, attempt, run_dir, timeout = pickle.loads(handed.payload)  # noqa: S301 - from our own dispatcher
+            target = cache.get(blob)
+            if target is None:
+                target = pickle.loads(blob)  # noqa: S301 - from our own dispatcher
+                cache.clear()  # the work of one run: keep only the latest
+                cache[blob] = target
+        except Exception as exc:  # the work does not load here (missing module, say)
+            now = time.time()
+            end = _WorkerEnd(now, now, None, _portable(exc))
+        else:
+            end = _on_worker(target, subplan, run_id, attempt, run_dir, timeout, flag)
+        try:
+            return pickle.dumps(end)
+        except Exception as exc:  # the value does not pickle
+            text = f"the attempt's result cannot be sent back: {_one_line(exc)}"
+            return pickle.dumps(_WorkerEnd(end.started, end.ended, None, RuntimeError(text)))
+    finally:
+        with _MAILBOX_LOCK:
+            box.current, box.flag = None, None
+
+
+def _runner(runner: str, key: str, topic: str) -> str:
+    """The runner task (module level, so it pickles): serve attempts until told to stop.
+
+    It registers the RPC handlers on its worker, opens its mailbox, announces itself on
+    ``topic`` (the dispatcher then knows its worker's address), and serves.
+
+    Returns:
+        Why it ended: ``stopped``, ``released`` or ``idle``.
+    """
+    worker = _dist.get_worker()
+    for op, handler in _HANDLERS.items():
+        worker.handlers.setdefault(op, handler)
+    box = _Mailbox()
+    with _MAILBOX_LOCK:
+        _MAILBOXES[runner] = box
+    cache: dict[bytes, Any] = {}
+    why = "stopped"
+    ended = threading.Event()
+    threading.Thread(
+        target=_watch_release,
+        args=(worker, key, box, ended),
+        name="subplan-runner-watch",
+        daemon=True,
+    ).start()
+    try:
+        worker.log_event(topic, {"runner": runner, "worker": worker.address})
+        idle_since = time.monotonic()
+        while True:
+            try:
+                handed = box.items.get(timeout=_RUNNER_POLL)
+            except queue.Empty:
+                if _released(worker, key):
+                    why = "released"
+                elif time.monotonic() - idle_since > RUNNER_IDLE:
+                    why = "idle"
+                else:
+                    continue
+                return why
+            if handed is None:
+                return why
+            end = _serve(box, handed, cache)
+            handed.loop.call_soon_threadsafe(_resolve, handed.reply, {"status": "OK", "end": end})
+            idle_since = time.monotonic()
+    finally:
+        ended.set()
+        with _MAILBOX_LOCK:
+            _MAILBOXES.pop(runner, None)
+        # Anything handed after the last look is answered "gone": it never started.
+        with contextlib.suppress(queue.Empty):
+            while True:
+                late = box.items.get_nowait()
+                if late is not None:
+                    late.loop.call_soon_threadsafe(_resolve, late.reply, _GONE)
 
 
 def _local_size(max_parallel: int) -> tuple[int, int]:
@@ -377,7 +582,25 @@ def _open_client(address: str | None, max_parallel: int) -> Iterator[tuple[Clien
     try:
         yield client, False
     finally:
+        _close(client)
+
+
+def _close(client: Client) -> None:
+    """Close ``client``; one that lost its scheduler closes without logging tracebacks."""
+    if client.status == "running":
         client.close()
+        return
+    # Closing stops its reconnect loop, which distributed logs as an error with a
+    # traceback; the run has said what happened (a warning in its report) already.
+    loggers = [logging.getLogger(name) for name in ("distributed", "distributed.client")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL + 1)
+    try:
+        client.close(timeout=5)
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 def _cluster_pool(setup: _Setup) -> ClusterPool | None:
@@ -398,39 +621,94 @@ def _run_dask(
         if pool is not None:
             pool.bind(client)
         try:
-            if not owned:
-                allowed = client.run_on_scheduler(_allowed_failures)
-                if allowed > 0:
-                    setup.scheduler.warnings.append(
-                        f"the dask scheduler re-runs a task whose worker died up to {allowed} "
-                        "times (allowed-failures): an attempt may run twice; set "
-                        "distributed.scheduler.allowed-failures to 0"
-                    )
             return _DaskDriver(setup, client, owned=owned).run(cancel, handle_signals)
         finally:
             if pool is not None:
                 pool.close()
 
 
+# -- the dispatcher's side ---------------------------------------------------------------
+
+# An idle runner is stopped after this long without work (its worker thread is freed
+# for other runs on the cluster); the next attempt starts a new one.
+_LINGER: Final = 1.0
+# A scheduler the client cannot reach for this long ends the run (cancelled, resumable).
+SCHEDULER_GRACE: Final = 20.0
+# An attempt no runner took (each had ended, or its worker could not be reached) this
+# many times ends as a crash.
+_MAX_UNSENT: Final = 3
+
+
+@dataclass(slots=True, eq=False)
+class _Runner:
+    """The dispatcher's view of one runner."""
+
+    id: str
+    future: Future
+    address: str | None = None  # its worker, once it announced itself
+    key: int | None = None  # the attempt it runs
+    call: concurrent.futures.Future[Any] | None = None  # the RPC of that attempt
+    idle_since: float = 0.0
+    dead: bool = False
+
+
+class _NotSent(Exception):
+    """The runner's worker could not be reached: the attempt never left this host."""
+
+
 class _DaskDriver:
-    """One run on one client: the lock, the live attempts, the watcher and the main loop."""
+    """One run on one client: the lock, the live attempts, the runners, the watcher."""
 
     def __init__(self, setup: _Setup, client: Client, *, owned: bool) -> None:
         self.setup = setup
         self.client = client
         self.owned = owned
+        self.loop: asyncio.AbstractEventLoop = client.loop.asyncio_loop
         self.lock = threading.Lock()
         self.changed = threading.Event()
-        self.live: dict[str, _Live] = {}
-        self.futures: dict[str, Future] = {}
-        self.ends: queue.SimpleQueue[Future | None] = queue.SimpleQueue()
+        self.live: dict[int, _Live] = {}
+        self.waiting: collections.deque[int] = collections.deque()  # keys with no runner
+        self.runners: dict[str, _Runner] = {}
+        self.idle: list[_Runner] = []
+        self.starting = 0  # runners submitted that have not announced themselves yet
+        self.events: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
         self.failures: list[BaseException] = []
-        self.killing: set[str] = set()
+        self.killing: set[str] = set()  # worker addresses being killed
         self.signals_seen = 0
+        self.cancelled_at: float | None = None
+        self.lost_since: float | None = None
         self.keys = itertools.count(1)
-        # Keys are unique per driver: a key still known to the scheduler from an earlier
-        # orchestrator of this run would hand back that old future instead of running.
-        self.prefix = f"subplan-attempt-{secrets.token_hex(4)}-"
+        self.unsent: dict[int, int] = {}  # attempt key -> times no runner took it
+        self.blobs: dict[int, tuple[object, bytes]] = {}  # id(target) -> (target, pickle)
+        # Names are unique per driver: a runner or topic of an earlier orchestrator of
+        # this run (still known to the scheduler) must never be mistaken for ours.
+        self.prefix = f"subplan-{secrets.token_hex(4)}"
+        self.topic = f"{self.prefix}-runners"
+
+    # -- talking to workers (coroutines on the client's event loop) ----------------------
+
+    async def _rpc(self, address: str, op: str, **message: Any) -> Any:
+        try:
+            comm = await self.client.rpc.connect(address)
+        except OSError as exc:
+            raise _NotSent(_one_line(exc)) from None
+        try:
+            return await _core_rpc.send_recv(comm=comm, op=op, **message)
+        finally:
+            self.client.rpc.reuse(address, comm)
+
+    def call(self, address: str, op: str, **message: Any) -> concurrent.futures.Future[Any]:
+        """Send ``op`` to the worker at ``address`` from any thread; its future reply."""
+        return asyncio.run_coroutine_threadsafe(self._rpc(address, op, **message), self.loop)
+
+    def replied(self, runner: _Runner, key: int, call: concurrent.futures.Future[Any]) -> None:
+        """A reply (or the failure of its RPC) is in: the watcher takes it from here."""
+        self.events.put(("end", runner, key, call))
+
+    def on_ready(self, event: tuple[float, dict[str, str]]) -> None:
+        """The topic's handler (on the client's loop): a runner announced itself."""
+        message = event[1]
+        self.events.put(("ready", message["runner"], message["worker"]))
 
     # -- dispatch (under the lock) -------------------------------------------------------
 
@@ -438,109 +716,195 @@ class _DaskDriver:
         setup = self.setup
         sched = setup.scheduler
         for launch in sched.launch_ready(deadline_after=setup.timeout):
-            item = _Live(launch, CancelFlag())
-            key = f"{self.prefix}{next(self.keys)}"
-            self.live[key] = item
+            key = next(self.keys)
+            self.live[key] = _Live(launch, CancelFlag())
             if sched.listening:
                 sched.emit("attempt_started", subplan_id=launch.unit_id, attempt=launch.attempt)
             setup.tracker.enter()  # in flight on the cluster, from hand-off to end
-            future = self.client.submit(
-                _on_worker,
-                setup.target(launch),
-                launch.subplan,
-                setup.run_id,
-                launch.attempt,
-                setup.run_dir,
-                setup.timeout,
-                key=key,
-                pure=False,
-            )
-            self.futures[key] = future
-            future.add_done_callback(self.ends.put)
+            self.waiting.append(key)
+        self.assign_locked()
 
-    def to_end(self, item: _Live, future: Future, got: object) -> AttemptEnd:
-        """The attempt's end from what its future says (``got``: its result or error)."""
+    def assign_locked(self) -> None:
+        """Hand waiting attempts to idle runners; start runners for the rest.
+
+        Nothing new starts while the client has lost the scheduler: the runners could go
+        on (they are reached directly), but their workers may shut down meanwhile, and no
+        runner can be started. The main loop tries again on every tick.
+        """
+        if self.client.status != "running":
+            return
+        while self.waiting and self.idle:
+            runner = self.idle.pop()  # the most recently used: its worker is warm
+            self.send_locked(runner, self.waiting.popleft())
+        for _ in range(len(self.waiting) - self.starting):
+            self.start_runner_locked()
+
+    def start_runner_locked(self) -> None:
+        number = next(self.keys)
+        runner_id = f"{self.prefix}-runner-{number}"
+        future = self.client.submit(
+            _runner, runner_id, runner_id, self.topic, key=runner_id, pure=False
+        )
+        self.runners[runner_id] = _Runner(runner_id, future)
+        self.starting += 1
+        future.add_done_callback(lambda f, r=runner_id: self.events.put(("runner_done", r)))
+
+    def payload(self, item: _Live) -> bytes:
+        setup = self.setup
+        launch = item.launch
+        target = setup.target(launch)
+        cached = self.blobs.get(id(target))
+        if cached is None or cached[0] is not target:
+            cached = (target, _dumps_by_value(target))
+            self.blobs[id(target)] = cached
+        timeout = None
+        if launch.deadline is not None:  # what is left of it: the worker starts its clock
+            timeout = max(0.0, launch.deadline - setup.clock.monotonic())
+        return pickle.dumps(
+            (cached[1], launch.subplan, setup.run_id, launch.attempt, setup.run_dir, timeout)
+        )
+
+    def send_locked(self, runner: _Runner, key: int) -> None:
+        item = self.live[key]
+        assert runner.address is not None
+        runner.key = key
+        call = self.call(
+            runner.address,
+            "subplan_attempt",
+            runner=runner.id,
+            token=key,
+            payload=self.payload(item),
+        )
+        runner.call = call
+        call.add_done_callback(functools.partial(self.replied, runner, key))
+        if item.cancel.is_set():  # cancelled while it waited for a runner
+            self.cancel_remote_locked(runner, key)
+
+    def cancel_remote_locked(self, runner: _Runner, key: int) -> None:
+        if runner.address is not None and not runner.dead:
+            self.call(runner.address, "subplan_cancel", runner=runner.id, token=key)
+
+    def retire_locked(self, runner: _Runner) -> None:
+        """Stop using ``runner``: it ends when idle (told so, and its task released)."""
+        if runner.dead:
+            return
+        runner.dead = True
+        self.runners.pop(runner.id, None)
+        if runner.address is None:
+            self.starting -= 1
+        elif runner.key is None:
+            self.call(runner.address, "subplan_stop", runner=runner.id)
+        with contextlib.suppress(ValueError):
+            self.idle.remove(runner)
+        runner.future.release()
+
+    def to_end(self, item: _Live, got: object) -> AttemptEnd:
+        """The attempt's end from its runner's reply, or from what broke it."""
         setup = self.setup
         if isinstance(got, _WorkerEnd):
             return setup.end(item, got.started, got.ended, got.value, got.error)
         now = setup.clock.time()
         started = item.launch.dispatched
-        if isinstance(got, KilledWorker) or future.status == "cancelled":
-            if item.timed_out:
-                return AttemptEnd(
-                    "timed_out", started, now, None, f"timed out after {setup.timeout}s"
-                )
-            if item.cancel.is_set() or setup.scheduler.cancelled:
-                return AttemptEnd("cancelled", started, now, None, "cancelled", charge=False)
-            if isinstance(got, KilledWorker):
-                text = f"the dask worker died: {_one_line(got)}"
-                return AttemptEnd("crashed", started, now, WorkerCrashedError(text), text)
-            # Dask dropped the task (its scheduler restarted, say): not the subplan's
-            # fault, but a crash all the same, so it cannot loop past max_crashes.
-            text = "dask cancelled the task before it ended"
-            return AttemptEnd("crashed", started, now, WorkerCrashedError(text), text, charge=False)
-        error = got if isinstance(got, BaseException) else RuntimeError(repr(got))
-        return setup.end(item, started, now, None, error)
+        if item.timed_out:
+            return AttemptEnd("timed_out", started, now, None, f"timed out after {setup.timeout}s")
+        if item.cancel.is_set() or setup.scheduler.cancelled:
+            return AttemptEnd("cancelled", started, now, None, "cancelled", charge=False)
+        detail = _one_line(got) if isinstance(got, BaseException) else str(got)
+        text = f"the dask worker died: {detail}"
+        return AttemptEnd("crashed", started, now, WorkerCrashedError(text), text)
+
+    def finish_locked(self, key: int, got: object) -> None:
+        item = self.live.pop(key, None)
+        if item is None:
+            return  # ended already
+        self.unsent.pop(key, None)
+        with contextlib.suppress(ValueError):
+            self.waiting.remove(key)
+        self.setup.tracker.exit()
+        self.setup.scheduler.finished(item.launch, self.to_end(item, got))
 
     # -- the watcher thread --------------------------------------------------------------
 
-    def collect(self, batch: list[Future]) -> list[tuple[Future, object]]:
-        """Each future with its result or error; finished ones fetched in one round trip."""
-        finished = [f for f in batch if f.status == "finished"]
-        values: dict[str, object] = {}
-        if finished:
+    def on_reply(self, runner: _Runner, key: int, call: concurrent.futures.Future[Any]) -> None:
+        try:
+            reply = call.result()
+        except BaseException as exc:  # the worker died, or could not be reached
+            reply = exc
+        if runner.key == key:
+            runner.key, runner.call = None, None
+        if isinstance(reply, dict) and reply.get("status") == "OK":
             try:
-                for future, value in zip(finished, self.client.gather(finished), strict=True):
-                    values[future.key] = value
-            except Exception:  # one was lost: fetch them one by one
-                for future in finished:
-                    try:
-                        values[future.key] = future.result(timeout=30)
-                    except Exception as exc:  # its result is gone
-                        values[future.key] = exc
-        out: list[tuple[Future, object]] = []
-        for future in batch:
-            if future.key in values:
-                out.append((future, values[future.key]))
-            elif future.status == "cancelled":
-                out.append((future, None))
-            else:
-                try:
-                    out.append((future, future.exception(timeout=30)))
-                except Exception as exc:  # cancelled or lost meanwhile
-                    out.append((future, exc))
-        return out
+                got: object = pickle.loads(reply["end"])  # noqa: S301 - our runner's bytes
+            except Exception as exc:  # its value's class does not load here
+                got = _WorkerEnd(0.0, 0.0, None, RuntimeError(_one_line(exc)))
+            if isinstance(got, _WorkerEnd) and not got.started:
+                now = self.setup.clock.time()
+                got = _WorkerEnd(now, now, None, got.error)
+            self.finish_locked(key, got)
+            if not runner.dead:
+                runner.idle_since = self.setup.clock.monotonic()
+                self.idle.append(runner)
+            return
+        self.retire_locked(runner)
+        if key in self.live and (reply == _GONE or isinstance(reply, _NotSent)):
+            # It never started: another runner takes it, up to a few times.
+            self.unsent[key] = self.unsent.get(key, 0) + 1
+            if self.unsent[key] <= _MAX_UNSENT:
+                self.waiting.appendleft(key)
+                return
+            reply = RuntimeError(f"no runner took it ({self.unsent[key]} tries): {reply}")
+        self.finish_locked(key, reply)
+
+    def on_runner_done(self, runner_id: str) -> None:
+        runner = self.runners.get(runner_id)
+        if runner is None:
+            return  # retired already
+        key, call = runner.key, runner.call
+        self.retire_locked(runner)
+        reply_out = key is not None and call is not None and not call.done()
+        # Dask says the worker died (KilledWorker) while the reply is still out: from a
+        # host that vanished it may never come, so the attempt ends here. Otherwise dask
+        # only forgot the task (a scheduler that restarted, say): the worker may still
+        # finish the attempt and reply; its reply, or the comm's failure, ends it.
+        if key is not None and reply_out and runner.future.status == "error":
+            self.finish_locked(key, RuntimeError("dask lost the worker running it"))
+
+    def on_announced(self, runner_id: str, address: str) -> None:
+        runner = self.runners.get(runner_id)
+        if runner is None or runner.address is not None:
+            # Retired meanwhile, or dask ran its task again elsewhere: not ours to use.
+            self.call(address, "subplan_stop", runner=runner_id)
+            return
+        runner.address = address
+        runner.idle_since = self.setup.clock.monotonic()
+        self.starting -= 1
+        self.idle.append(runner)
 
     def watch(self) -> None:
         while True:
-            first = self.ends.get()
+            first = self.events.get()
             if first is None:
                 return
             batch = [first]
             with contextlib.suppress(queue.Empty):
                 while True:
-                    more = self.ends.get_nowait()
+                    more = self.events.get_nowait()
                     if more is None:
-                        self.ends.put(None)  # seen after this batch
+                        self.events.put(None)  # seen after this batch
                         break
                     batch.append(more)
             try:
-                results = self.collect(batch)
                 with self.lock:
-                    sched = self.setup.scheduler
-                    for future, got in results:
-                        item = self.live.pop(future.key, None)
-                        if item is None:
-                            continue  # ended already (a run abandoned meanwhile)
-                        self.futures.pop(future.key, None)
-                        self.killing.discard(future.key)
-                        self.setup.tracker.exit()
-                        sched.finished(item.launch, self.to_end(item, future, got))
+                    for event in batch:
+                        if event[0] == "end":
+                            self.on_reply(event[1], event[2], event[3])
+                        elif event[0] == "ready":
+                            self.on_announced(event[1], event[2])
+                        else:
+                            self.on_runner_done(event[1])
                     self.launch_locked()
                     if not self.live:
                         self.changed.set()
-                for future, _ in results:
-                    future.release()  # the scheduler forgets it: no recompute, ever
             except BaseException as exc:  # a bug in the dispatcher itself: stop loudly
                 self.failures.append(exc)
                 self.changed.set()
@@ -548,22 +912,22 @@ class _DaskDriver:
 
     # -- killing (only the workers of a cluster this run started) ------------------------
 
-    def kill_locked(self, key: str) -> None:
-        if not self.owned or key in self.killing:
+    def kill_locked(self, key: int) -> None:
+        runner = next((r for r in self.runners.values() if r.key == key), None)
+        if not self.owned or runner is None or runner.address is None:
             return
-        self.killing.add(key)
+        if runner.address in self.killing:
+            return
+        self.killing.add(runner.address)
         threading.Thread(
-            target=self._kill, args=(key,), name="subplan-dask-kill", daemon=True
+            target=self._kill, args=(runner.address,), name="subplan-dask-kill", daemon=True
         ).start()
 
-    def _kill(self, key: str) -> None:
+    def _kill(self, address: str) -> None:
         # Our own LocalCluster: its workers are processes of this host. SIGKILL the one
-        # running the attempt; the scheduler then fails the task (KilledWorker, never a
-        # re-run: allowed-failures is 0) and the nanny starts a fresh worker.
+        # running the attempt; its reply fails, the attempt ends, the nanny starts a
+        # fresh worker.
         try:
-            address = self.client.run_on_scheduler(_processing_on, key)
-            if address is None:
-                return
             pid = self.client.run(os.getpid, workers=[address]).get(address)
             if pid is not None:
                 os.kill(int(pid), signal.SIGKILL)
@@ -577,42 +941,93 @@ class _DaskDriver:
         self.stop.set()
         self.changed.set()
 
+    def cancel_locked(self, reason: str) -> None:
+        """Cancel the run: what waits ends now; what runs is told (and later killed)."""
+        sched = self.setup.scheduler
+        sched.cancel(reason)
+        self.cancelled_at = self.setup.clock.monotonic()
+        for key in list(self.waiting):
+            self.live[key].cancel.set()
+            self.finish_locked(key, None)
+        for runner in list(self.runners.values()):
+            if runner.key is not None:
+                self.live[runner.key].cancel.set()
+                self.cancel_remote_locked(runner, runner.key)
+
+    def lost_scheduler(self, now: float) -> str | None:
+        """Why the run must stop: the scheduler unreachable for SCHEDULER_GRACE seconds."""
+        if self.client.status == "running":
+            self.lost_since = None
+            return None
+        if self.lost_since is None:
+            self.lost_since = now
+        if now - self.lost_since < SCHEDULER_GRACE:
+            return None
+        reason = f"lost the dask scheduler ({self.client.status} for {SCHEDULER_GRACE:g}s)"
+        if not self.setup.scheduler.cancelled:
+            self.setup.scheduler.warnings.append(
+                f"{reason}: no attempt started after that; attempts already running "
+                "finished on their workers; resume the run to do the rest"
+            )
+        return reason
+
+    def tick_locked(self) -> float | None:
+        """Deadlines, kills and idle runners; the next time something is due."""
+        setup = self.setup
+        now = setup.clock.monotonic()
+        due: list[float] = []
+        if setup.timeout is not None:
+            upcoming = setup.check_deadlines(self.live)
+            if upcoming is not None:
+                due.append(upcoming)
+            for key in list(self.waiting):  # timed out before any runner took it
+                if self.live[key].timed_out:
+                    self.finish_locked(key, None)
+            for key, item in self.live.items():
+                late = item.launch.deadline
+                if item.timed_out and late is not None:
+                    if now >= late + KILL_GRACE:
+                        self.kill_locked(key)
+                    else:
+                        due.append(late + KILL_GRACE)
+        if self.cancelled_at is not None and self.live:
+            if now >= self.cancelled_at + KILL_GRACE:
+                for key in self.live:
+                    self.kill_locked(key)
+            else:
+                due.append(self.cancelled_at + KILL_GRACE)
+        if not self.waiting:
+            for runner in [r for r in self.idle if now - r.idle_since >= _LINGER]:
+                self.retire_locked(runner)
+            if self.idle:
+                due.append(min(r.idle_since for r in self.idle) + _LINGER)
+        return min(due) if due else None
+
     def run(self, cancel: threading.Event | None, handle_signals: bool) -> RunReport:
         setup = self.setup
         sched = setup.scheduler
         clock_ = setup.clock
         self.stop = cancel or threading.Event()
+        self.client.subscribe_topic(self.topic, self.on_ready)
         watcher = threading.Thread(target=self.watch, name="subplan-dask-watcher", daemon=True)
         watcher.start()
         try:
             with _signals_cancel(handle_signals, self.on_signal):
                 while True:
+                    lost = self.lost_scheduler(time.monotonic())
                     with self.lock:
                         if self.failures:
                             raise self.failures[0]
-                        reason = setup.stop_reason(self.signals_seen)
+                        reason = setup.stop_reason(self.signals_seen) or lost
                         if (self.stop.is_set() or reason) and not sched.cancelled:
-                            sched.cancel(setup.cancel_reason(self.signals_seen))
-                            for key, item in self.live.items():
-                                item.cancel.set()
-                                self.kill_locked(key)
+                            self.cancel_locked(reason or setup.cancel_reason(self.signals_seen))
                         if self.signals_seen > 1:
                             break  # asked twice: stop waiting for in-flight work
                         self.launch_locked()
                         if sched.is_done():
                             break
-                        deadline = None
-                        if setup.timeout is not None:
-                            deadline = setup.check_deadlines(self.live)
-                            now = clock_.monotonic()
-                            for key, item in self.live.items():
-                                late = item.launch.deadline
-                                if item.timed_out and late is not None:
-                                    if now >= late + KILL_GRACE:
-                                        self.kill_locked(key)
-                                    elif deadline is None or late + KILL_GRACE < deadline:
-                                        deadline = late + KILL_GRACE
-                        wake = [t for t in (sched.next_wakeup(), deadline) if t]
+                        due = self.tick_locked()
+                        wake = [t for t in (sched.next_wakeup(), due) if t]
                         idle = not self.live
                         self.changed.clear()
                     wait = _TICK
@@ -623,13 +1038,24 @@ class _DaskDriver:
                     else:
                         self.changed.wait(wait)
         finally:
-            self.ends.put(None)
+            self.events.put(None)
             watcher.join(timeout=30)
-            with self.lock:
-                leftover = list(self.futures.values())
-                self.futures.clear()
-            if leftover:
-                # Abandoned (a second signal, or an error): dask must not run them on.
-                with contextlib.suppress(Exception):
-                    self.client.cancel(leftover, force=True)
+            self.close()
         return setup.report()
+
+    def close(self) -> None:
+        """Stop every runner and forget the topic; wait briefly for the stops to land."""
+        with self.lock:
+            stops = []
+            for runner in list(self.runners.values()):
+                if runner.address is not None and runner.key is None:
+                    stops.append(self.call(runner.address, "subplan_stop", runner=runner.id))
+                runner.dead = True
+                runner.future.release()
+                if runner.call is not None:
+                    runner.call.cancel()  # abandoned (a second signal, or an error)
+            self.runners.clear()
+            self.idle.clear()
+        concurrent.futures.wait(stops, timeout=2.0)
+        with contextlib.suppress(Exception):
+            self.client.unsubscribe_topic(self.topic)
