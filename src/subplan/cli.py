@@ -314,6 +314,12 @@ def _build_parser() -> _Parser:
     )
     _add_store_options(resume, runs_dir=True)
     resume.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="for a run of the dask backend: the dask scheduler to run on now (default: "
+        "the run's own)",
+    )
+    resume.add_argument(
         "--events", metavar="FILE", help="append every run event to FILE as JSON lines"
     )
     resume.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -645,6 +651,7 @@ def _cmd_resume(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin:
                 rerun=args.rerun,
                 on_event=on_event,
                 handle_signals=True,
+                scheduler=args.scheduler,
             )
     return _finish_run(report, args, stdout, stderr, runs_dir, resumable=True)
 

@@ -466,7 +466,7 @@ def _start_cluster(directory: Path) -> tuple[subprocess.Popen[bytes], subprocess
 def test_a_lost_scheduler_cancels_the_run_and_a_resume_elsewhere_finishes(
     address: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_dask, "SCHEDULER_GRACE", 1.0)
+    monkeypatch.setenv("SUBPLAN_SCHEDULER_GRACE", "1")
     gates = tmp_path / "gates"
     gates.mkdir()
     scheduler, workers, lost_address = _start_cluster(tmp_path)
@@ -550,3 +550,127 @@ def test_a_killed_orchestrators_attempts_are_cancelled_and_its_runners_end(
     wait_for(lambda: not client.run_on_scheduler(_our_tasks), "the runner tasks to end")
     wait_for(lambda: not any(client.run(_mailboxes).values()), "the runners to leave")
     assert 3 == len(list(tmp_path.glob("started-*")))
+
+
+def test_a_pool_of_another_size_is_refused_before_anything_is_recorded(
+    client: Any, address: str, tmp_path: Path
+) -> None:
+    first = run(
+        flat_plan(1),
+        fail_first_attempt,
+        retries=RetryPolicy(retries=1, backoff_base=0.0),
+        backend="dask",
+        scheduler=address,
+        limiter=ClusterPool("sized", 3),
+    )
+    assert first.ok
+    with pytest.raises(ConfigError, match="exists on the scheduler with another size than 5"):
+        run(
+            flat_plan(1),
+            fail_first_attempt,
+            backend="dask",
+            scheduler=address,
+            limiter=ClusterPool("sized", 5),
+            store="",
+            runs_dir=tmp_path,
+            run_id="refused",
+        )
+    from subplan._store._open import open_store
+
+    with open_store(str(tmp_path / "state.db"), tmp_path, create=True) as store:
+        assert [] == store.list_runs()  # no half-made run to resume or to trip over
+    again = run(
+        flat_plan(1),
+        fail_first_attempt,
+        retries=RetryPolicy(retries=1, backoff_base=0.0),
+        backend="dask",
+        scheduler=address,
+        limiter=ClusterPool("sized", 3),
+        store="",
+        runs_dir=tmp_path,
+        run_id="refused",
+    )
+    assert again.ok  # the id was never taken
+
+
+_WAIT_FOR_GO = (
+    "import pathlib, sys, time\n"
+    "d = pathlib.Path(sys.argv[1])\n"
+    "(d / ('started-' + sys.argv[2] + '-' + str(time.monotonic_ns()))).touch()\n"
+    "while not (d / 'go').exists():\n"
+    "    time.sleep(0.01)\n"
+)
+
+
+def test_the_cli_says_in_one_line_that_it_lost_the_scheduler_and_resumes_elsewhere(
+    address: str, tmp_path: Path
+) -> None:
+    gates = tmp_path / "gates"
+    gates.mkdir()
+    scheduler, workers, lost_address = _start_cluster(tmp_path)
+    watcher = distributed.Client(lost_address, set_as_default=False)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(sys.path),
+        "SUBPLAN_SCHEDULER_GRACE": "1",
+    }
+    runs = tmp_path / "runs"
+    listing = tmp_path / "files.txt"
+    listing.write_text("".join(f"d{i}/f.py\n" for i in range(4)))
+    command = ["--", sys.executable, "-c", _WAIT_FOR_GO, str(gates), "{label}"]
+    subplan = [sys.executable, "-m", "subplan"]
+    try:
+        cli = subprocess.Popen(
+            [
+                *subplan,
+                "run",
+                "--from-list",
+                str(listing),
+                "--min-files",
+                "1",
+                "--backend",
+                "dask",
+                "--scheduler",
+                lost_address,
+                "--max-parallel",
+                "2",
+                "--runs-dir",
+                str(runs),
+                "--run-id",
+                "cli-lost",
+                *command,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+        )
+        wait_for(lambda: len(list(gates.glob("started-*"))) >= 2, "2 commands to start")
+        scheduler.kill()
+        scheduler.wait()
+        wait_for(lambda: watcher.status != "running", "a client to see the loss")
+        (gates / "go").touch()
+        out, err = cli.communicate(timeout=WAIT)
+    finally:
+        for process in (scheduler, workers):
+            process.kill()
+            process.wait()
+        _dask._close(watcher)
+    assert 130 == cli.returncode, err
+    assert "Traceback" not in err
+    [warning] = [line for line in err.splitlines() if "lost the dask scheduler" in line]
+    assert warning.startswith("subplan: warning: lost the dask scheduler")
+    assert "resume with: subplan resume cli-lost" in out
+
+    resumed = subprocess.run(
+        [*subplan, "resume", "cli-lost", "--runs-dir", str(runs), "--scheduler", address],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=WAIT * 2,
+    )
+    assert 0 == resumed.returncode, resumed.stderr
+    labels = sorted(p.name.split("-")[1] for p in gates.glob("started-*"))
+    assert ["d0", "d1", "d2", "d3"] == labels  # each subplan's command ran once in all

@@ -240,7 +240,11 @@ class ClusterPool:
         try:
             semaphore.register()
         except ValueError as exc:
-            raise ConfigError(f"cluster pool {self._name!r}: {_one_line(exc)}") from None
+            raise ConfigError(
+                f"cluster pool {self._name!r} exists on the scheduler with another size than "
+                f"{self._size}; every run naming it must give the same size "
+                f"({_one_line(exc)})"
+            ) from None
         self._semaphore = semaphore
 
     def _failed(self, exc: BaseException) -> None:
@@ -603,28 +607,51 @@ def _close(client: Client) -> None:
             logger.setLevel(level)
 
 
-def _cluster_pool(setup: _Setup) -> ClusterPool | None:
-    outer = getattr(setup.limiter, "outer", None)
-    return outer if isinstance(outer, ClusterPool) else None
+class DaskSession:
+    """A run's connection to its dask cluster: the client, and the pool bound to it.
+
+    Made by :func:`connect` before the run is recorded, closed when the run ends.
+    """
+
+    def __init__(
+        self, client: Client, owned: bool, stack: contextlib.ExitStack, grace: float
+    ) -> None:
+        self.client = client
+        self.owned = owned  # a LocalCluster started for this run (its workers may be killed)
+        self.grace = grace  # how long the run waits for a lost scheduler
+        self._stack = stack
+
+    def close(self) -> None:
+        """Give back the pool's leases, close the client and any cluster started here."""
+        self._stack.close()
 
 
-def _run_dask(
-    setup: _Setup,
-    max_parallel: int,
-    cancel: threading.Event | None,
-    handle_signals: bool,
-    scheduler: str | None,
-) -> RunReport:
+def connect(address: str | None, max_parallel: int, limiter: object) -> DaskSession:
+    """Reach the cluster at ``address`` (or start one) and bind a :class:`ClusterPool`.
+
+    Raises:
+        ConfigError: the scheduler cannot be reached, the pool exists there with
+            another size, or ``$SUBPLAN_SCHEDULER_GRACE`` is not a number of seconds.
+    """
+    grace = scheduler_grace()
+    stack = contextlib.ExitStack()
+    try:
+        client, owned = stack.enter_context(_open_client(address, max_parallel))
+        if isinstance(limiter, ClusterPool):
+            limiter.bind(client)
+            stack.callback(limiter.close)
+    except BaseException:
+        stack.close()
+        raise
+    return DaskSession(client, owned, stack, grace)
+
+
+def _run_dask(setup: _Setup, cancel: threading.Event | None, handle_signals: bool) -> RunReport:
     """The dask backend (see :func:`subplan.run` and the module docstring)."""
-    with _open_client(scheduler, max_parallel) as (client, owned):
-        pool = _cluster_pool(setup)
-        if pool is not None:
-            pool.bind(client)
-        try:
-            return _DaskDriver(setup, client, owned=owned).run(cancel, handle_signals)
-        finally:
-            if pool is not None:
-                pool.close()
+    session = setup.cluster
+    assert session is not None  # connected by _Setup, before the run was recorded
+    driver = _DaskDriver(setup, session.client, owned=session.owned, grace=session.grace)
+    return driver.run(cancel, handle_signals)
 
 
 # -- the dispatcher's side ---------------------------------------------------------------
@@ -637,6 +664,25 @@ SCHEDULER_GRACE: Final = 20.0
 # An attempt no runner took (each had ended, or its worker could not be reached) this
 # many times ends as a crash.
 _MAX_UNSENT: Final = 3
+
+
+def scheduler_grace() -> float:
+    """How long a run waits for a lost scheduler: ``$SUBPLAN_SCHEDULER_GRACE`` seconds, or
+    ``SCHEDULER_GRACE``.
+
+    Raises:
+        ConfigError: the variable is not a number of seconds >= 0.
+    """
+    text = os.environ.get("SUBPLAN_SCHEDULER_GRACE")
+    if text is None:
+        return SCHEDULER_GRACE
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < math.inf:
+        raise ConfigError(f"SUBPLAN_SCHEDULER_GRACE must be seconds >= 0, got {text!r}")
+    return seconds
 
 
 @dataclass(slots=True, eq=False)
@@ -659,7 +705,7 @@ class _NotSent(Exception):
 class _DaskDriver:
     """One run on one client: the lock, the live attempts, the runners, the watcher."""
 
-    def __init__(self, setup: _Setup, client: Client, *, owned: bool) -> None:
+    def __init__(self, setup: _Setup, client: Client, *, owned: bool, grace: float) -> None:
         self.setup = setup
         self.client = client
         self.owned = owned
@@ -682,6 +728,7 @@ class _DaskDriver:
         self.blobs: dict[int, tuple[object, bytes]] = {}  # id(target) -> (target, pickle)
         # Names are unique per driver: a runner or topic of an earlier orchestrator of
         # this run (still known to the scheduler) must never be mistaken for ours.
+        self.grace = grace
         self.prefix = f"subplan-{secrets.token_hex(4)}"
         self.topic = f"{self.prefix}-runners"
 
@@ -961,9 +1008,9 @@ class _DaskDriver:
             return None
         if self.lost_since is None:
             self.lost_since = now
-        if now - self.lost_since < SCHEDULER_GRACE:
+        if now - self.lost_since < self.grace:
             return None
-        reason = f"lost the dask scheduler ({self.client.status} for {SCHEDULER_GRACE:g}s)"
+        reason = f"lost the dask scheduler ({self.client.status} for {self.grace:g}s)"
         if not self.setup.scheduler.cancelled:
             self.setup.scheduler.warnings.append(
                 f"{reason}: no attempt started after that; attempts already running "

@@ -55,6 +55,7 @@ from ._tracker import ConcurrencyTracker, peak_from_intervals
 
 if TYPE_CHECKING:
     from .._store._base import Store
+    from ._dask import DaskSession
 
 __all__ = ["Work", "arun", "default_runs_dir", "new_run_id", "resume", "run"]
 
@@ -294,69 +295,82 @@ class _Setup:
             self.work = self.in_workspaces
             if integrate is not None:
                 self.integrate = InWorkspaces.prepare(integrate, workspaces, self.runs_dir)
-        self.durable: Durable | None = None
-        if store is not None or resume is not None:
-            config = {
-                "max_parallel": max_parallel,
-                "retry": self.retry.to_dict(),
-                "timeout": timeout,
-                "backend": backend,
-                "dependencies": {k: list(v) for k, v in (dependencies or {}).items()},
-                "group_caps": caps,
-                "groups": {k: list(v) for k, v in (groups or {}).items()},
-                "priorities": dict(priorities or {}),
-                "integrate": integrate is not None,
-                "seed": seed,
-                "rate_limits": rate_limits is not False,
-                "pool": getattr(limiter, "name", None),
-                "work": describe_work(work),
-                "workspaces": None
-                if self.in_workspaces is None
-                else {**workspaces.to_dict(), "base": self.in_workspaces.base},  # type: ignore[union-attr]
-            }
-            if config["pool"] is not None:
-                # A resume rebuilds the pool with this size (a ClusterPool's ``size``, a
-                # SharedLimiter's ``capacity``), which may differ from max_parallel.
-                config["pool_size"] = getattr(limiter, "size", None) or getattr(
-                    limiter, "capacity", None
+        # A dask cluster is reached (and its pool checked) before anything is recorded:
+        # a scheduler that cannot be reached, or a pool of another size, leaves no run.
+        self.cluster: DaskSession | None = None
+        if backend == "dask":
+            from ._dask import connect
+
+            self.cluster = connect(scheduler, max_parallel, limiter)
+        try:
+            self.durable: Durable | None = None
+            if store is not None or resume is not None:
+                config = {
+                    "max_parallel": max_parallel,
+                    "retry": self.retry.to_dict(),
+                    "timeout": timeout,
+                    "backend": backend,
+                    "dependencies": {k: list(v) for k, v in (dependencies or {}).items()},
+                    "group_caps": caps,
+                    "groups": {k: list(v) for k, v in (groups or {}).items()},
+                    "priorities": dict(priorities or {}),
+                    "integrate": integrate is not None,
+                    "seed": seed,
+                    "rate_limits": rate_limits is not False,
+                    "pool": getattr(limiter, "name", None),
+                    "work": describe_work(work),
+                    "workspaces": None
+                    if self.in_workspaces is None
+                    else {**workspaces.to_dict(), "base": self.in_workspaces.base},  # type: ignore[union-attr]
+                }
+                if config["pool"] is not None:
+                    # A resume rebuilds the pool with this size (a ClusterPool's ``size``, a
+                    # SharedLimiter's ``capacity``), which may differ from max_parallel.
+                    config["pool_size"] = getattr(limiter, "size", None) or getattr(
+                        limiter, "capacity", None
+                    )
+                if backend == "dask":
+                    config["scheduler"] = scheduler
+                self.durable = Durable(
+                    os.fspath(store) if isinstance(store, os.PathLike) else store,
+                    runs_dir=self.runs_dir,
+                    run_id=self.run_id,
+                    plan=plan,
+                    config=config,
+                    clock=self.clock,
+                    resume=resume,
                 )
-            if backend == "dask":
-                config["scheduler"] = scheduler
-            self.durable = Durable(
-                os.fspath(store) if isinstance(store, os.PathLike) else store,
-                runs_dir=self.runs_dir,
+                if on_event is not None:
+                    on_event = self.durable.journal.deliver(on_event)
+            self.scheduler = Scheduler(
+                plan,
+                max_parallel=max_parallel,
                 run_id=self.run_id,
-                plan=plan,
-                config=config,
+                retry=self.retry,
                 clock=self.clock,
-                resume=resume,
+                rng=random.Random(seed),
+                limiter=self.limiter,
+                dependencies=deps,
+                integration=integrate is not None,
+                groups=unit_groups,
+                priorities=prio,
+                emit=on_event,
+                prior=resume.prior if resume is not None else None,
+                keep=resume.keep if resume is not None else (),
+                journal=self.durable.journal if self.durable is not None else None,
             )
-            if on_event is not None:
-                on_event = self.durable.journal.deliver(on_event)
-        self.scheduler = Scheduler(
-            plan,
-            max_parallel=max_parallel,
-            run_id=self.run_id,
-            retry=self.retry,
-            clock=self.clock,
-            rng=random.Random(seed),
-            limiter=self.limiter,
-            dependencies=deps,
-            integration=integrate is not None,
-            groups=unit_groups,
-            priorities=prio,
-            emit=on_event,
-            prior=resume.prior if resume is not None else None,
-            keep=resume.keep if resume is not None else (),
-            journal=self.durable.journal if self.durable is not None else None,
-        )
-        self.started = self.clock.time()
-        self.detector: RateLimitDetector | None = (
-            RateLimitDetector(clock=self.clock) if rate_limits is True else (rate_limits or None)
-        )
-        self.scheduler.emit("run_started")
-        if preflight is not None:
-            self.preflight(preflight)
+            self.started = self.clock.time()
+            self.detector: RateLimitDetector | None = (
+                RateLimitDetector(clock=self.clock)
+                if rate_limits is True
+                else (rate_limits or None)
+            )
+            self.scheduler.emit("run_started")
+            if preflight is not None:
+                self.preflight(preflight)
+        except BaseException:
+            self.close_backend()
+            raise
 
     def preflight(self, check: Callable[[], object]) -> None:
         """Run the pre-flight check; a rate limit it reports pauses the run before it starts.
@@ -437,6 +451,12 @@ class _Setup:
         return self.stop_reason(signals_seen) or (
             "cancelled by signal" if signals_seen else "cancelled"
         )
+
+    def close_backend(self) -> None:
+        """Let go of the dask cluster (a no-op for the other backends, and when done)."""
+        cluster, self.cluster = self.cluster, None
+        if cluster is not None:
+            cluster.close()
 
     def abandon(self) -> None:
         """After an unexpected error in a driver: leave the store consistent."""
@@ -729,16 +749,11 @@ def _drive(setup: _Setup, cancel: threading.Event | None, handle_signals: bool) 
         if setup.backend == "dask":
             from ._dask import _run_dask  # distributed is imported only when used
 
-            return _run_dask(
-                setup,
-                setup.scheduler.max_parallel,
-                cancel,
-                handle_signals,
-                setup.scheduler_address,
-            )
+            return _run_dask(setup, cancel, handle_signals)
         return _run_threads(setup, setup.scheduler.max_parallel, cancel, handle_signals)
     finally:
         setup.abandon()  # a no-op once the run finished normally
+        setup.close_backend()
 
 
 def _run_threads(
