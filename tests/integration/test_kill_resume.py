@@ -239,8 +239,14 @@ def test_a_kill_while_commands_run_leaves_them_to_the_resume_to_kill(tmp_path: P
     finally:
         for process in (orchestrator, resumed):
             if process is not None and process.poll() is None:
-                process.kill()
-                process.wait()
+                # SIGTERM first: the orchestrator kills its commands' groups, including one
+                # it was just starting (too young for the scan below to recognise).
+                process.terminate()
+                try:
+                    process.wait(timeout=LIMIT)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
         for pid in orphans(log):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
