@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -674,3 +675,133 @@ def test_the_cli_says_in_one_line_that_it_lost_the_scheduler_and_resumes_elsewhe
     assert 0 == resumed.returncode, resumed.stderr
     labels = sorted(p.name.split("-")[1] for p in gates.glob("started-*"))
     assert ["d0", "d1", "d2", "d3"] == labels  # each subplan's command ran once in all
+
+
+def _refuse_handoffs(times: int, dask_worker: Any = None) -> None:
+    """On a worker: answer the next ``times`` hand-offs (all when -1) "gone", as a runner
+    that had just ended would; each refusal is counted on the worker."""
+    from subplan._execute import _dask
+
+    dask_worker.subplan_refusals = 0
+    left = [times]
+
+    async def refusing(runner: str, token: int, payload: bytes) -> dict[str, Any]:
+        if left[0] != 0:
+            left[0] -= 1
+            dask_worker.subplan_refusals += 1
+            return _dask._GONE
+        return await _dask._handle_attempt(runner, token, payload)
+
+    dask_worker.handlers["subplan_attempt"] = refusing
+
+
+def _accept_handoffs(dask_worker: Any = None) -> int:
+    """On a worker: hand-offs reach the runners again; how many were refused."""
+    from subplan._execute import _dask
+
+    dask_worker.handlers["subplan_attempt"] = _dask._handle_attempt
+    return int(getattr(dask_worker, "subplan_refusals", 0))
+
+
+def test_an_attempt_a_runner_could_not_take_goes_to_another_uncharged(
+    client: Any, address: str
+) -> None:
+    client.run(_refuse_handoffs, 1)  # each worker's first hand-off finds its runner gone
+    try:
+        report = run(
+            flat_plan(6),
+            fail_first_attempt,
+            max_parallel=3,
+            backend="dask",
+            scheduler=address,
+            retries=RetryPolicy(retries=1, backoff_base=0.0),
+        )
+    finally:
+        refused = sum(client.run(_accept_handoffs).values())
+    assert refused >= 3  # the first three hand-offs at least went to fresh workers
+    assert report.ok
+    for outcome in report.outcomes.values():  # a refused hand-off is no attempt at all
+        assert ["failed", "succeeded"] == [a.status for a in outcome.attempts]
+
+
+def test_an_attempt_no_runner_takes_ends_as_a_crash(client: Any, address: str) -> None:
+    client.run(_refuse_handoffs, -1)
+    try:
+        report = run(flat_plan(1), fail_first_attempt, backend="dask", scheduler=address)
+    finally:
+        client.run(_accept_handoffs)
+    [attempt] = report.attempts
+    assert ("crashed", True) == (attempt.status, attempt.charged)
+    assert "no runner took it (4 tries)" in (attempt.error or "")
+
+
+def test_a_cancelled_run_on_its_own_cluster_kills_attempts_that_ignore_it(
+    tmp_path: Path,
+) -> None:
+    stop = threading.Event()
+
+    def cancel_once_it_runs() -> None:
+        wait_for(lambda: any(tmp_path.glob("started-*")), "the attempt to start")
+        stop.set()
+
+    canceller = threading.Thread(target=cancel_once_it_runs)
+    canceller.start()
+    began = time.monotonic()
+    # No address: the run's own cluster, whose workers it may kill. The work ignores
+    # ctx.cancelled and would wait a minute.
+    report = run(flat_plan(1), WaitForGo(str(tmp_path), wait=60.0), backend="dask", cancel=stop)
+    canceller.join(WAIT)
+    assert time.monotonic() - began < WAIT
+    assert "cancelled" == report.status
+    assert [("cancelled", False)] == [(a.status, a.charged) for a in report.attempts]
+
+
+@dataclass(frozen=True)
+class _FirstQuickOthersWait:
+    """d0000 ends at once (writing ``done-d0000``); the others wait for ``go``."""
+
+    directory: str
+
+    def __call__(self, subplan: Any, ctx: Any) -> None:
+        if subplan.label == "d0000":
+            (Path(self.directory) / "done-d0000").touch()
+            return
+        WaitForGo(self.directory)(subplan, ctx)
+
+
+def test_an_idle_runner_gives_its_thread_back_while_the_run_goes_on(
+    client: Any, address: str, tmp_path: Path
+) -> None:
+    runs: list[RunReport] = []
+    driver = threading.Thread(
+        target=lambda: runs.append(
+            run(
+                flat_plan(2),
+                _FirstQuickOthersWait(str(tmp_path)),
+                max_parallel=2,
+                backend="dask",
+                scheduler=address,
+            )
+        ),
+        daemon=True,
+    )
+    driver.start()
+    try:
+        # Two runners while both attempts run; once d0000 is done its runner lingers a
+        # second, then is stopped though the run goes on.
+        wait_for(lambda: (tmp_path / "done-d0000").exists(), "d0000 to end")
+        wait_for(lambda: sum(client.run(_mailboxes).values()) == 1, "one runner to be left")
+    finally:
+        (tmp_path / "go").touch()
+        driver.join(WAIT)
+    assert runs and runs[0].ok
+
+
+def test_the_scheduler_grace_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _dask.SCHEDULER_GRACE == _dask.scheduler_grace()
+    monkeypatch.setenv("SUBPLAN_SCHEDULER_GRACE", "2.5")
+    assert 2.5 == _dask.scheduler_grace()
+    for bad in ("soon", "-1", "inf", "nan"):
+        monkeypatch.setenv("SUBPLAN_SCHEDULER_GRACE", bad)
+        with pytest.raises(ConfigError, match="SUBPLAN_SCHEDULER_GRACE must be seconds >= 0"):
+            _dask.scheduler_grace()
