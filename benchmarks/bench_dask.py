@@ -44,7 +44,9 @@ class _OnCluster:
         self.client.wait_for_workers(WORKERS)
 
     def teardown(self, *args: object) -> None:
-        self.stack.close()
+        stack = getattr(self, "stack", None)  # none when setup skipped the benchmark
+        if stack is not None:
+            stack.close()
 
     def _ours(self, plan: Plan, work: object, limit: int = WORKERS) -> float:
         began = time.perf_counter()
