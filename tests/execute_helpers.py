@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import faulthandler
+import io
 import os
-from collections.abc import Iterable
+import subprocess
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from subplan import Plan, decompose
 from subplan._execute._results import RunReport
 from subplan._execute._tracker import concurrency_curve
+from subplan.cli import main
 
 
 def flat_plan(leaves: int, files_per_leaf: int = 3) -> Plan:
@@ -43,8 +48,8 @@ def level_before(report: RunReport, moment: float) -> int:
     """The lowest concurrency at any time in [run start, moment)."""
     curve = concurrency_curve(intervals(report))
     lowest = None
-    for time, level in curve:
-        if time >= moment:
+    for at, level in curve:
+        if at >= moment:
             break
         lowest = level if lowest is None else min(lowest, level)
     return 0 if lowest is None else lowest
@@ -210,3 +215,29 @@ def rate_limited_first_attempt(subplan: object, ctx: object) -> None:
 
 def no_op(subplan: object, ctx: object) -> None:
     """Do nothing."""
+
+
+def wait_until(
+    condition: Callable[[], bool],
+    what: str,
+    *,
+    limit: float = 60.0,
+    alive: subprocess.Popen[str] | subprocess.Popen[bytes] | None = None,
+) -> None:
+    """Poll ``condition`` until it holds; fail naming ``what`` after ``limit`` seconds, or
+    at once if the process ``alive`` ended first (with every thread's stack, to debug)."""
+    deadline = time.monotonic() + limit
+    while not condition():
+        if alive is not None and alive.poll() is not None:
+            raise AssertionError(f"the process ended ({alive.returncode}) before {what}")
+        if time.monotonic() > deadline:
+            faulthandler.dump_traceback()
+            raise AssertionError(f"timed out after {limit}s waiting until {what}")
+        time.sleep(0.01)
+
+
+def cli_call(*argv: str) -> tuple[int, str, str]:
+    """``subplan ARGV`` in this process: (exit status, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    status = main(list(argv), stdout=out, stderr=err, stdin=io.StringIO(""))
+    return status, out.getvalue(), err.getvalue()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import subprocess
@@ -11,17 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from execute_helpers import cli_call as call
 from subplan import Plan, open_store
 from subplan._store._base import AttemptStarted, RunRecord
-from subplan.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, main
+from subplan.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 
 FAIL_IF_D1 = "import os, sys; sys.exit(1 if os.environ['SUBPLAN_LABEL'] == 'd1' else 0)"
-
-
-def call(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    status = main(list(argv), stdout=out, stderr=err, stdin=io.StringIO(""))
-    return status, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture

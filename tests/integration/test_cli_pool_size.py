@@ -10,21 +10,19 @@ on gate files; nothing is timed.
 
 from __future__ import annotations
 
-import faulthandler
-import io
 import json
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from execute_helpers import cli_call as call
+from execute_helpers import wait_until
 from subplan import SharedLimiter
-from subplan.cli import EXIT_USAGE, main
+from subplan.cli import EXIT_USAGE
 
 LIMIT = 60.0  # the longest any wait here may take before the test fails
 POOL = "agents"
@@ -39,12 +37,6 @@ SCRIPT = (
     "    time.sleep(0.02)\n"
     "sys.exit(1 if os.path.exists(os.path.join(box, 'fail-' + label)) else 0)\n"
 )
-
-
-def call(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    status = main(list(argv), stdout=out, stderr=err, stdin=io.StringIO(""))
-    return status, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture
@@ -80,19 +72,6 @@ def test_a_bad_pool_size_is_one_line_and_nothing_runs(
 
 def started(here: Path) -> dict[str, list[str]]:
     return {p.name: p.read_text().split() for p in (here / "started").iterdir()}
-
-
-def wait_until(
-    condition: Callable[[], bool], what: str, *, alive: subprocess.Popen[Any] | None = None
-) -> None:
-    deadline = time.monotonic() + LIMIT
-    while not condition():
-        if alive is not None and alive.poll() is not None:
-            raise AssertionError(f"subplan ended ({alive.returncode}) before {what}")
-        if time.monotonic() > deadline:
-            faulthandler.dump_traceback()
-            raise AssertionError(f"timed out after {LIMIT}s waiting until {what}")
-        time.sleep(0.02)
 
 
 def start(here: Path, *args: str) -> subprocess.Popen[str]:

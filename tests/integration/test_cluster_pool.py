@@ -15,20 +15,19 @@ test and dumps every thread.
 
 from __future__ import annotations
 
-import faulthandler
 import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import dask
 import distributed as _distributed
 import pytest
 
+from execute_helpers import wait_until
 from subplan import ClusterPool
 from subplan._execute._dask import open_local_cluster
 
@@ -95,15 +94,6 @@ def leases(client: Any, name: str) -> set[str]:
         return list(dask_scheduler.extensions["semaphores"].leases.get(name, {}))
 
     return set(client.run_on_scheduler(read))
-
-
-def wait_until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + LIMIT
-    while not condition():
-        if time.monotonic() > deadline:
-            faulthandler.dump_traceback()
-            raise AssertionError(f"timed out after {LIMIT}s waiting until {what}")
-        time.sleep(0.02)
 
 
 def a_lease_timeout_passes(client: Any) -> None:

@@ -7,6 +7,7 @@ gates across processes (files in a directory), not sleeps.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import itertools
 import json
@@ -33,6 +34,7 @@ from execute_helpers import (
     hang,
     intervals,
     rate_limited_first_attempt,
+    wait_until,
 )
 from subplan import ConfigError, RetryPolicy, resume, run
 from subplan._execute import _dask
@@ -63,12 +65,8 @@ def client(address: str) -> Iterator[Any]:
         c.close()
 
 
-def wait_for(condition: Any, what: str) -> None:
-    deadline = time.monotonic() + WAIT
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.005)
+# Every wait here fails after WAIT seconds, naming what it waited for.
+wait_for = functools.partial(wait_until, limit=WAIT)
 
 
 def test_the_bound_holds_on_dask_workers(client: Any, address: str, tmp_path: Path) -> None:

@@ -16,22 +16,21 @@ server where the user may not create databases, unique run ids in the given one)
 
 from __future__ import annotations
 
-import faulthandler
 import json
 import os
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+from execute_helpers import wait_until
 from subplan import open_store
 from subplan._execute._dask import open_local_cluster
 
@@ -110,19 +109,6 @@ def call(host: Path, *args: str) -> subprocess.CompletedProcess[str]:
         timeout=LIMIT,
         check=False,
     )
-
-
-def wait_until(
-    condition: Callable[[], bool], what: str, *, alive: subprocess.Popen[Any] | None = None
-) -> None:
-    deadline = time.monotonic() + LIMIT
-    while not condition():
-        if alive is not None and alive.poll() is not None:
-            raise AssertionError(f"the orchestrator ended ({alive.returncode}) before {what}")
-        if time.monotonic() > deadline:
-            faulthandler.dump_traceback()
-            raise AssertionError(f"timed out after {LIMIT}s waiting until {what}")
-        time.sleep(0.02)
 
 
 class Box:
