@@ -20,7 +20,7 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import dask
@@ -96,6 +96,18 @@ def leases(client: Any, name: str) -> set[str]:
     return set(client.run_on_scheduler(read))
 
 
+def _taker(pool: ClusterPool, got: list[Any]) -> Callable[[], bool]:
+    """A condition for wait_until: take a lease of ``pool`` into ``got`` if one is free."""
+
+    def take() -> bool:
+        lease = pool.acquire_nowait()
+        if lease is not None:
+            got.append(lease)
+        return lease is not None
+
+    return take
+
+
 def a_lease_timeout_passes(client: Any) -> None:
     """Return once the scheduler has expired a lease taken now that nobody renews.
 
@@ -152,12 +164,7 @@ def test_a_holder_that_stops_renewing_loses_its_lease_and_its_late_release_frees
 
     # The scheduler frees the lease after the timeout, and another pool takes it.
     got: list[Any] = []
-
-    def take() -> bool:
-        lease = mine.acquire_nowait()
-        if lease is not None:
-            got.append(lease)
-        return lease is not None
+    take = _taker(mine, got)
 
     wait_until(take, "another pool got the lease that was not renewed")
     (my_id,) = leases(client, name)
@@ -182,12 +189,7 @@ def test_a_frozen_orchestrator_overbooks_the_pool_when_it_wakes_until_it_release
     mine = ClusterPool(name, 1)
     mine.bind(client)
     got: list[Any] = []
-
-    def take() -> bool:
-        lease = mine.acquire_nowait()
-        if lease is not None:
-            got.append(lease)
-        return lease is not None
+    take = _taker(mine, got)
 
     env = {**os.environ, "DASK_DISTRIBUTED__SCHEDULER__LOCKS__LEASE_TIMEOUT": f"{LEASE_TIMEOUT}s"}
     with subprocess.Popen(

@@ -84,6 +84,13 @@ def test_the_bound_holds_on_dask_workers(client: Any, address: str, tmp_path: Pa
     assert 15 == len(report.attempts)
 
 
+def _run_behind(reports: list[RunReport], *args: Any, **options: Any) -> threading.Thread:
+    """Start ``run(*args, **options)`` in a daemon thread that appends its report."""
+    driver = threading.Thread(target=lambda: reports.append(run(*args, **options)), daemon=True)
+    driver.start()
+    return driver
+
+
 def _two_runs(address: str, directory: Path, make_pool: Any, gate: int) -> list[RunReport]:
     """Two orchestrators, 8 subplans each at most 4 at once; attempts wait for ``gate``."""
     reports: list[RunReport] = []
@@ -482,22 +489,17 @@ def test_a_lost_scheduler_cancels_the_run_and_a_resume_elsewhere_finishes(
 
         killer = threading.Thread(target=kill_scheduler_while_two_run)
         killer.start()
-        driver = threading.Thread(
-            target=lambda: reports.append(
-                run(
-                    flat_plan(4),
-                    WaitForGo(str(gates)),
-                    max_parallel=2,
-                    backend="dask",
-                    scheduler=lost_address,
-                    store="",
-                    runs_dir=tmp_path,
-                    run_id="lost",
-                )
-            ),
-            daemon=True,
+        driver = _run_behind(
+            reports,
+            flat_plan(4),
+            WaitForGo(str(gates)),
+            max_parallel=2,
+            backend="dask",
+            scheduler=lost_address,
+            store="",
+            runs_dir=tmp_path,
+            run_id="lost",
         )
-        driver.start()
         driver.join(WAIT * 2)
         killer.join(WAIT)
         assert not driver.is_alive(), "the run did not end after losing its scheduler"
@@ -774,19 +776,14 @@ def test_an_idle_runner_gives_its_thread_back_while_the_run_goes_on(
     client: Any, address: str, tmp_path: Path
 ) -> None:
     runs: list[RunReport] = []
-    driver = threading.Thread(
-        target=lambda: runs.append(
-            run(
-                flat_plan(2),
-                _FirstQuickOthersWait(str(tmp_path)),
-                max_parallel=2,
-                backend="dask",
-                scheduler=address,
-            )
-        ),
-        daemon=True,
+    driver = _run_behind(
+        runs,
+        flat_plan(2),
+        _FirstQuickOthersWait(str(tmp_path)),
+        max_parallel=2,
+        backend="dask",
+        scheduler=address,
     )
-    driver.start()
     try:
         # Two runners while both attempts run; once d0000 is done its runner lingers a
         # second, then is stopped though the run goes on.
