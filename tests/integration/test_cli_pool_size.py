@@ -10,6 +10,7 @@ on gate files; nothing is timed.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
@@ -21,7 +22,6 @@ import pytest
 
 from execute_helpers import cli_call as call
 from execute_helpers import wait_until
-from subplan import SharedLimiter
 from subplan.cli import EXIT_USAGE
 
 LIMIT = 60.0  # the longest any wait here may take before the test fails
@@ -93,11 +93,26 @@ def run_argv(here: Path) -> list[str]:
     ]  # fmt: skip
 
 
-def hold_two_slots(here: Path) -> SharedLimiter:
-    """Take slot-0 and slot-1 of the pool (a capacity-2 view of it has no others)."""
-    other = SharedLimiter(POOL, 2, directory=here / "pools")
-    assert other.acquire_nowait() is not None and other.acquire_nowait() is not None
-    return other
+class _TwoSlots:
+    """slot-0 and slot-1 of the pool, locked as a holder does but with no record (so no
+    size of its own to disagree with); close() frees them."""
+
+    def __init__(self, pool: Path) -> None:
+        pool.mkdir(parents=True, exist_ok=True)
+        self.fds = []
+        for index in (0, 1):
+            fd = os.open(pool / f"slot-{index}", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            self.fds.append(fd)
+
+    def close(self) -> None:
+        while self.fds:
+            os.close(self.fds.pop())  # closing unlocks
+
+
+def hold_two_slots(here: Path) -> _TwoSlots:
+    """Take slot-0 and slot-1 of the pool."""
+    return _TwoSlots(here / "pools" / POOL)
 
 
 def finish(process: subprocess.Popen[str]) -> tuple[int, dict[str, Any], str]:
@@ -170,3 +185,31 @@ def test_a_cluster_pool_of_another_size_is_refused(here: Path) -> None:
     assert (EXIT_USAGE, 1) == (status, len(err.splitlines())), err
     assert f"cluster pool '{POOL}'" in err and "Inconsistent max leases: 5, expected: 3" in err
     assert (here / "proj" / "3").exists() and not (here / "proj" / "5").exists()
+
+
+def test_a_pool_in_use_with_another_size_is_refused_before_anything_is_recorded(
+    here: Path,
+) -> None:
+    from subplan import SharedLimiter
+
+    other = SharedLimiter(POOL, 3, directory=here / "pools")  # another run's view
+    held = other.acquire_nowait()
+    assert held is not None
+    try:
+        status, out, err = call(
+            "run", "proj", "--min-files", "1", "--pool", POOL, "--pool-size", "4",
+            "--", "touch", "ran",
+        )  # fmt: skip
+        assert (EXIT_USAGE, "") == (status, out)
+        assert 1 == len(err.splitlines()), err
+        assert f"pool '{POOL}' is in use with size 3 (pid {os.getpid()} on " in err
+        assert not (here / "ran").exists()
+        status, out, err = call("status", "--json")
+        assert EXIT_USAGE == status and "no state database at" in err, err  # nothing made
+        # The same size joins the pool; once nobody holds it, any size may.
+        assert 0 == call("run", "proj", "--min-files", "1", "--pool", POOL,
+                         "--pool-size", "3", "--", "true")[0]  # fmt: skip
+    finally:
+        other.close()
+    assert 0 == call("run", "proj", "--min-files", "1", "--pool", POOL,
+                     "--pool-size", "5", "--", "true")[0]  # fmt: skip

@@ -295,6 +295,10 @@ class _Setup:
             self.work = self.in_workspaces
             if integrate is not None:
                 self.integrate = InWorkspaces.prepare(integrate, workspaces, self.runs_dir)
+        # A pool that runs with another size now is refused before anything is recorded.
+        check_capacity = getattr(limiter, "check_capacity", None)
+        if check_capacity is not None:
+            check_capacity()
         # A dask cluster is reached (and its pool checked) before anything is recorded:
         # a scheduler that cannot be reached, or a pool of another size, leaves no run.
         self.cluster: DaskSession | None = None

@@ -27,7 +27,9 @@ descriptions and each instance opens its own.
 Capacities: slots are by index, so a process that says capacity 4 only uses
 ``slot-0..3``, and one that says 6 uses ``slot-0..5``. Across processes that disagree, at
 most the largest capacity in use runs at once, and each process never holds more than its
-own capacity. Give every process of a pool the same capacity.
+own capacity. Give every process of a pool the same capacity: a run checks
+(:meth:`SharedLimiter.check_capacity`) that no slot is held with another one before it
+starts; a pool nobody holds may be used with any capacity.
 
 Fairness: there is none across processes. A blocked acquire polls the slot files every
 ``poll_interval`` (with jitter), starting at a random slot so that waiters do not all
@@ -135,6 +137,7 @@ class SlotHolder:
         host: the holder's host name, or ``None`` likewise.
         since: when it took the slot (epoch seconds, the holder's clock), or ``None``.
         mine: the slot is held by the :class:`SharedLimiter` that was asked.
+        capacity: the pool size the holder was given, or ``None`` if not readable.
     """
 
     index: int
@@ -142,6 +145,7 @@ class SlotHolder:
     host: str | None
     since: float | None
     mine: bool
+    capacity: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,18 +266,22 @@ def _close_fds(fds: dict[int, int]) -> None:
     fds.clear()
 
 
-def _parse_holder(data: bytes) -> tuple[int | None, str | None, float | None]:
+def _parse_holder(index: int, data: bytes, *, mine: bool) -> SlotHolder:
     try:
         record = json.loads(data)
     except ValueError:  # empty or half-written: the holder is writing it right now
-        return None, None, None
+        record = None
     if not isinstance(record, dict):
-        return None, None, None
+        return SlotHolder(index, None, None, None, mine)
     pid, host, since = record.get("pid"), record.get("host"), record.get("since")
-    return (
+    capacity = record.get("capacity")
+    return SlotHolder(
+        index,
         pid if isinstance(pid, int) and not isinstance(pid, bool) else None,
         host if isinstance(host, str) else None,
         float(since) if isinstance(since, int | float) and not isinstance(since, bool) else None,
+        mine,
+        capacity if isinstance(capacity, int) and not isinstance(capacity, bool) else None,
     )
 
 
@@ -625,7 +633,7 @@ class SharedLimiter(WithSlot[SharedSlot]):
                 if index in self._held:
                     fd = self._fds[index]
                     data = os.pread(fd, 4096, 0)
-                    result.append(SlotHolder(index, *_parse_holder(data), mine=True))
+                    result.append(_parse_holder(index, data, mine=True))
                     continue
                 try:
                     fd = os.open(self._path / f"slot-{index}", _PROBE_FLAGS)
@@ -636,10 +644,27 @@ class SharedLimiter(WithSlot[SharedSlot]):
                         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
                     except BlockingIOError:
                         data = os.pread(fd, 4096, 0)
-                        result.append(SlotHolder(index, *_parse_holder(data), mine=False))
+                        result.append(_parse_holder(index, data, mine=False))
                 finally:
                     os.close(fd)  # also drops the probe's shared lock
         return tuple(result)
+
+    def check_capacity(self) -> None:
+        """Refuse to join a pool that runs with another size now.
+
+        Processes that disagree on a pool's capacity run up to the largest one at once,
+        which is rarely what anyone meant; a run checks this before it starts.
+
+        Raises:
+            ConfigError: a slot is held by a process that gave the pool another capacity.
+        """
+        for holder in self.holders():
+            if holder.capacity is not None and holder.capacity != self._capacity:
+                who = f"pid {holder.pid} on {holder.host}" if holder.pid else "another process"
+                raise ConfigError(
+                    f"pool {self._name!r} is in use with size {holder.capacity} ({who}), "
+                    f"not {self._capacity}; every run naming it must give the same size"
+                )
 
     def statistics(self) -> SharedLimiterStatistics:
         """Return a snapshot of this instance's counts (see :meth:`holders` for the host).
