@@ -709,6 +709,7 @@ def test_an_attempt_a_runner_could_not_take_goes_to_another_uncharged() -> None:
     with open_local_cluster(2) as cluster:
         own = distributed.Client(cluster, set_as_default=False)
         try:
+            own.wait_for_workers(2, timeout=WAIT)
             own.run(_refuse_handoffs, 1)
             report = run(
                 flat_plan(6),
