@@ -29,9 +29,9 @@ import threading
 import time
 import weakref
 from pathlib import Path
-from types import TracebackType
 
 from .._errors import InputError, RunLockedError, StoreConnectError
+from .._release import ReleasedOnExit
 
 __all__ = ["FileRunLock", "acquire_file_lock", "holder_line", "lock_path"]
 
@@ -65,7 +65,7 @@ def lock_path(locks_dir: Path, run_id: str) -> Path:
     return locks_dir / f"{run_id}.lock"
 
 
-class FileRunLock:
+class FileRunLock(ReleasedOnExit):
     """A held run lock (see :func:`acquire_file_lock`). Also a context manager.
 
     Attributes:
@@ -110,17 +110,6 @@ class FileRunLock:
                 fcntl.flock(fd, fcntl.LOCK_UN)
             finally:
                 os.close(fd)
-
-    def __enter__(self) -> FileRunLock:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.release()
 
     def __repr__(self) -> str:
         state = "held" if self.held else "released"

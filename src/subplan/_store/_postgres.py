@@ -24,7 +24,6 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, cast
 from urllib.parse import unquote
 
@@ -38,6 +37,7 @@ from .._errors import (
     StoreVersionError,
     UnknownRunError,
 )
+from .._release import ReleasedOnExit
 from ._base import (
     SCHEMA_VERSION,
     AttemptEnded,
@@ -222,7 +222,7 @@ def _import_psycopg() -> Any:
     return psycopg
 
 
-class PostgresRunLock:
+class PostgresRunLock(ReleasedOnExit):
     """A run lock held on a connection of its own (see :meth:`PostgresStore.lock_run`)."""
 
     def __init__(self, run_id: str, key: int, conn: psycopg.Connection[Any], holder: str) -> None:
@@ -260,17 +260,6 @@ class PostgresRunLock:
             pass
         finally:
             conn.close()
-
-    def __enter__(self) -> PostgresRunLock:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.release()
 
     def __repr__(self) -> str:
         state = "held" if self.held else "released"

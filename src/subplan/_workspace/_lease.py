@@ -29,11 +29,11 @@ import hashlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from types import TracebackType
 from typing import Final
 
 from .._clock import Clock, SystemClock
 from .._errors import RunLockedError, StoreConnectError, WorkspaceError, WorkspaceLeasedError
+from .._release import ReleasedOnExit
 from .._store._lockfile import FileRunLock, acquire_file_lock
 
 __all__ = [
@@ -84,7 +84,7 @@ def _fd(lock: FileRunLock) -> int:
     return fd
 
 
-class WorkspaceLease:
+class WorkspaceLease(ReleasedOnExit):
     """A held lease on one workspace (see :func:`acquire_lease`). Also a context manager.
 
     Attributes:
@@ -118,17 +118,6 @@ class WorkspaceLease:
     def release(self) -> None:
         """Give the lease up. Idempotent; the lock file stays (it is never unlinked)."""
         self._lock.release()
-
-    def __enter__(self) -> WorkspaceLease:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.release()
 
     def __repr__(self) -> str:
         state = "held" if self.held else "released"
