@@ -24,7 +24,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
 from urllib.parse import unquote
 
 from .._errors import (
@@ -43,12 +43,8 @@ from ._base import (
     AttemptEnded,
     AttemptKey,
     AttemptProcess,
-    AttemptRow,
     AttemptStarted,
-    PauseRow,
-    RunInfo,
     RunRecord,
-    RunStatus,
     Write,
     clean_text,
     expect_updated,
@@ -57,7 +53,7 @@ from ._base import (
 )
 from ._lockfile import holder_line
 from ._open import redact
-from ._sqlite import LIST_RUNS_SQL, attempt_from_row, runs_from_rows
+from ._sql import RUN_COLUMNS, SqlReads
 
 if TYPE_CHECKING:
     import psycopg
@@ -133,13 +129,6 @@ _SCHEMA = (
     )""",
 )
 
-_RUN_COLUMNS = (
-    "run_id, status, created, updated, ended, plan_json, config_json, command_json, host, pid"
-)
-_ATTEMPT_COLUMNS = (
-    "run_id, subplan_id, number, status, dispatched, started, ended, pid, pgid, exit_code, "
-    "error, error_type, rate_limit, cost, passed, charged, detail, changed"
-)
 _INSERT_STARTED = """
 INSERT INTO attempts (run_id, subplan_id, number, status, dispatched)
 SELECT v.run_id, v.subplan_id, v.number, 'running', v.dispatched
@@ -266,7 +255,7 @@ class PostgresRunLock(ReleasedOnExit):
         return f"<PostgresRunLock {self.run_id!r} {state} by {self._holder}>"
 
 
-class PostgresStore:
+class PostgresStore(SqlReads):
     """The state store in a PostgreSQL database.
 
     Calls may come from several threads; they are serialised on one connection, which is
@@ -298,6 +287,8 @@ class PostgresStore:
 
     kind: Literal["sqlite", "postgresql"]
     location: str
+
+    _P: ClassVar[str] = "%s"
 
     def __init__(
         self,
@@ -383,7 +374,7 @@ class PostgresStore:
         return self._conn
 
     @contextmanager
-    def _session(self, action: str) -> Iterator[psycopg.Connection[Any]]:
+    def _reading(self, action: str) -> Iterator[psycopg.Connection[Any]]:
         with self._mutex:
             conn = self._connection()
             try:
@@ -392,8 +383,8 @@ class PostgresStore:
                 raise self._error(exc, action) from exc
 
     @contextmanager
-    def _transaction(self, action: str) -> Iterator[psycopg.Connection[Any]]:
-        with self._session(action) as conn:
+    def _writing(self, action: str) -> Iterator[psycopg.Connection[Any]]:
+        with self._reading(action) as conn:
             if self.readonly:
                 raise StoreError(
                     f"cannot {action} {self.location}: the store is open read-only",
@@ -421,7 +412,7 @@ class PostgresStore:
         }
 
     def _setup(self, *, create: bool) -> None:
-        with self._session("open") as conn:
+        with self._reading("open") as conn:
             tables = self._tables(conn)
             if tables:
                 self._validate(conn, tables)
@@ -490,9 +481,9 @@ class PostgresStore:
         """Add a run. Raises RunExistsError when the id is taken."""
         config_json = json.dumps(dict(run.config))
         command_json = None if run.command is None else json.dumps(list(run.command))
-        with self._transaction("write to") as conn:
+        with self._writing("write to") as conn:
             cursor = conn.execute(
-                f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES "  # noqa: S608 - constant
+                f"INSERT INTO runs ({RUN_COLUMNS}) VALUES "  # noqa: S608 - constant
                 "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
                 (
                     run.run_id,
@@ -510,54 +501,6 @@ class PostgresStore:
             if cursor.rowcount == 0:
                 raise RunExistsError(run.run_id, location=self.location)
 
-    def get_run(self, run_id: str) -> RunRecord:
-        """The run. Raises UnknownRunError."""
-        with self._session("read") as conn:
-            row = conn.execute(
-                f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = %s",  # noqa: S608 - constant
-                (run_id,),
-            ).fetchone()
-        if row is None:
-            raise UnknownRunError(run_id, location=self.location)
-        config = self._json(row[6], run_id, "config_json")
-        command = None if row[7] is None else self._json(row[7], run_id, "command_json")
-        return RunRecord(
-            run_id=row[0],
-            status=cast(RunStatus, row[1]),
-            created=row[2],
-            updated=row[3],
-            ended=row[4],
-            plan_json=row[5],
-            config=config,
-            command=None if command is None else tuple(command),
-            host=row[8],
-            pid=row[9],
-        )
-
-    def _json(self, text: str, run_id: str, column: str) -> Any:
-        try:
-            return json.loads(text)
-        except ValueError:
-            raise StoreCorruptError(
-                f"{self.location}: run {run_id!r} has malformed JSON in {column}",
-                location=self.location,
-            ) from None
-
-    def list_runs(self) -> list[RunInfo]:
-        """Every run, newest first, with its subplans counted by their latest attempt."""
-        with self._session("read") as conn:
-            rows = conn.execute(LIST_RUNS_SQL).fetchall()
-        return runs_from_rows(rows)
-
-    def set_plan(self, run_id: str, plan_json: str) -> None:
-        """Replace a run's plan. Raises UnknownRunError."""
-        with self._transaction("write to") as conn:
-            cursor = conn.execute(
-                "UPDATE runs SET plan_json = %s WHERE run_id = %s", (plan_json, run_id)
-            )
-            if cursor.rowcount == 0:
-                raise UnknownRunError(run_id, location=self.location)
-
     def apply(self, writes: Sequence[Write]) -> list[Write]:
         """Apply ``writes`` in order in one transaction; return those fencing rejected.
 
@@ -571,7 +514,7 @@ class PostgresStore:
             return []
         for _ in range(_RETRIES):
             try:
-                with self._transaction("write to") as conn:
+                with self._writing("write to") as conn:
                     return self._apply(conn, batch)
             except _Conflict:
                 continue
@@ -697,34 +640,6 @@ class PostgresStore:
                 )
         return fenced.rejected
 
-    def attempts(self, run_id: str) -> list[AttemptRow]:
-        """Every attempt of the run, by subplan id then number. Raises UnknownRunError."""
-        with self._session("read") as conn:
-            rows = conn.execute(
-                f"SELECT {_ATTEMPT_COLUMNS} FROM attempts WHERE run_id = %s "  # noqa: S608 - constant
-                "ORDER BY subplan_id, number",
-                (run_id,),
-            ).fetchall()
-            if not rows:
-                self._require_run(conn, run_id)
-        return [attempt_from_row(row) for row in rows]
-
-    def pauses(self, run_id: str) -> list[PauseRow]:
-        """Every pause of the run, in order. Raises UnknownRunError."""
-        with self._session("read") as conn:
-            rows = conn.execute(
-                "SELECT run_id, started, ends, reason, source, subplan_id FROM pauses "
-                "WHERE run_id = %s ORDER BY seq",
-                (run_id,),
-            ).fetchall()
-            if not rows:
-                self._require_run(conn, run_id)
-        return [PauseRow(*row) for row in rows]
-
-    def _require_run(self, conn: psycopg.Connection[Any], run_id: str) -> None:
-        if conn.execute("SELECT 1 FROM runs WHERE run_id = %s", (run_id,)).fetchone() is None:
-            raise UnknownRunError(run_id, location=self.location)
-
     def lock_run(self, run_id: str) -> PostgresRunLock:
         """Take the run's lock without waiting (the run need not exist yet).
 
@@ -781,7 +696,7 @@ class PostgresStore:
     def run_holder(self, run_id: str) -> str | None:
         """Who holds the run's lock now (without taking it), or None."""
         unsigned = lock_key(self.schema, run_id) & 0xFFFF_FFFF_FFFF_FFFF
-        with self._session("read") as conn:
+        with self._reading("read") as conn:
             row = conn.execute(
                 _HOLDER_SQL, (run_id, unsigned >> 32, unsigned & 0xFFFF_FFFF)
             ).fetchone()

@@ -28,7 +28,7 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import ClassVar, Literal
 
 from .._errors import (
     NetworkFilesystemError,
@@ -44,13 +44,8 @@ from ._base import (
     AttemptEnded,
     AttemptKey,
     AttemptProcess,
-    AttemptRow,
     AttemptStarted,
-    PauseRow,
-    RunInfo,
     RunRecord,
-    RunStatus,
-    StoredAttemptStatus,
     Write,
     clean_text,
     expect_updated,
@@ -58,6 +53,7 @@ from ._base import (
     run_ids_of,
 )
 from ._lockfile import FileRunLock, acquire_file_lock, probe_file_lock
+from ._sql import RUN_COLUMNS, SqlReads
 
 __all__ = [
     "BUSY_TIMEOUT",
@@ -149,14 +145,6 @@ _SCHEMA = (
     )""",
 )
 
-_RUN_COLUMNS = (
-    "run_id, status, created, updated, ended, plan_json, config_json, command_json, host, pid"
-)
-_ATTEMPT_COLUMNS = (
-    "run_id, subplan_id, number, status, dispatched, started, ended, pid, pgid, exit_code, "
-    "error, error_type, rate_limit, cost, passed, charged, detail, changed"
-)
-
 _INSERT_WHOLE = (
     "INSERT INTO attempts (run_id, subplan_id, number, status, dispatched, started, ended, "
     "pid, pgid, exit_code, error, error_type, rate_limit, cost, passed, charged, detail, "
@@ -176,27 +164,6 @@ _UPDATE_RUN = (
     "UPDATE runs SET status = ?, updated = ?, ended = ?, host = coalesce(?, host), "
     "pid = coalesce(?, pid) WHERE run_id = ?"
 )
-# Subplans counted by the status of their highest-numbered attempt, per run, in one query.
-LIST_RUNS_SQL = """
-WITH ranked AS (
-    SELECT run_id, status,
-           row_number() OVER (PARTITION BY run_id, subplan_id ORDER BY number DESC) AS rank
-    FROM attempts
-),
-latest AS (
-    SELECT run_id, status, count(*) AS n FROM ranked WHERE rank = 1 GROUP BY run_id, status
-),
-counts AS (
-    SELECT run_id, count(*) AS n FROM attempts GROUP BY run_id
-)
-SELECT r.run_id, r.status, r.created, r.updated, r.ended, r.host, r.pid,
-       coalesce(c.n, 0), l.status, l.n
-FROM runs r
-LEFT JOIN counts c ON c.run_id = r.run_id
-LEFT JOIN latest l ON l.run_id = r.run_id
-ORDER BY r.created DESC, r.run_id DESC, l.status
-"""
-
 _CHUNK = 500  # bound parameters per IN (...) list, well under SQLite's limits
 
 # primary result codes (the low byte of an extended code)
@@ -326,7 +293,7 @@ def _placeholders(n: int) -> str:
     return ", ".join("?" * n)
 
 
-class SqliteStore:
+class SqliteStore(SqlReads):
     """The state store in one SQLite file (the default: ``<runs_dir>/state.db``).
 
     Calls may come from several threads; they are serialised on one connection. Run
@@ -358,6 +325,8 @@ class SqliteStore:
 
     kind: Literal["sqlite", "postgresql"]
     location: str
+
+    _P: ClassVar[str] = "?"
 
     def __init__(self, path: Path, *, create: bool = True, readonly: bool = False) -> None:
         self.kind = "sqlite"
@@ -622,19 +591,6 @@ class SqliteStore:
             except sqlite3.Error as exc:
                 raise _store_error(exc, action, self.location) from exc
 
-    def _require_run(self, conn: sqlite3.Connection, run_id: str) -> None:
-        if conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone() is None:
-            raise UnknownRunError(run_id, location=self.location)
-
-    def _json(self, text: str, run_id: str, column: str) -> Any:
-        try:
-            return json.loads(text)
-        except ValueError:
-            raise StoreCorruptError(
-                f"{self.location}: run {run_id!r} has malformed JSON in {column}",
-                location=self.location,
-            ) from None
-
     # -- the protocol ---------------------------------------------------------------------
 
     def create_run(self, run: RunRecord) -> None:
@@ -645,7 +601,7 @@ class SqliteStore:
             if conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (run.run_id,)).fetchone():
                 raise RunExistsError(run.run_id, location=self.location)
             conn.execute(
-                f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES ({_placeholders(10)})",  # noqa: S608
+                f"INSERT INTO runs ({RUN_COLUMNS}) VALUES ({_placeholders(10)})",  # noqa: S608
                 (
                     run.run_id,
                     run.status,
@@ -659,45 +615,6 @@ class SqliteStore:
                     run.pid,
                 ),
             )
-
-    def get_run(self, run_id: str) -> RunRecord:
-        """The run. Raises UnknownRunError."""
-        with self._reading("read") as conn:
-            row = conn.execute(
-                f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?",  # noqa: S608 - constant
-                (run_id,),
-            ).fetchone()
-        if row is None:
-            raise UnknownRunError(run_id, location=self.location)
-        config = self._json(row[6], run_id, "config_json")
-        command = None if row[7] is None else self._json(row[7], run_id, "command_json")
-        return RunRecord(
-            run_id=row[0],
-            status=cast(RunStatus, row[1]),
-            created=row[2],
-            updated=row[3],
-            ended=row[4],
-            plan_json=row[5],
-            config=config,
-            command=None if command is None else tuple(command),
-            host=row[8],
-            pid=row[9],
-        )
-
-    def list_runs(self) -> list[RunInfo]:
-        """Every run, newest first, with its subplans counted by their latest attempt."""
-        with self._reading("read") as conn:
-            rows = conn.execute(LIST_RUNS_SQL).fetchall()
-        return runs_from_rows(rows)
-
-    def set_plan(self, run_id: str, plan_json: str) -> None:
-        """Replace a run's plan. Raises UnknownRunError."""
-        with self._writing("write to") as conn:
-            cursor = conn.execute(
-                "UPDATE runs SET plan_json = ? WHERE run_id = ?", (plan_json, run_id)
-            )
-            if cursor.rowcount == 0:
-                raise UnknownRunError(run_id, location=self.location)
 
     def apply(self, writes: Sequence[Write]) -> list[Write]:
         """Apply ``writes`` in order in one transaction; return those fencing rejected.
@@ -850,30 +767,6 @@ class SqliteStore:
             )
         return fenced.rejected
 
-    def attempts(self, run_id: str) -> list[AttemptRow]:
-        """Every attempt of the run, by subplan id then number. Raises UnknownRunError."""
-        with self._reading("read") as conn:
-            rows = conn.execute(
-                f"SELECT {_ATTEMPT_COLUMNS} FROM attempts WHERE run_id = ? "  # noqa: S608 - constant
-                "ORDER BY subplan_id, number",
-                (run_id,),
-            ).fetchall()
-            if not rows:
-                self._require_run(conn, run_id)
-        return [attempt_from_row(row) for row in rows]
-
-    def pauses(self, run_id: str) -> list[PauseRow]:
-        """Every pause of the run, in order. Raises UnknownRunError."""
-        with self._reading("read") as conn:
-            rows = conn.execute(
-                "SELECT run_id, started, ends, reason, source, subplan_id FROM pauses "
-                "WHERE run_id = ? ORDER BY seq",
-                (run_id,),
-            ).fetchall()
-            if not rows:
-                self._require_run(conn, run_id)
-        return [PauseRow(*row) for row in rows]
-
     def lock_run(self, run_id: str) -> FileRunLock:
         """Take the run's lock without waiting (the run need not exist yet).
 
@@ -908,55 +801,3 @@ class SqliteStore:
 
     def __repr__(self) -> str:
         return f"<SqliteStore {self.location}{' (read-only)' if self.readonly else ''}>"
-
-
-# -- rows (shared with the PostgreSQL store) -----------------------------------------------
-
-
-def attempt_from_row(row: Sequence[Any]) -> AttemptRow:
-    """An :class:`AttemptRow` from a row of ``_ATTEMPT_COLUMNS``."""
-    return AttemptRow(
-        run_id=row[0],
-        subplan_id=row[1],
-        number=row[2],
-        status=cast(StoredAttemptStatus, row[3]),
-        dispatched=row[4],
-        started=row[5],
-        ended=row[6],
-        pid=row[7],
-        pgid=row[8],
-        exit_code=row[9],
-        error=row[10],
-        error_type=row[11],
-        rate_limit=row[12],
-        cost=row[13],
-        passed=None if row[14] is None else bool(row[14]),
-        charged=bool(row[15]),
-        detail=row[16],
-        changed=row[17],
-    )
-
-
-def runs_from_rows(rows: Sequence[Sequence[Any]]) -> list[RunInfo]:
-    """:class:`RunInfo` objects from the rows of :data:`LIST_RUNS_SQL`, in their order."""
-    runs: dict[str, tuple[Sequence[Any], dict[str, int]]] = {}
-    for row in rows:
-        entry = runs.get(row[0])
-        if entry is None:
-            entry = runs[row[0]] = (row, {})
-        if row[8] is not None:
-            entry[1][row[8]] = row[9]
-    return [
-        RunInfo(
-            run_id=row[0],
-            status=cast(RunStatus, row[1]),
-            created=row[2],
-            updated=row[3],
-            ended=row[4],
-            host=row[5],
-            pid=row[6],
-            attempts=row[7],
-            latest=latest,
-        )
-        for row, latest in runs.values()
-    ]

@@ -1,0 +1,195 @@
+"""What the SQLite and PostgreSQL stores share: the columns, the run listing query, rows
+turned into records, and the reads (the same SQL but for the placeholder).
+
+A store class puts :class:`SqlReads` first in its bases and provides ``_reading(action)``
+(a connection for reads), ``_writing(action)`` (one transaction), ``location`` and its
+placeholder, ``_P``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from typing import Any, ClassVar, cast
+
+from .._errors import StoreCorruptError, UnknownRunError
+from ._base import AttemptRow, PauseRow, RunInfo, RunRecord, RunStatus, StoredAttemptStatus
+
+__all__ = [
+    "ATTEMPT_COLUMNS",
+    "LIST_RUNS_SQL",
+    "RUN_COLUMNS",
+    "SqlReads",
+    "attempt_from_row",
+    "runs_from_rows",
+]
+
+RUN_COLUMNS = (
+    "run_id, status, created, updated, ended, plan_json, config_json, command_json, host, pid"
+)
+ATTEMPT_COLUMNS = (
+    "run_id, subplan_id, number, status, dispatched, started, ended, pid, pgid, exit_code, "
+    "error, error_type, rate_limit, cost, passed, charged, detail, changed"
+)
+# Subplans counted by the status of their highest-numbered attempt, per run, in one query.
+LIST_RUNS_SQL = """
+WITH ranked AS (
+    SELECT run_id, status,
+           row_number() OVER (PARTITION BY run_id, subplan_id ORDER BY number DESC) AS rank
+    FROM attempts
+),
+latest AS (
+    SELECT run_id, status, count(*) AS n FROM ranked WHERE rank = 1 GROUP BY run_id, status
+),
+counts AS (
+    SELECT run_id, count(*) AS n FROM attempts GROUP BY run_id
+)
+SELECT r.run_id, r.status, r.created, r.updated, r.ended, r.host, r.pid,
+       coalesce(c.n, 0), l.status, l.n
+FROM runs r
+LEFT JOIN counts c ON c.run_id = r.run_id
+LEFT JOIN latest l ON l.run_id = r.run_id
+ORDER BY r.created DESC, r.run_id DESC, l.status
+"""
+
+
+def attempt_from_row(row: Sequence[Any]) -> AttemptRow:
+    """An :class:`AttemptRow` from a row of ``ATTEMPT_COLUMNS``."""
+    return AttemptRow(
+        run_id=row[0],
+        subplan_id=row[1],
+        number=row[2],
+        status=cast(StoredAttemptStatus, row[3]),
+        dispatched=row[4],
+        started=row[5],
+        ended=row[6],
+        pid=row[7],
+        pgid=row[8],
+        exit_code=row[9],
+        error=row[10],
+        error_type=row[11],
+        rate_limit=row[12],
+        cost=row[13],
+        passed=None if row[14] is None else bool(row[14]),
+        charged=bool(row[15]),
+        detail=row[16],
+        changed=row[17],
+    )
+
+
+def runs_from_rows(rows: Sequence[Sequence[Any]]) -> list[RunInfo]:
+    """:class:`RunInfo` objects from the rows of :data:`LIST_RUNS_SQL`, in their order."""
+    runs: dict[str, tuple[Sequence[Any], dict[str, int]]] = {}
+    for row in rows:
+        entry = runs.get(row[0])
+        if entry is None:
+            entry = runs[row[0]] = (row, {})
+        if row[8] is not None:
+            entry[1][row[8]] = row[9]
+    return [
+        RunInfo(
+            run_id=row[0],
+            status=cast(RunStatus, row[1]),
+            created=row[2],
+            updated=row[3],
+            ended=row[4],
+            host=row[5],
+            pid=row[6],
+            attempts=row[7],
+            latest=latest,
+        )
+        for row, latest in runs.values()
+    ]
+
+
+class SqlReads:
+    """The reads (and the plan update) of a SQL store; see the module docstring."""
+
+    __slots__ = ()
+    _P: ClassVar[str]  # the driver's placeholder: "?" or "%s"
+    location: str
+
+    def _reading(self, action: str) -> AbstractContextManager[Any]:
+        raise NotImplementedError
+
+    def _writing(self, action: str) -> AbstractContextManager[Any]:
+        raise NotImplementedError
+
+    def _require_run(self, conn: Any, run_id: str) -> None:
+        sql = f"SELECT 1 FROM runs WHERE run_id = {self._P}"  # noqa: S608 - constant
+        if conn.execute(sql, (run_id,)).fetchone() is None:
+            raise UnknownRunError(run_id, location=self.location)
+
+    def _json(self, text: str, run_id: str, column: str) -> Any:
+        try:
+            return json.loads(text)
+        except ValueError:
+            raise StoreCorruptError(
+                f"{self.location}: run {run_id!r} has malformed JSON in {column}",
+                location=self.location,
+            ) from None
+
+    def get_run(self, run_id: str) -> RunRecord:
+        """The run. Raises UnknownRunError."""
+        with self._reading("read") as conn:
+            row = conn.execute(
+                f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = {self._P}",  # noqa: S608 - constant
+                (run_id,),
+            ).fetchone()
+        if row is None:
+            raise UnknownRunError(run_id, location=self.location)
+        config = self._json(row[6], run_id, "config_json")
+        command = None if row[7] is None else self._json(row[7], run_id, "command_json")
+        return RunRecord(
+            run_id=row[0],
+            status=cast(RunStatus, row[1]),
+            created=row[2],
+            updated=row[3],
+            ended=row[4],
+            plan_json=row[5],
+            config=config,
+            command=None if command is None else tuple(command),
+            host=row[8],
+            pid=row[9],
+        )
+
+    def list_runs(self) -> list[RunInfo]:
+        """Every run, newest first, with its subplans counted by their latest attempt."""
+        with self._reading("read") as conn:
+            rows = conn.execute(LIST_RUNS_SQL).fetchall()
+        return runs_from_rows(rows)
+
+    def set_plan(self, run_id: str, plan_json: str) -> None:
+        """Replace a run's plan. Raises UnknownRunError."""
+        with self._writing("write to") as conn:
+            cursor = conn.execute(
+                f"UPDATE runs SET plan_json = {self._P} WHERE run_id = {self._P}",  # noqa: S608
+                (plan_json, run_id),
+            )
+            if cursor.rowcount == 0:
+                raise UnknownRunError(run_id, location=self.location)
+
+    def attempts(self, run_id: str) -> list[AttemptRow]:
+        """Every attempt of the run, by subplan id then number. Raises UnknownRunError."""
+        with self._reading("read") as conn:
+            rows = conn.execute(
+                f"SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE run_id = {self._P} "  # noqa: S608
+                "ORDER BY subplan_id, number",
+                (run_id,),
+            ).fetchall()
+            if not rows:
+                self._require_run(conn, run_id)
+        return [attempt_from_row(row) for row in rows]
+
+    def pauses(self, run_id: str) -> list[PauseRow]:
+        """Every pause of the run, in order. Raises UnknownRunError."""
+        with self._reading("read") as conn:
+            rows = conn.execute(
+                "SELECT run_id, started, ends, reason, source, subplan_id FROM pauses "  # noqa: S608
+                f"WHERE run_id = {self._P} ORDER BY seq",
+                (run_id,),
+            ).fetchall()
+            if not rows:
+                self._require_run(conn, run_id)
+        return [PauseRow(*row) for row in rows]
