@@ -29,10 +29,11 @@ from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from types import MappingProxyType, TracebackType
-from typing import Any, Final, Generic, Protocol, Self, TypeVar
+from typing import Any, Final, Generic, Protocol, TypeVar
 
 from .._clock import Clock, SystemClock
 from .._errors import ConfigError, LimiterTimeoutError, SlotNotHeldError
+from .._release import ReleasedOnExit
 
 __all__ = [
     "GroupStatistics",
@@ -91,7 +92,7 @@ class LimiterStatistics:
     groups: Mapping[str, GroupStatistics] = field(hash=False)
 
 
-class HeldSlot:
+class HeldSlot(ReleasedOnExit):
     """What every held slot does: name itself, and give itself back (also on ``with`` exit).
 
     Subclasses set ``_id``, ``_acquired_at`` and ``_limiter`` (anything with a
@@ -119,17 +120,6 @@ class HeldSlot:
         Raises:
             SlotNotHeldError: the slot was already released.
         """
-        self._limiter.release(self)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
         self._limiter.release(self)
 
 
