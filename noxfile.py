@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+from pathlib import Path
+
 import nox
 
 nox.options.reuse_venv = "yes"
@@ -10,6 +14,8 @@ nox.options.sessions = ["lint", "typecheck", "unit_tests", "coverage_report", "f
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
 COVERAGE_FAIL_UNDER = "97"
+POSTGRES_ENV = "SUBPLAN_TEST_POSTGRES_URL"
+POSTGRES_SCRIPT = Path(__file__).parent / ".ci" / "postgres.sh"
 
 
 def _install(session: nox.Session, *groups: str, editable: bool = True) -> None:
@@ -18,6 +24,28 @@ def _install(session: nox.Session, *groups: str, editable: bool = True) -> None:
         session.install(*packages)
     if editable:
         session.install("-e", ".")
+
+
+def _postgres_env(session: nox.Session) -> dict[str, str]:
+    """The environment that points the tests at a PostgreSQL server, starting one if needed.
+
+    ``$SUBPLAN_TEST_POSTGRES_URL`` wins when set; otherwise ``.ci/postgres.sh`` installs
+    (from Debian's packages) and starts a throwaway server on loopback. The tests are told
+    the server is required, so none of them can skip for want of it.
+    """
+    url = os.environ.get(POSTGRES_ENV)
+    if not url:
+        session.log("no $%s: starting a test server with %s", POSTGRES_ENV, POSTGRES_SCRIPT)
+        done = subprocess.run(
+            ["bash", str(POSTGRES_SCRIPT)], stdout=subprocess.PIPE, text=True, check=False
+        )
+        url = done.stdout.strip()
+        if done.returncode != 0 or not url:
+            session.error(
+                f"{POSTGRES_SCRIPT} could not start PostgreSQL (exit {done.returncode}); "
+                f"set ${POSTGRES_ENV} to a server's URL instead"
+            )
+    return {POSTGRES_ENV: url, "SUBPLAN_TEST_REQUIRE_POSTGRES": "1"}
 
 
 @nox.session
@@ -42,7 +70,9 @@ def unit_tests(session: nox.Session) -> None:
     session.run("coverage", "erase")
     # pyproject's [tool.coverage.run] patch = ["subprocess"] measures child processes too
     # (the CLI run as a subprocess, workers of the process backend).
-    session.run("coverage", "run", "-m", "pytest", *(session.posargs or ["-q"]))
+    session.run(
+        "coverage", "run", "-m", "pytest", *(session.posargs or ["-q"]), env=_postgres_env(session)
+    )
 
 
 @nox.session(requires=["unit_tests"])

@@ -7,18 +7,16 @@ per test, dropped afterwards; without the variable those tests are skipped, sayi
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from postgres_server import postgres_url as require_postgres_url
 from subplan._store._base import Store
 from subplan._store._postgres import PostgresStore
 from subplan._store._sqlite import SqliteStore
-
-POSTGRES_ENV = "SUBPLAN_TEST_POSTGRES_URL"
 
 
 class Backend:
@@ -70,9 +68,7 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
         finally:
             b.close_all()
         return
-    url = os.environ.get(POSTGRES_ENV)
-    if not url:
-        pytest.skip(f"{POSTGRES_ENV} is not set: no PostgreSQL server to test against")
+    url = require_postgres_url()
     schema = f"contract_{uuid.uuid4().hex[:16]}"
     b = Backend("postgresql", {"kind": "postgresql", "url": url, "schema": schema})
     try:
@@ -91,10 +87,7 @@ def store(backend: Backend) -> Store:
 @pytest.fixture
 def postgres_url() -> str:
     """The test server's URL, for PostgreSQL-only tests (skipped without a server)."""
-    url = os.environ.get(POSTGRES_ENV)
-    if not url:
-        pytest.skip(f"{POSTGRES_ENV} is not set: no PostgreSQL server to test against")
-    return url
+    return require_postgres_url()
 
 
 @pytest.fixture

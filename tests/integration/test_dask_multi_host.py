@@ -31,10 +31,10 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 from execute_helpers import wait_until
+from postgres_server import postgres_url
 from subplan import open_store
 from subplan._execute._dask import open_local_cluster
 
-POSTGRES_ENV = "SUBPLAN_TEST_POSTGRES_URL"
 LEAVES = 8
 MAX_PARALLEL = 3
 WORKERS = 4
@@ -58,9 +58,7 @@ SCRIPT = (
 @pytest.fixture
 def store_url() -> Iterator[str]:
     """A store URL on a PostgreSQL database of this test's own."""
-    url = os.environ.get(POSTGRES_ENV)
-    if not url:
-        pytest.skip(f"{POSTGRES_ENV} is not set: no PostgreSQL server to test against")
+    url = postgres_url()
     import psycopg
     from psycopg import sql
 
