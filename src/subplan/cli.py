@@ -58,6 +58,10 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
+# The key of a `subplan plan --format json` document that says where its paths lie: the
+# project directory relative to the plan file's own (Plan.from_dict ignores it).
+PROJECT_ROOT_KEY = "project_root"
+
 
 class UsageError(SubplanError, ValueError):
     """The command line itself is wrong (an unknown option, a missing argument)."""
@@ -177,8 +181,19 @@ def _build_parser() -> _Parser:
         "SUBPLAN_FILES_LIST are set. Exit status: 0 all succeeded, 1 some failed, 2 bad "
         "input, 130 interrupted.",
     )
-    run.add_argument("path", nargs="?", metavar="PATH")
-    run.add_argument("--plan", dest="plan_file", metavar="FILE", help="a JSON plan to run")
+    run.add_argument(
+        "path",
+        nargs="?",
+        metavar="PATH",
+        help="the project: its files are planned, the command runs there (with --plan: "
+        "where the plan's paths lie; default: the directory the plan records, else .)",
+    )
+    run.add_argument(
+        "--plan",
+        dest="plan_file",
+        metavar="FILE",
+        help="a JSON plan to run (from subplan plan --format json, which records its PATH)",
+    )
     _add_plan_options(run)
     group = run.add_argument_group("run options")
     group.add_argument(
@@ -461,12 +476,24 @@ def _make_plan(
 
 def _cmd_plan(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: TextIO) -> int:
     plan, _ = _make_plan(args, stderr, stdin)
-    text = plan.to_json(indent=2) if args.format == "json" else render_tree(plan)
+    if args.format == "json":
+        # The plan's paths are relative to PATH: record where PATH is, relative to the
+        # plan file's directory (or to here, for stdout), so `run --plan FILE` runs there
+        # from anywhere, and the bytes don't depend on where the project lies.
+        where = Path(args.output).absolute().parent if args.output not in (None, "-") else None
+        document = plan.to_dict()
+        document[PROJECT_ROOT_KEY] = Path(
+            os.path.relpath(Path(args.path).absolute(), where or Path.cwd())
+        ).as_posix()
+        text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    else:
+        text = render_tree(plan)
     _emit(text, args.output, stdout)
     return EXIT_OK
 
 
-def _load_plan(path: str) -> Plan:
+def _load_plan(path: str) -> tuple[Plan, Path | None]:
+    """The plan in FILE, and the project directory it records (None when it has none)."""
     try:
         data = Path(path).read_bytes()
     except FileNotFoundError:
@@ -474,17 +501,28 @@ def _load_plan(path: str) -> Plan:
     except IsADirectoryError:
         raise InputError(f"not a file: {path}", path=path) from None
     try:
-        return Plan.from_json(data)
+        plan = Plan.from_json(data)
     except PlanError as exc:
         raise PlanError(f"{path}: {exc}") from None
+    recorded = json.loads(data).get(PROJECT_ROOT_KEY)
+    if recorded is None:
+        return plan, None
+    if not isinstance(recorded, str):
+        raise PlanError(f"{path}: {PROJECT_ROOT_KEY} must be a string, got {recorded!r}")
+    return plan, Path(path).absolute().parent / recorded
 
 
 def _cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: TextIO) -> int:
     argv: list[str] = args.argv
     if not argv:
         raise UsageError("subplan run: no command given; put it after '--', e.g. -- agent {id}")
-    if args.plan_file is not None and (args.path is not None or args.from_list is not None):
-        raise UsageError("subplan run: give PATH (or --from-list) or --plan, not both")
+    if args.plan_file is not None and args.from_list is not None:
+        raise UsageError("subplan run: give --from-list or --plan, not both")
+    plan_root = None
+    if args.plan_file is not None:
+        plan, plan_root = _load_plan(args.plan_file)
+        if args.path is None and plan_root is not None:
+            args.path = str(plan_root)
     if args.pool_size is not None and args.pool is None:
         raise UsageError("subplan run: --pool-size needs --pool NAME")
     # Everything is checked before anything runs: the template, the program, the pool.
@@ -511,9 +549,8 @@ def _cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: Te
         pool = SharedLimiter(args.pool, pool_size)
     graph = None
     if args.plan_file is not None:
-        plan = _load_plan(args.plan_file)
         if args.import_order:
-            graph = import_graph(Path.cwd(), plan.files)
+            graph = import_graph(cwd, plan.files)
     else:
         if args.path is None:
             args.path = "."
@@ -528,7 +565,7 @@ def _cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: Te
     policy = None
     if args.workspaces:
         policy = WorkspacePolicy(
-            Path(args.path or "."),
+            cwd,
             base=args.base,
             keep=args.keep_workspaces,
             require_clean=args.require_clean,
@@ -640,7 +677,7 @@ def _cmd_resume(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin:
     store = open_store(_store_spec(args, runs_dir), runs_dir, create=False)
     with contextlib.closing(store):
         record = store.get_run(args.run_id)
-        plan = _load_plan(args.plan_file) if args.plan_file is not None else None
+        plan = _load_plan(args.plan_file)[0] if args.plan_file is not None else None
         leaves = len((plan or Plan.from_json(record.plan_json)).leaves)
         with _listeners(args, stderr, leaves) as on_event:
             report = resume(

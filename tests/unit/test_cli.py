@@ -191,8 +191,8 @@ def test_run_timeout_kills_and_reports(project: Path) -> None:
         (["run", "--timeout", "0", "--", "true"], "--timeout: must be > 0 seconds, got 0"),
         (["run", "--timeout", "soon", "--", "true"], "--timeout: expected seconds, got 'soon'"),
         (
-            ["run", "--plan", "p.json", ".", "--", "true"],
-            "give PATH (or --from-list) or --plan, not both",
+            ["run", "--plan", "p.json", "--from-list", "-", "--", "true"],
+            "give --from-list or --plan, not both",
         ),
         (["run", "--pool", "../x", "--", "true"], "invalid pool name '../x'"),
         (["run", "--run-id", "a/b", "--", "true"], "not a usable run id"),
