@@ -6,7 +6,9 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["write_atomic"]
+__all__ = ["mark_runs_dir", "write_atomic"]
+
+RUNS_DIR_GITIGNORE = "# Written by subplan: nothing in a runs directory belongs in git.\n*\n"
 
 
 def write_atomic(path: str | os.PathLike[str], data: bytes | str) -> Path:
@@ -45,3 +47,21 @@ def write_atomic(path: str | os.PathLike[str], data: bytes | str) -> Path:
     finally:
         os.close(dir_fd)
     return target
+
+
+def mark_runs_dir(path: str | os.PathLike[str]) -> Path:
+    """Create a runs directory (parents first) holding a ``.gitignore`` that ignores it all.
+
+    So ``git status`` stays clean, ``--require-clean`` accepts the next run, and neither
+    ``git ls-files`` nor the ``.gitignore``-honouring walk ever plans a run's own output.
+    An existing ``.gitignore`` is left as the user made it.
+
+    Raises:
+        OSError: the directory cannot be created or written.
+    """
+    runs = Path(path)
+    runs.mkdir(parents=True, exist_ok=True)
+    ignore = runs / ".gitignore"
+    if not ignore.exists():
+        write_atomic(ignore, RUNS_DIR_GITIGNORE)
+    return runs

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from .._clock import Clock, SystemClock
 from .._errors import ConfigError, SubplanError
+from .._fs import mark_runs_dir
 from .._model import Plan, Subplan
 from .._store._open import open_store
 from ._command_work import CommandWork
@@ -307,6 +308,13 @@ class _Setup:
 
             self.cluster = connect(scheduler, max_parallel, limiter)
         try:
+            try:
+                mark_runs_dir(self.runs_dir)
+            except OSError as exc:
+                raise ConfigError(
+                    f"cannot create the runs directory {self.runs_dir}: "
+                    f"{exc.strerror or type(exc).__name__}"
+                ) from exc
             self.durable: Durable | None = None
             if store is not None or resume is not None:
                 config = {
