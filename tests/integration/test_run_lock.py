@@ -221,11 +221,27 @@ def test_release_keeps_the_file_and_lets_the_next_claimant_in(locks: Path) -> No
     assert (locks / "r1.lock").exists()
 
 
+def test_a_loser_of_a_race_waits_for_the_winners_line(locks: Path) -> None:
+    """The winner writes its line just after taking the lock: a loser names it anyway."""
+    locks.mkdir()
+    fd = os.open(locks / "r1.lock", os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # won, line not written yet
+        writer = threading.Timer(0.2, os.pwrite, (fd, b"pid 4242 on elsewhere since now\n", 0))
+        writer.start()
+        with pytest.raises(RunLockedError) as caught:
+            acquire_file_lock("r1", locks)
+        writer.join()
+        assert "pid 4242 on elsewhere since now" == caught.value.holder
+    finally:
+        os.close(fd)
+
+
 def test_an_unreadable_holder_is_another_process(locks: Path) -> None:
     locks.mkdir()
     fd = os.open(locks / "r1.lock", os.O_RDWR | os.O_CREAT)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)  # a holder that has not written its line yet
+        fcntl.flock(fd, fcntl.LOCK_EX)  # a holder that never writes its line
         with pytest.raises(RunLockedError) as caught:
             acquire_file_lock("r1", locks)
         assert caught.value.holder is None

@@ -36,6 +36,7 @@ from .._release import ReleasedOnExit
 __all__ = ["FileRunLock", "acquire_file_lock", "holder_line", "lock_path"]
 
 _HOLDER_MAX = 4096  # bytes of a holder line read back (a line is far shorter)
+_HOLDER_WAIT = 1.0  # seconds a loser waits for the winner's holder line to appear
 
 
 def holder_line(
@@ -174,9 +175,10 @@ def acquire_file_lock(run_id: str, locks_dir: Path, *, location: str | None = No
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as exc:
-        holder = _read_holder(fd)
+        busy = exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN)
+        holder = _wait_for_holder(fd) if busy else None
         os.close(fd)
-        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+        if busy:
             raise RunLockedError(run_id, holder, location=location) from None
         raise StoreConnectError(
             f"cannot lock {path}: {exc.strerror or type(exc).__name__}", location=location
@@ -190,6 +192,20 @@ def acquire_file_lock(run_id: str, locks_dir: Path, *, location: str | None = No
     except OSError:
         pass  # the line is informative only; the lock is held
     return FileRunLock(run_id, path, fd, holder)
+
+
+def _wait_for_holder(fd: int) -> str | None:
+    """The holder line of a lock just found held, waiting briefly for it to be written.
+
+    A winner of a race writes its line just after it takes the lock: a loser reading at
+    once may find the file still empty, and would name no holder.
+    """
+    deadline = time.monotonic() + _HOLDER_WAIT
+    while True:
+        holder = _read_holder(fd)
+        if holder is not None or time.monotonic() >= deadline:
+            return holder
+        time.sleep(0.01)
 
 
 def _read_holder(fd: int) -> str | None:
