@@ -12,6 +12,7 @@ from subplan import ConfigError
 from subplan._execute._core import Scheduler
 from subplan._execute._ratelimit import RateLimited, RateLimitInfo
 from subplan._execute._results import Event, RunReport
+from subplan._execute._retry import RetryPolicy
 from subplan.testing import FakeClock, ScriptedWork, Step, simulate
 
 
@@ -179,6 +180,40 @@ def test_plain_exceptions_that_look_like_rate_limits_are_detected() -> None:
     assert report.ok
     assert 1 == len(report.pauses)
     assert "rate_limited" == report.attempts[0].status
+
+
+def test_a_prerequisite_stopped_by_the_rate_limit_cap_skips_its_dependants() -> None:
+    # a is rate-limited every time; b waits for a, c for b; d waits for nobody.
+    plan = flat_plan(4)
+    a, b, c, d = plan.leaves
+    work = ScriptedWork({a.id: [Step(0.1, fail=RateLimited("429", retry_after=5))]})
+    events: list[Event] = []
+    report = simulate(
+        plan,
+        work,
+        retries=RetryPolicy(retries=2, max_rate_limits=3),
+        dependencies={b.id: [a.id], c.id: [b.id]},
+        on_event=events.append,
+    )
+    assert "failed" == report.status
+    outcomes = report.outcomes
+    assert ("failed", "rate limited 4 times in a row (RateLimited: 429)") == (
+        outcomes[a.id].status,
+        outcomes[a.id].reason,
+    )
+    # Rate-limited attempts spend nothing: the cap, not the retries, ended it.
+    assert 4 * [("rate_limited", False)] == [(x.status, x.charged) for x in outcomes[a.id].attempts]
+    assert ("skipped", f"prerequisite {a.label} ({a.id}) failed") == (
+        outcomes[b.id].status,
+        outcomes[b.id].reason,
+    )
+    assert ("skipped", f"prerequisite {b.label} ({b.id}) was skipped") == (
+        outcomes[c.id].status,
+        outcomes[c.id].reason,
+    )
+    assert "succeeded" == outcomes[d.id].status
+    assert {b.id, c.id} == {e.subplan_id for e in events if e.kind == "skipped"}
+    assert {a.id, d.id} == {x.subplan_id for x in report.attempts}  # b and c never started
 
 
 def test_cancelling_during_a_pause_leaves_the_limited_unit_not_run() -> None:
