@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import random
 from typing import ClassVar
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from execute_helpers import flat_plan
 from subplan import ConfigError
 from subplan._execute._core import Scheduler
+from subplan._execute._limiter import Limiter
 from subplan._execute._ratelimit import RateLimited, RateLimitInfo
 from subplan._execute._results import Event, RunReport
 from subplan._execute._retry import RetryPolicy
@@ -119,6 +121,53 @@ def test_a_longer_limit_extends_the_pause() -> None:
     assert "signal" == pause.source
     assert b.id == pause.subplan_id
     assert min(starts_after(report, report.started + 0.3)) >= report.started + 0.2 + 110.0
+
+
+def test_a_later_shorter_limit_never_shortens_the_pause() -> None:
+    plan = flat_plan(4)
+    a, b, *_ = plan.leaves
+    work = ScriptedWork(
+        {
+            a.id: [Step(0.1, fail=RateLimited(retry_after=100)), Step(1.0)],
+            b.id: [Step(0.2, fail=RateLimited(retry_after=5)), Step(1.0)],
+        },
+        default=Step(1.0),
+    )
+    report = simulate(plan, work, max_parallel=2)
+    assert report.ok
+    # The gate closed at 0.1 s until 0.1 + 110 s; the 5 s limit at 0.2 s changed nothing.
+    (pause,) = report.pauses
+    assert (0.1, 110.1) == pytest.approx(
+        (pause.started - report.started, pause.ends - report.started), abs=1e-6
+    )
+    assert a.id == pause.subplan_id
+    assert [] == gate_violations(report, report.started + 0.1, 100)
+
+
+def test_the_gate_stays_closed_until_the_first_reset() -> None:
+    clock = FakeClock()
+    sched = Scheduler(
+        flat_plan(2),
+        max_parallel=2,
+        run_id="r",
+        retry=RetryPolicy(),
+        clock=clock,
+        rng=random.Random(0),
+        limiter=Limiter(2),
+    )
+    opens = sched.pause(wait=100, reason="first", source="signal")
+    assert 110.0 == pytest.approx(opens, abs=1e-9)  # the reset and its 10% buffer
+    clock.set(0.1)
+    assert opens == sched.pause(wait=5, reason="second", source="signal")
+    assert opens == sched.paused_until
+    for moment in (5.7, 50.0, 109.9):
+        clock.set(moment)
+        assert [] == sched.launch_ready()
+    (pause,) = sched.pauses
+    assert "first" == pause.reason
+    assert 110.0 == pytest.approx(pause.length, abs=1e-6)
+    clock.set(opens + 11.0)  # the reset, and the ramp (10% of the pause) after it
+    assert 2 == len(sched.launch_ready())
 
 
 def test_an_unknown_reset_backs_off_exponentially() -> None:
