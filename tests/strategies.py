@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import random
+
+import networkx as nx
 from hypothesis import strategies as st
 
 from subplan import FileEntry, PlanConfig
@@ -43,3 +46,43 @@ configs = st.builds(
     max_tokens=st.none() | st.integers(1, 5000),
     seed=st.integers(0, 3),
 )
+
+
+@st.composite
+def flat_import_graphs(
+    draw: st.DrawFn, min_files: int = 4, max_files: int = 40
+) -> tuple[list[str], nx.DiGraph]:
+    """Files of one flat directory and an import graph over them (``a -> b``: a imports b).
+
+    Directories cannot split one flat directory, so its plan comes from the graph. A few
+    edges reach modules outside the files (``ext/...``), and some files import nothing.
+    """
+    count = draw(st.integers(min_files, max_files))
+    files = [f"pkg/m{n:02d}.py" for n in range(count)]
+    nodes = st.sampled_from([*files, "ext/a.py", "ext/b.py"])
+    pairs = st.tuples(nodes, nodes).filter(lambda pair: pair[0] != pair[1])
+    graph = nx.DiGraph()
+    graph.add_edges_from(draw(st.lists(pairs, min_size=1, max_size=3 * count, unique=True)))
+    return files, graph
+
+
+def reordered(graph: nx.DiGraph, rnd: random.Random) -> nx.DiGraph:
+    """The same graph, its nodes and edges inserted in another (shuffled) order."""
+    nodes = list(graph.nodes)
+    edges = list(graph.edges)
+    rnd.shuffle(nodes)
+    rnd.shuffle(edges)
+    other = nx.DiGraph()
+    other.add_nodes_from(nodes)
+    other.add_edges_from(edges)
+    return other
+
+
+flat_configs = st.builds(
+    PlanConfig,
+    min_files=st.integers(1, 4),
+    max_depth=st.integers(1, 4),
+    max_files=st.none() | st.integers(2, 12),
+    seed=st.integers(0, 3),
+)
+"""Configurations under which a flat directory is split by its import graph."""

@@ -28,6 +28,7 @@ from subplan._execute._run import resume, run
 from subplan._model import Plan, Subplan
 from subplan._store._base import AttemptProcess, AttemptStarted, RunRecord, Store, Write
 from subplan._store._open import open_store
+from subplan.testing import FakeClock
 
 
 @pytest.fixture
@@ -86,6 +87,30 @@ def test_resume_runs_only_what_did_not_succeed(runs: Path) -> None:
         succeeded = Counter(r.subplan_id for r in store.attempts("r") if r.status == "succeeded")
     assert set(succeeded.values()) == {1}  # nothing succeeded twice
     assert 8 == len(succeeded)
+
+
+def test_resume_judges_a_subplan_by_its_latest_attempt(tmp_path: Path) -> None:
+    # d0001 fails once and then succeeds on its retry; d0003 fails every time.
+    plan = flat_plan(4)
+    state = str(tmp_path / "state.db")
+
+    def work(subplan: Subplan, ctx: AttemptContext) -> None:
+        if subplan.label == "d0003" or (subplan.label == "d0001" and ctx.attempt == 1):
+            raise ConnectionError("flaky")
+
+    first = run(
+        plan, work, retries=1, clock=FakeClock(), run_id="r", runs_dir=tmp_path, store=state
+    )
+    by_label = {o.label: o for o in first.outcomes.values()}
+    assert ["failed", "succeeded"] == [a.status for a in by_label["d0001"].attempts]
+    assert "failed" == first.status
+    again = Calls()
+    report = resume("r", again, store=state, runs_dir=tmp_path, clock=FakeClock())
+    assert report.ok
+    # Only the subplan whose latest attempt failed runs again; its numbers continue.
+    assert [("d0003", 3)] == again.calls
+    by_label = {o.label: o for o in report.outcomes.values()}
+    assert ["failed", "succeeded"] == [a.status for a in by_label["d0001"].attempts]
 
 
 def test_resume_keeps_the_runs_limits_and_policy(runs: Path) -> None:

@@ -352,25 +352,40 @@ def _zombie(pid: int) -> bool:
 def test_arun_runs_coroutines_under_the_bound() -> None:
     tracker = ConcurrencyTracker()
 
-    async def work(subplan: Subplan, ctx: AttemptContext) -> None:
-        with tracker:
-            await asyncio.sleep(0.05)
+    async def main() -> RunReport:
+        # Every attempt waits until ten are in: the peak is exact, not a race with a sleep.
+        ten_in = asyncio.Event()
 
-    report = asyncio.run(arun(flat_plan(15), work, max_parallel=10))
+        async def work(subplan: Subplan, ctx: AttemptContext) -> None:
+            with tracker:
+                if tracker.current >= 10:
+                    ten_in.set()
+                await asyncio.wait_for(ten_in.wait(), WAIT)
+
+        return await arun(flat_plan(15), work, max_parallel=10)
+
+    report = asyncio.run(main())
     assert report.ok
-    assert 10 == tracker.peak == report.peak_concurrency
+    assert 10 == tracker.peak == report.peak_concurrency == report.tracker_peak
 
 
 def test_arun_runs_plain_functions_on_threads_and_retries() -> None:
+    plan = flat_plan(4)
+    first_two = {leaf.id for leaf in plan.leaves[:2]}
+    both_in = threading.Barrier(2, timeout=WAIT)
+
     def work(subplan: Subplan, ctx: AttemptContext) -> None:
         if ctx.attempt == 1:
+            if subplan.id in first_two:
+                both_in.wait()  # the first two attempts are in at once
             raise ValueError("first time")
 
     report = asyncio.run(
-        arun(flat_plan(4), work, max_parallel=2, retries=RetryPolicy(retries=1, backoff_base=0.01))
+        arun(plan, work, max_parallel=2, retries=RetryPolicy(retries=1, backoff_base=0.01))
     )
     assert report.ok
     assert 8 == len(report.attempts)
+    assert 2 == report.peak_concurrency == report.tracker_peak
 
 
 def test_arun_timeout_cancels_a_coroutine() -> None:
@@ -502,6 +517,7 @@ def test_arun_cancel_event_with_work_in_flight() -> None:
     assert "cancelled" == report.status
     assert 4 == len(report.not_run)
     assert all(a.status == "cancelled" for a in report.attempts)
+    assert 2 == report.peak_concurrency == report.tracker_peak
 
 
 # -- rate limits seen in a command's output ------------------------------------------------

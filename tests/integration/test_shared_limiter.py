@@ -30,9 +30,12 @@ from typing import Any
 import pytest
 
 import subplan._execute._shared as shared_module
+from execute_helpers import flat_plan
 from subplan._errors import ConfigError
 from subplan._execute._futures import LimitedExecutor
 from subplan._execute._limiter import LimiterTimeoutError, SlotNotHeldError
+from subplan._execute._results import AttemptContext, RunReport
+from subplan._execute._run import run
 from subplan._execute._shared import (
     SharedLimiter,
     SharedLimiterStatistics,
@@ -41,6 +44,7 @@ from subplan._execute._shared import (
     default_pool_directory,
 )
 from subplan._execute._tracker import ConcurrencyTracker, peak_from_intervals
+from subplan._model import Subplan
 from subplan.testing import FakeClock
 
 WAIT = 20.0  # seconds: a bound on waits for things that should happen soon
@@ -836,3 +840,57 @@ def test_limited_process_pool_shares_the_bound(tmp_path: pathlib.Path) -> None:
     assert 24 == len(intervals)
     assert 1 <= peak_from_intervals(intervals) <= 2
     pool.close()
+
+
+class RefusalsCounted(SharedLimiter):
+    """A real pool that counts the slots it could not give (to see a run wait on it)."""
+
+    refused = 0
+
+    def acquire_nowait(self) -> SharedSlot | None:
+        slot = super().acquire_nowait()
+        if slot is None:
+            self.refused += 1
+        return slot
+
+
+def test_a_run_started_while_the_pool_is_full_finishes_once_it_frees(
+    tmp_path: pathlib.Path,
+) -> None:
+    # Another holder (an instance of its own contends like another process) fills the pool.
+    other = SharedLimiter(POOL, 2, directory=tmp_path / "pools")
+    held = [other.acquire(timeout=0), other.acquire(timeout=0)]
+    pool = RefusalsCounted(POOL, 2, directory=tmp_path / "pools")
+    tracker = ConcurrencyTracker()
+
+    def work(subplan: Subplan, ctx: AttemptContext) -> None:
+        with tracker:
+            pass
+
+    reports: list[RunReport] = []
+    runner = threading.Thread(
+        target=lambda: reports.append(
+            run(flat_plan(5), work, max_parallel=2, limiter=pool, runs_dir=tmp_path / "runs")
+        ),
+        daemon=True,  # a run that never ends must not keep the test process alive
+    )
+    runner.start()
+    wait_until(lambda: pool.refused >= 2, "the run has found the pool full twice")
+    assert 0 == tracker.entered  # nothing ran while the pool was full
+    for slot in held:
+        other.release(slot)
+    runner.join(WAIT)
+    if runner.is_alive():
+        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+        pytest.fail(f"the run did not finish within {WAIT} s of the pool freeing")
+    (report,) = reports
+    assert report.ok
+    assert 5 == tracker.entered
+    stats = pool.statistics()
+    assert (5, 5, 0) == (stats.acquired, stats.released, stats.running)
+    assert report.slots is not None
+    # The run's own slots too, with those it gave back at once while the pool was full.
+    assert (report.slots.acquired, 0) == (report.slots.released, report.slots.running)
+    assert () == other.holders()  # every slot of the pool is free again
+    pool.close()
+    other.close()

@@ -10,12 +10,13 @@ import pytest
 
 from execute_helpers import flat_plan, intervals, level_before, nested_plan
 from subplan import ConfigError, DependencyCycleError, UnknownSubplanError
+from subplan._execute._core import AttemptEnd, Launch, Scheduler
 from subplan._execute._deps import dependencies_from_imports
-from subplan._execute._limiter import Limiter
+from subplan._execute._limiter import Limiter, Slot
 from subplan._execute._results import AttemptRecord, Event, RunReport
 from subplan._execute._retry import RetryPolicy
 from subplan._execute._tracker import peak_from_intervals
-from subplan._model import Subplan
+from subplan._model import Plan, Subplan
 from subplan.testing import FakeClock, ScriptedError, ScriptedWork, Step, simulate
 
 STEADY = ScriptedWork(default=Step(0.2))
@@ -96,20 +97,75 @@ def test_priorities_start_first_and_fifo_otherwise() -> None:
 # -- retries ------------------------------------------------------------------------------
 
 
-def test_a_failed_attempt_is_retried_and_the_wait_holds_no_slot() -> None:
+def retry_while_others_wait(seed: int = 1) -> tuple[Plan, RunReport, float]:
+    """Two slots; the first leaf fails at 1 s and retries; the third is short, the second long.
+
+    Returns the plan, the report and the retry's backoff delay.
+    """
     plan = flat_plan(3)
-    flaky = plan.leaves[0]
-    work = ScriptedWork({flaky.id: [Step(1.0, fail=True), Step(1.0)]}, default=Step(5.0))
-    report = simulate(
-        plan, work, max_parallel=2, retries=RetryPolicy(retries=1, backoff_base=3.0), seed=1
+    flaky, _, third = plan.leaves
+    work = ScriptedWork(
+        {flaky.id: [Step(1.0, fail=True), Step(1.0)], third.id: [Step(0.25)]}, default=Step(5.0)
     )
+    events: list[Event] = []
+    report = simulate(
+        plan,
+        work,
+        max_parallel=2,
+        retries=RetryPolicy(retries=1, backoff_base=3.0),
+        seed=seed,
+        on_event=events.append,
+    )
+    (delay,) = [e.delay for e in events if e.kind == "retry_scheduled"]
+    assert delay is not None
+    return plan, report, delay
+
+
+def test_a_failed_attempt_is_retried_and_the_wait_holds_no_slot() -> None:
+    plan, report, delay = retry_while_others_wait()
+    flaky, _, third = plan.leaves
     assert report.ok
+    assert delay > 0.25  # the backoff outlasts the third leaf: the retry's start is its own
+
+    def at(moment: float) -> float:
+        return moment - report.started  # seconds into the run, on the fake clock
+
     attempts = report.outcomes[flaky.id].attempts
     assert ["failed", "succeeded"] == [a.status for a in attempts]
-    # While the first leaf waits to retry, its slot went to the third leaf at once.
-    third = report.outcomes[plan.leaves[2].id].attempts[0]
-    assert attempts[0].ended == pytest.approx(third.started)
-    assert attempts[1].started > attempts[0].ended  # it did wait
+    # Fake-clock times are exact (to the float's resolution at epoch seconds): the third
+    # leaf took the slot the moment the first attempt failed, and the retry started when
+    # its backoff ended, in the slot the third leaf had left.
+    (third_attempt,) = report.outcomes[third.id].attempts
+    assert 1.0 == pytest.approx(at(attempts[0].ended), abs=1e-6)
+    assert 1.0 == pytest.approx(at(third_attempt.started), abs=1e-6)
+    assert 1.0 + delay == pytest.approx(at(attempts[1].started), abs=1e-6)
+
+
+def test_the_slot_check_fails_against_a_dispatcher_that_keeps_the_slot_while_waiting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Broken on purpose: a unit waiting for its retry keeps a slot through its backoff.
+    held: dict[str, Slot] = {}
+    finished, promote = Scheduler.finished, Scheduler._promote_due
+
+    def keep(self: Scheduler, launch: Launch, end: AttemptEnd) -> None:
+        finished(self, launch, end)
+        if self.units[launch.unit_id].state == "retry_wait":
+            slot = self.limiter.acquire_nowait()  # the slot it just gave back
+            assert slot is not None
+            held[launch.unit_id] = slot
+
+    def give_back(self: Scheduler, now: float) -> None:
+        for due, _, unit_id in list(self._retry_wait):
+            if due <= now:
+                self.limiter.release(held.pop(unit_id))
+        promote(self, now)
+
+    monkeypatch.setattr(Scheduler, "finished", keep)
+    monkeypatch.setattr(Scheduler, "_promote_due", give_back)
+    plan, report, _ = retry_while_others_wait()
+    (third_attempt,) = report.outcomes[plan.leaves[2].id].attempts
+    assert third_attempt.started - report.started > 1.0 + 1e-6
 
 
 def test_backoff_is_full_jitter_within_the_cap() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import random
 from typing import ClassVar
 
 import pytest
@@ -10,8 +11,10 @@ import pytest
 from execute_helpers import flat_plan
 from subplan import ConfigError
 from subplan._execute._core import Scheduler
+from subplan._execute._limiter import Limiter
 from subplan._execute._ratelimit import RateLimited, RateLimitInfo
 from subplan._execute._results import Event, RunReport
+from subplan._execute._retry import RetryPolicy
 from subplan.testing import FakeClock, ScriptedWork, Step, simulate
 
 
@@ -120,6 +123,53 @@ def test_a_longer_limit_extends_the_pause() -> None:
     assert min(starts_after(report, report.started + 0.3)) >= report.started + 0.2 + 110.0
 
 
+def test_a_later_shorter_limit_never_shortens_the_pause() -> None:
+    plan = flat_plan(4)
+    a, b, *_ = plan.leaves
+    work = ScriptedWork(
+        {
+            a.id: [Step(0.1, fail=RateLimited(retry_after=100)), Step(1.0)],
+            b.id: [Step(0.2, fail=RateLimited(retry_after=5)), Step(1.0)],
+        },
+        default=Step(1.0),
+    )
+    report = simulate(plan, work, max_parallel=2)
+    assert report.ok
+    # The gate closed at 0.1 s until 0.1 + 110 s; the 5 s limit at 0.2 s changed nothing.
+    (pause,) = report.pauses
+    assert (0.1, 110.1) == pytest.approx(
+        (pause.started - report.started, pause.ends - report.started), abs=1e-6
+    )
+    assert a.id == pause.subplan_id
+    assert [] == gate_violations(report, report.started + 0.1, 100)
+
+
+def test_the_gate_stays_closed_until_the_first_reset() -> None:
+    clock = FakeClock()
+    sched = Scheduler(
+        flat_plan(2),
+        max_parallel=2,
+        run_id="r",
+        retry=RetryPolicy(),
+        clock=clock,
+        rng=random.Random(0),
+        limiter=Limiter(2),
+    )
+    opens = sched.pause(wait=100, reason="first", source="signal")
+    assert 110.0 == pytest.approx(opens, abs=1e-9)  # the reset and its 10% buffer
+    clock.set(0.1)
+    assert opens == sched.pause(wait=5, reason="second", source="signal")
+    assert opens == sched.paused_until
+    for moment in (5.7, 50.0, 109.9):
+        clock.set(moment)
+        assert [] == sched.launch_ready()
+    (pause,) = sched.pauses
+    assert "first" == pause.reason
+    assert 110.0 == pytest.approx(pause.length, abs=1e-6)
+    clock.set(opens + 11.0)  # the reset, and the ramp (10% of the pause) after it
+    assert 2 == len(sched.launch_ready())
+
+
 def test_an_unknown_reset_backs_off_exponentially() -> None:
     plan = flat_plan(1)
     work = ScriptedWork(default=Step(0.1, fail=RateLimited()))
@@ -179,6 +229,40 @@ def test_plain_exceptions_that_look_like_rate_limits_are_detected() -> None:
     assert report.ok
     assert 1 == len(report.pauses)
     assert "rate_limited" == report.attempts[0].status
+
+
+def test_a_prerequisite_stopped_by_the_rate_limit_cap_skips_its_dependants() -> None:
+    # a is rate-limited every time; b waits for a, c for b; d waits for nobody.
+    plan = flat_plan(4)
+    a, b, c, d = plan.leaves
+    work = ScriptedWork({a.id: [Step(0.1, fail=RateLimited("429", retry_after=5))]})
+    events: list[Event] = []
+    report = simulate(
+        plan,
+        work,
+        retries=RetryPolicy(retries=2, max_rate_limits=3),
+        dependencies={b.id: [a.id], c.id: [b.id]},
+        on_event=events.append,
+    )
+    assert "failed" == report.status
+    outcomes = report.outcomes
+    assert ("failed", "rate limited 4 times in a row (RateLimited: 429)") == (
+        outcomes[a.id].status,
+        outcomes[a.id].reason,
+    )
+    # Rate-limited attempts spend nothing: the cap, not the retries, ended it.
+    assert 4 * [("rate_limited", False)] == [(x.status, x.charged) for x in outcomes[a.id].attempts]
+    assert ("skipped", f"prerequisite {a.label} ({a.id}) failed") == (
+        outcomes[b.id].status,
+        outcomes[b.id].reason,
+    )
+    assert ("skipped", f"prerequisite {b.label} ({b.id}) was skipped") == (
+        outcomes[c.id].status,
+        outcomes[c.id].reason,
+    )
+    assert "succeeded" == outcomes[d.id].status
+    assert {b.id, c.id} == {e.subplan_id for e in events if e.kind == "skipped"}
+    assert {a.id, d.id} == {x.subplan_id for x in report.attempts}  # b and c never started
 
 
 def test_cancelling_during_a_pause_leaves_the_limited_unit_not_run() -> None:
