@@ -62,6 +62,7 @@ _CURVE_COLOUR = "#0072B2"  # blue
 _NEEDS_MATPLOTLIB = "the timeline needs matplotlib: pip install 'subplan[plot]'"
 
 _DPI = 100
+TIMELINE_FORMATS = ("png", "svg", "pdf")  # by the file's extension
 _DEFAULT_WIDTH = 12.0  # inches
 _ROW_PITCH = 0.2  # inches per labelled row, until the cap
 _MAX_LABELLED_HEIGHT = 45.0  # inches: 400 rows at 8 points, labels at 6 points
@@ -270,17 +271,19 @@ def write_timeline(
     width: float | None = None,
     max_rows: int = 400,
 ) -> Path:
-    """Draw the run as a PNG timeline and write it atomically to ``path``.
+    """Draw the run as a timeline picture and write it atomically to ``path``.
+
+    The format follows the file's extension: ``.png``, ``.svg`` or ``.pdf``.
 
     The top panel has one bar per attempt (a row per subplan, coloured by status), the
     bottom panel the number of attempts running, with ``max_parallel`` marked; rate-limit
-    pauses are shaded across both. The PNG goes to a temporary file in the same
+    pauses are shaded across both. The picture goes to a temporary file in the same
     directory, is fsync'd and renamed over ``path``: readers see the old file or the new
     one, never half of one, and a failure leaves nothing behind.
 
     Args:
         report: a finished run.
-        path: where to write the PNG; its directory must exist.
+        path: where to write it (``.png``, ``.svg`` or ``.pdf``); its directory must exist.
         width: the picture's width in inches (100 pixels each); 12 by default. The
             height follows the number of rows, up to a cap.
         max_rows: above this many rows, consecutive subplans share a band and rows are
@@ -292,7 +295,8 @@ def write_timeline(
     Raises:
         ConfigError: matplotlib is not installed, or ``width`` or ``max_rows`` is out of
             range.
-        InputError: the directory of ``path`` does not exist, or ``path`` is a directory.
+        InputError: the directory of ``path`` does not exist, ``path`` is a directory, or
+            its extension names no format a timeline can be drawn in.
         OSError: the file cannot be written.
 
     Example:
@@ -314,11 +318,20 @@ def write_timeline(
         raise InputError(f"no such directory: {target.parent}", path=str(target.parent))
     if target.is_dir():
         raise InputError(f"not a file: {target}", path=str(target))
+    kind = target.suffix.lower().lstrip(".")
+    if kind not in TIMELINE_FORMATS:
+        shown = f"'.{kind}'" if kind else "no extension"
+        raise InputError(
+            f"cannot draw a timeline as {target.name} ({shown}): name a "
+            + ", ".join(f".{k}" for k in TIMELINE_FORMATS)
+            + " file",
+            path=str(target),
+        )
     figure = _draw(timeline_data(report), width=width or _DEFAULT_WIDTH, max_rows=max_rows)
     fd, tmp = _create_temporary(target)
     try:
         with os.fdopen(fd, "wb") as handle:
-            _save_png(figure, handle)
+            _save(figure, handle, kind)
             handle.flush()
             os.fsync(handle.fileno())
         tmp.replace(target)
@@ -347,8 +360,12 @@ def _create_temporary(target: Path) -> tuple[int, Path]:
             continue
 
 
-def _save_png(figure: Figure, handle: BinaryIO) -> None:
-    figure.savefig(handle, format="png", dpi=_DPI)
+def _save(figure: Figure, handle: BinaryIO, kind: str) -> None:
+    import matplotlib
+
+    # SVG keeps its text as text (searchable, diffable), not as paths
+    with matplotlib.rc_context({"svg.fonttype": "none"}):
+        figure.savefig(handle, format=kind, dpi=_DPI)
 
 
 @dataclass(frozen=True, slots=True)

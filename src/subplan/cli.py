@@ -353,16 +353,16 @@ def _build_parser() -> _Parser:
     report = commands.add_parser(
         "report",
         help="a run's outcomes, cost and pass rates per group, peak concurrency and pauses",
-        usage="subplan report RUN_ID [--json] [--timeline FILE.png] [options]",
+        usage="subplan report RUN_ID [--json] [--timeline FILE.png|.svg|.pdf] [options]",
     )
     report.add_argument("run_id", metavar="RUN_ID")
     _add_store_options(report, runs_dir=True)
     report.add_argument("--json", action="store_true", help="print the report as JSON")
     report.add_argument(
         "--timeline",
-        metavar="FILE.png",
-        help="also draw every attempt over time and the concurrency curve (needs the "
-        "'plot' extra: pip install 'subplan[plot]')",
+        metavar="FILE",
+        help="also draw every attempt over time and the concurrency curve, as PNG, SVG or "
+        "PDF by FILE's extension (needs the 'plot' extra: pip install 'subplan[plot]')",
     )
     report.set_defaults(handler=_cmd_report)
 

@@ -282,11 +282,11 @@ def test_a_failed_render_keeps_the_old_file_and_leaves_no_temporary_file(
     target = tmp_path / "run.png"
     target.write_bytes(b"old")
 
-    def half_written(figure: object, handle: object) -> None:
+    def half_written(figure: object, handle: object, kind: str) -> None:
         handle.write(PNG_SIGNATURE)  # type: ignore[attr-defined]
         raise OSError("disk full")
 
-    monkeypatch.setattr("subplan._timeline._save_png", half_written)
+    monkeypatch.setattr("subplan._timeline._save", half_written)
     with pytest.raises(OSError, match="disk full"):
         write_timeline(report, target)
     assert b"old" == target.read_bytes()
@@ -389,3 +389,22 @@ def test_ten_thousand_attempts_render_in_bands(tmp_path: Path) -> None:
     height, width, _ = image.shape
     assert (1200, True) == (width, 0 < height <= 2000)
     assert colour_fraction(image, VERMILLION_FAILED) > 0.001
+
+
+@pytest.mark.parametrize(("name", "head"), [("run.svg", b"<?xml"), ("run.pdf", b"%PDF")])
+def test_the_format_follows_the_extension(
+    report: RunReport, tmp_path: Path, name: str, head: bytes
+) -> None:
+    written = write_timeline(report, tmp_path / name)
+    assert head == written.read_bytes()[: len(head)]
+    if name.endswith(".svg"):  # text stays text: the labels can be found in the file
+        assert report.outcomes[next(iter(report.outcomes))].label in written.read_text()
+
+
+@pytest.mark.parametrize("name", ["out.txt", "out", "out.PNG.gz"])
+def test_an_extension_that_names_no_picture_format_is_refused(
+    report: RunReport, tmp_path: Path, name: str
+) -> None:
+    with pytest.raises(InputError, match=r"cannot draw a timeline as .*\.png, \.svg, \.pdf"):
+        write_timeline(report, tmp_path / name)
+    assert [] == list(tmp_path.iterdir())
