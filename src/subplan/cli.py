@@ -63,6 +63,31 @@ EXIT_INTERRUPTED = 130
 PROJECT_ROOT_KEY = "project_root"
 
 
+RUN_PROTOCOL = """\
+the command:
+  CMD comes after '--' as separate arguments; no shell ever sees it. In its arguments
+  {id}, {files} (one argument per file; a name starting with '-' is passed as ./-name),
+  {files_list} (a file listing them, one per line: use it when the list is long),
+  {attempt}, {run_id}, {label} and {workspace} are replaced; {{ and }} are braces.
+
+  It runs in PATH (or its worktree, with --workspaces), in a process session of its
+  own, with these variables set:
+    SUBPLAN_RUN_ID, SUBPLAN_ID, SUBPLAN_ATTEMPT, SUBPLAN_LABEL
+    SUBPLAN_FILES_LIST   the file {files_list} names
+    SUBPLAN_WORKSPACE    where it runs (its worktree, with --workspaces)
+    SUBPLAN_RESULT_FILE  where it may write JSON {"passed": bool, "cost": number,
+                         "detail": "..."} (every key optional): pass rates and
+                         cost_of_pass in the report come from it
+  Exit status 0 is success; anything else is a failure, retried up to --retries.
+  Its output goes to RUNS_DIR/RUN_ID/SUBPLAN_ID/stdout-N.log and stderr-N.log.
+  A rate-limit message in a failed command's output pauses the whole run instead.
+
+exit status:
+  0 every subplan succeeded, 1 some failed or were skipped, 2 bad usage or input,
+  130 interrupted (resume with: subplan resume RUN_ID)
+"""
+
+
 class UsageError(SubplanError, ValueError):
     """The command line itself is wrong (an unknown option, a missing argument)."""
 
@@ -174,12 +199,9 @@ def _build_parser() -> _Parser:
         help="run a command for every leaf subplan, at most --max-parallel at once",
         usage="subplan run [PATH | --plan FILE] [options] -- CMD [ARG...]",
         description="Decompose PATH (or load --plan FILE) and run CMD once per leaf "
-        "subplan, at most --max-parallel at a time across the whole tree. CMD comes "
-        "after '--' as separate arguments (no shell): {id}, {files} (one argument per "
-        "file), {files_list} (a file listing them), {attempt}, {run_id}, {label} and "
-        "{workspace} are replaced; SUBPLAN_RUN_ID, SUBPLAN_ID, SUBPLAN_ATTEMPT and "
-        "SUBPLAN_FILES_LIST are set. Exit status: 0 all succeeded, 1 some failed, 2 bad "
-        "input, 130 interrupted.",
+        "subplan, at most --max-parallel at a time across the whole tree.",
+        epilog=RUN_PROTOCOL,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run.add_argument(
         "path",
@@ -370,6 +392,8 @@ def _build_parser() -> _Parser:
         "workspaces",
         help="list or clean the git worktrees of runs",
         usage="subplan workspaces {list,clean} [--run-id ID] [--force] [options]",
+        description="List or clean the git worktrees that runs with --workspaces made.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     actions = workspaces.add_subparsers(dest="action", metavar="ACTION", required=True)
     for name, text in (
@@ -394,6 +418,16 @@ def _build_parser() -> _Parser:
                 help="remove dirty worktrees without saving their changes",
             )
         action.set_defaults(handler=_cmd_workspaces)
+    # `subplan workspaces --help` shows the actions' options too, drawn from the parsers.
+    rows = [
+        (" ".join(filter(None, (", ".join(a.option_strings), a.metavar))), a.help or "")
+        for a in action._actions  # the last action, clean, has every option
+        if a.option_strings and a.dest != "help"
+    ]
+    width = max(len(name) for name, _ in rows)
+    workspaces.epilog = "options of the actions:\n" + "".join(
+        f"  {name:<{width}}  {text}\n" for name, text in rows
+    )
     return parser
 
 

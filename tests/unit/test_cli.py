@@ -109,6 +109,27 @@ def test_version_and_help_exit_zero(project: Path, capsys: pytest.CaptureFixture
     assert "subplan run [PATH | --plan FILE]" in capsys.readouterr().out
 
 
+def test_run_help_names_every_variable_a_command_gets(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The variables a real command sees, read from its own environment, are all in --help."""
+    dump = "import os; print(*(k for k in os.environ if k.startswith('SUBPLAN_')))"
+    status, _, _ = call("run", "alpha", "--no-store", "--runs-dir", "r", "--", PY, "-c", dump)
+    assert EXIT_OK == status
+    (log,) = (project / "r").glob("*/*/stdout-1.log")
+    seen = set(log.read_text().split())
+    assert {"SUBPLAN_RESULT_FILE", "SUBPLAN_WORKSPACE", "SUBPLAN_ID"} <= seen
+    assert EXIT_OK == main(["run", "--help"])
+    shown = capsys.readouterr().out
+    assert [] == sorted(name for name in seen if name not in shown)
+
+
+def test_workspaces_help_lists_the_actions_options(capsys: pytest.CaptureFixture[str]) -> None:
+    assert EXIT_OK == main(["workspaces", "--help"])
+    shown = capsys.readouterr().out
+    assert all(f"  {option}" in shown for option in ("--run-id ID", "--repo PATH", "--force"))
+
+
 def test_os_errors_are_one_line(project: Path) -> None:
     (project / "ro").mkdir()
     (project / "ro" / "plan.json").mkdir()  # a directory where the output file should go
