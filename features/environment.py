@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
+
+
+def before_all(context: Any) -> None:
+    # A passing run prints nothing of dask's own life (workers starting, comms closing at
+    # shutdown): its INFO lines would bury behave's report. Warnings and errors still show.
+    logging.getLogger("distributed").setLevel(logging.WARNING)
 
 
 def before_scenario(context: Any, scenario: Any) -> None:
