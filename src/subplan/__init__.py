@@ -19,6 +19,7 @@ from ._clock import Clock as Clock
 from ._clock import SystemClock as SystemClock
 from ._decompose import decompose as decompose
 from ._decompose import decompose_levels as decompose_levels
+from ._errors import ArgumentListTooLongError as ArgumentListTooLongError
 from ._errors import CommandError as CommandError
 from ._errors import CommandNotFoundError as CommandNotFoundError
 from ._errors import ConfigError as ConfigError
@@ -113,6 +114,7 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "PLAN_SCHEMA",
+    "ArgumentListTooLongError",
     "AttemptContext",
     "AttemptRecord",
     "AttemptRow",

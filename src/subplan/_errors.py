@@ -17,7 +17,9 @@ do not know subplan::
     ├── LimiterTimeoutError (TimeoutError)  no slot within the timeout (.timeout, .groups)
     ├── SlotNotHeldError (RuntimeError)   a slot released twice or to the wrong limiter
     ├── CommandError (OSError)            a command could not be started (.program, .cwd)
-    │   └── CommandNotFoundError (FileNotFoundError)   no such program
+    │   ├── CommandNotFoundError (FileNotFoundError)   no such program
+    │   └── ArgumentListTooLongError      its arguments and environment pass the system's
+    │                                     limit (E2BIG); never retried: use {files_list}
     ├── ProcessGroupAliveError (RuntimeError)          a command's processes survived
     │                                                  SIGKILL (.pgid, .result)
     ├── WorkspaceError                    a workspace (a git worktree) cannot be made,
@@ -53,6 +55,7 @@ if TYPE_CHECKING:
     from ._execute._command_process import CommandResult
 
 __all__ = [
+    "ArgumentListTooLongError",
     "CommandError",
     "CommandNotFoundError",
     "ConfigError",
@@ -229,6 +232,29 @@ class CommandNotFoundError(CommandError, FileNotFoundError):
         subplan._errors.CommandNotFoundError: program not found: \
 'no-such-agent-xyz'
     """
+
+
+class ArgumentListTooLongError(CommandError):
+    """A command's arguments and environment are longer than the system allows (E2BIG).
+
+    The same command would fail the same way again, so it is never retried
+    (``retryable`` is False). The fix is in the template: pass the files as a list file,
+    ``{files_list}`` (or ``$SUBPLAN_FILES_LIST``), instead of one argument each.
+
+    Attributes:
+        program: the program that could not be started.
+        arguments: how many arguments the command had.
+        size: their length in bytes, with the environment's.
+    """
+
+    retryable = False
+
+    def __init__(
+        self, message: str, *, program: str, cwd: str | None, arguments: int, size: int
+    ) -> None:
+        super().__init__(message, program=program, cwd=cwd)
+        self.arguments = arguments
+        self.size = size
 
 
 class ProcessGroupAliveError(SubplanError, RuntimeError):

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from subplan import ConfigError, InputError, SubplanError, SystemClock
+from subplan import ArgumentListTooLongError, ConfigError, InputError, SubplanError, SystemClock
 from subplan._execute import _command_process
 from subplan._execute._command import (
     CommandError,
@@ -887,3 +887,31 @@ def test_write_files_list_leaves_no_temporary_file_on_failure(tmp_path: pathlib.
         write_files_list(target, ["a.py"])
 
     assert ["files.txt"] == sorted(p.name for p in tmp_path.iterdir())
+
+
+def test_an_argument_list_too_long_says_to_use_files_list(tmp_path: pathlib.Path) -> None:
+    # one argument over the kernel's per-argument limit (128 KiB): execve gives E2BIG
+    with pytest.raises(ArgumentListTooLongError) as caught:
+        run_command(
+            ["true", "x" * 200_000],
+            cwd=None,
+            env={},
+            stdout_path=tmp_path / "o.log",
+            stderr_path=tmp_path / "e.log",
+        )
+    error = caught.value
+    assert errno.E2BIG == error.errno
+    assert (2, "true") == (error.arguments, error.program)
+    assert error.size > 200_000
+    assert "argument list too long" in str(error) and "{files_list}" in str(error)
+    assert error.retryable is False
+
+
+def test_a_run_does_not_retry_an_argument_list_too_long(tmp_path: pathlib.Path) -> None:
+    from subplan import CommandWork, decompose, run
+
+    work = CommandWork(["true", "{files}", "y" * 200_000], cwd=tmp_path)
+    report = run(decompose(["a.py", "b.py"]), work, retries=3, runs_dir=tmp_path / "runs")
+    (attempt,) = report.attempts  # failed once, not retried: it fails the same way each time
+    assert "failed" == attempt.status
+    assert "ArgumentListTooLongError" in str(attempt.error)

@@ -14,6 +14,7 @@ and in containers whose PID 1 never reaps orphans they would otherwise keep a gr
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import pathlib
 import select
@@ -27,6 +28,7 @@ from typing import IO, Final
 
 from .._clock import Clock, SystemClock
 from .._errors import (
+    ArgumentListTooLongError,
     CommandError,
     CommandNotFoundError,
     ConfigError,
@@ -218,8 +220,24 @@ def kill_process_group(pgid: int, *, grace: float = 5.0, clock: Clock | None = N
     return _kill_group(pgid, grace, clock or SystemClock())
 
 
-def _spawn_error(exc: OSError, program: str, cwd: str | None) -> CommandError:
-    if cwd is not None and not pathlib.Path(cwd).is_dir():
+def _spawn_error(
+    exc: OSError, args: Sequence[str], cwd: str | None, env: Mapping[str, str]
+) -> CommandError:
+    program = args[0]
+    if exc.errno == errno.E2BIG:
+        size = sum(len(os.fsencode(a)) + 1 for a in args) + sum(
+            len(os.fsencode(k)) + len(os.fsencode(v)) + 2 for k, v in env.items()
+        )
+        error: CommandError = ArgumentListTooLongError(
+            f"cannot run {program!r}: argument list too long ({len(args)} arguments, "
+            f"{size} bytes with the environment); pass the files as a list with "
+            "{files_list} instead of {files}",
+            program=program,
+            cwd=cwd,
+            arguments=len(args),
+            size=size,
+        )
+    elif cwd is not None and not pathlib.Path(cwd).is_dir():
         error = CommandError(
             f"cannot run {program!r}: working directory not found: {cwd!r}",
             program=program,
@@ -451,7 +469,7 @@ def run_command(
                 start_new_session=True,
             )
         except OSError as exc:
-            raise _spawn_error(exc, args[0], workdir) from exc
+            raise _spawn_error(exc, args, workdir, {**os.environ, **env}) from exc
     pid = pgid = proc.pid  # start_new_session: the child leads its own group
     deadline = None if timeout is None else clock.monotonic() + timeout
     try:

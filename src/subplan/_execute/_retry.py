@@ -112,6 +112,8 @@ class RetryPolicy:
         """Whether a failure with ``error`` (None: an unpassed result) may be retried."""
         if error is None:
             return self.retry_unpassed
+        if getattr(error, "retryable", True) is False:  # fails the same way every time
+            return False
         return isinstance(error, tuple(self.retry_on))
 
     def delay(self, retry: int, rng: random.Random) -> float:
