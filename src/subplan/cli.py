@@ -420,7 +420,12 @@ def _build_parser() -> _Parser:
         action.set_defaults(handler=_cmd_workspaces)
     # `subplan workspaces --help` shows the actions' options too, drawn from the parsers.
     rows = [
-        (" ".join(filter(None, (", ".join(a.option_strings), a.metavar))), a.help or "")
+        (
+            " ".join(
+                [", ".join(a.option_strings), *([a.metavar] if isinstance(a.metavar, str) else [])]
+            ),
+            a.help or "",
+        )
         for a in action._actions  # the last action, clean, has every option
         if a.option_strings and a.dest != "help"
     ]
