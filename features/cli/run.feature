@@ -26,6 +26,12 @@ Feature: subplan run on the command line
     Then the exit status is 0
     And "events.jsonl" has 6 "attempt_started" events and ends with "run_ended"
 
+  Scenario: A dry run shows what each subplan would run, and runs nothing
+    When I run "subplan run . --dry-run --json -- python -c pass {id} {files}"
+    Then the exit status is 0
+    And the dry run shows every leaf's command once, with its id and its files
+    And nothing was written to ".subplan"
+
   Scenario Outline: Bad input gets one line and exit status 2
     When I run "subplan run <arguments>"
     Then the exit status is 2

@@ -11,7 +11,7 @@ from typing import Any
 
 from behave import given, then, when
 
-from subplan import Plan
+from subplan import Plan, decompose, scan
 
 
 @given("a project directory with these files:")
@@ -139,3 +139,12 @@ def step_events(context: Any, name: str, count: int, kind: str, last: str) -> No
     events = [json.loads(line) for line in lines]
     assert count == sum(1 for e in events if e["event"] == kind)
     assert last == events[-1]["event"]
+
+
+@then("the dry run shows every leaf's command once, with its id and its files")
+def step_dry_run(context: Any) -> None:
+    rows = json.loads(context.result.stdout)["subplans"]
+    plan = decompose(scan(context.workdir).files)
+    assert [leaf.id for leaf in plan.leaves] == [row["subplan_id"] for row in rows]
+    for leaf, row in zip(plan.leaves, rows, strict=True):
+        assert ["-c", "pass", leaf.id, *leaf.files] == row["argv"][1:]

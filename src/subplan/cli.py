@@ -14,7 +14,7 @@ import os
 import shlex
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, TextIO
 
@@ -294,6 +294,12 @@ def _build_parser() -> _Parser:
         help="never read commands' output for rate limits",
     )
     group.add_argument("--json", action="store_true", help="print the report as JSON")
+    group.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the command each subplan would run, and run nothing (no record, no "
+        "output files); with --json, as a JSON list",
+    )
     group.add_argument("--jitter-seed", dest="run_seed", type=_integer(0), help=argparse.SUPPRESS)
     ws = run.add_argument_group("workspace options")
     ws.add_argument(
@@ -600,6 +606,9 @@ def _cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: Te
     if args.import_order and graph is not None:
         dependencies = {k: sorted(v) for k, v in dependencies_from_imports(plan, graph).items()}
     runs_dir = _runs_dir(args)
+    if args.dry_run:
+        _dry_run(plan, work, dependencies, args, runs_dir, stdout)
+        return EXIT_OK
     store = _store_spec(args, runs_dir) if args.use_store else None
     policy = None
     if args.workspaces:
@@ -629,6 +638,43 @@ def _cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: Te
             scheduler=args.scheduler,
         )
     return _finish_run(report, args, stdout, stderr, runs_dir, resumable=store is not None)
+
+
+def _dry_run(
+    plan: Plan,
+    work: CommandWork,
+    dependencies: Mapping[str, Sequence[str]] | None,
+    args: argparse.Namespace,
+    runs_dir: Path,
+    stdout: TextIO,
+) -> None:
+    """Print what each leaf would run; nothing is written, recorded or started."""
+    run_id = args.run_id or "RUN_ID"
+    deps = dependencies or {}
+    previews = [
+        (leaf, work.preview(leaf, run_id=run_id, runs_dir=runs_dir)) for leaf in plan.leaves
+    ]
+    if args.json:
+        rows = [
+            {
+                "subplan_id": leaf.id,
+                "label": leaf.label,
+                "files": len(leaf.files),
+                "after": list(deps.get(leaf.id, ())),
+                "argv": argv,
+            }
+            for leaf, argv in previews
+        ]
+        document = {"dry_run": True, "run_id": args.run_id, "cwd": str(work.cwd), "subplans": rows}
+        stdout.write(json.dumps(document, indent=2) + "\n")
+        return
+    stdout.write(
+        f"dry run: {len(previews)} subplans in {work.cwd}, at most {args.max_parallel} at "
+        "once; nothing runs and nothing is recorded\n"
+    )
+    for leaf, argv in previews:
+        after = f"  (after {', '.join(deps[leaf.id])})" if deps.get(leaf.id) else ""
+        stdout.write(f"{leaf.id}  {leaf.label}{after}\n  {shlex.join(argv)}\n")
 
 
 def _cluster_pool(name: str, size: int) -> ClusterPool:

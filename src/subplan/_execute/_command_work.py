@@ -172,6 +172,39 @@ class CommandWork:
             rate_limits=detector,
         )
 
+    def _render(
+        self, subplan: Subplan, files_list: Path, attempt: int, run_id: str, workspace: str
+    ) -> list[str]:
+        values = {
+            "id": subplan.id,
+            "files_list": str(files_list),
+            "attempt": str(attempt),
+            "run_id": run_id,
+            "label": subplan.label,
+            "workspace": workspace,
+        }
+        return self.template.render(values, subplan.files)
+
+    def preview(
+        self, subplan: Subplan, *, run_id: str, runs_dir: str | os.PathLike[str]
+    ) -> list[str]:
+        """The arguments the first attempt of ``subplan`` would run with; nothing is written.
+
+        ``{files_list}`` names the file the attempt would write, under
+        ``runs_dir/run_id/subplan_id/``, and ``{workspace}`` the command's directory (a
+        run with workspaces gives each attempt a worktree instead).
+
+        Example:
+            >>> from subplan import decompose
+            >>> leaf = decompose(["a.py", "b.py"]).leaves[0]
+            >>> work = CommandWork(["agent", "{id}", "{files}"])
+            >>> work.preview(leaf, run_id="r", runs_dir="/runs")
+            ['agent', 'sp-...', 'a.py', 'b.py']
+        """
+        artifacts = Path(runs_dir).absolute() / run_id / subplan.id
+        workspace = str((self.cwd or Path.cwd()).resolve())
+        return self._render(subplan, artifacts / "files.txt", 1, run_id, workspace)
+
     def __call__(self, subplan: Subplan, ctx: AttemptContext) -> WorkResult:
         # Absolute: the command runs in another directory (PATH, or its worktree), and a
         # relative runs directory would point nowhere from there.
@@ -180,15 +213,7 @@ class CommandWork:
         # In a run with workspaces, the command runs in the attempt's own worktree.
         cwd = ctx.workspace or self.cwd
         workspace = str((cwd or Path.cwd()).resolve())
-        values = {
-            "id": subplan.id,
-            "files_list": str(files_list),
-            "attempt": str(ctx.attempt),
-            "run_id": ctx.run_id,
-            "label": subplan.label,
-            "workspace": workspace,
-        }
-        argv = self.template.render(values, subplan.files)
+        argv = self._render(subplan, files_list, ctx.attempt, ctx.run_id, workspace)
         result_file = artifacts / f"result-{ctx.attempt}.json"
         result_file.unlink(missing_ok=True)
         env = {
