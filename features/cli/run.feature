@@ -32,6 +32,16 @@ Feature: subplan run on the command line
     And the dry run shows every leaf's command once, with its id and its files
     And nothing was written to ".subplan"
 
+  Scenario Outline: --halt stops the run once enough subplans failed
+    When I run "subplan run . --max-parallel 1 --halt <halt> --json -- python -c 'import sys; sys.exit(3)'"
+    Then the exit status is 1
+    And the JSON report counts <failed> failed and <not_run> not run
+
+    Examples:
+      | halt        | failed | not_run |
+      | soon,fail=1 | 1      | 5       |
+      | now,fail=2  | 2      | 4       |
+
   Scenario Outline: Bad input gets one line and exit status 2
     When I run "subplan run <arguments>"
     Then the exit status is 2
@@ -44,6 +54,7 @@ Feature: subplan run on the command line
       | .                                      | no command given                        |
       | . -- python {nope}                     | unknown placeholder {nope}              |
       | . -- no-such-program-xyz {id}          | program not found: 'no-such-program-xyz' |
+      | . --halt later -- python -c pass       | --halt: expected now,fail=N or soon,fail=N |
       | missing-dir -- python -c pass          | no such directory: missing-dir          |
       | --plan nope.json -- python -c pass     | no such plan file: nope.json            |
       | . -- python --x={files}                | {files} must be an argument on its own  |

@@ -148,3 +148,9 @@ def step_dry_run(context: Any) -> None:
     assert [leaf.id for leaf in plan.leaves] == [row["subplan_id"] for row in rows]
     for leaf, row in zip(plan.leaves, rows, strict=True):
         assert ["-c", "pass", leaf.id, *leaf.files] == row["argv"][1:]
+
+
+@then("the JSON report counts {failed:d} failed and {not_run:d} not run")
+def step_json_counts(context: Any, failed: int, not_run: int) -> None:
+    counts = json.loads(context.result.stdout)["counts"]
+    assert (failed, not_run) == (counts["failed"], counts["not_run"]), counts

@@ -49,6 +49,7 @@ from ._execute._command_work import CommandTimeoutError as CommandTimeoutError
 from ._execute._command_work import CommandWork as CommandWork
 from ._execute._deps import dependencies_from_imports as dependencies_from_imports
 from ._execute._futures import LimitedExecutor as LimitedExecutor
+from ._execute._halt import Halt as Halt
 from ._execute._in_workspace import WorkspacePolicy as WorkspacePolicy
 from ._execute._limiter import GroupStatistics as GroupStatistics
 from ._execute._limiter import Limiter as Limiter
@@ -133,6 +134,7 @@ __all__ = [
     "FileEntry",
     "GroupStatistics",
     "GroupSummary",
+    "Halt",
     "InputError",
     "Inventory",
     "LeafReason",

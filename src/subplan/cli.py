@@ -25,6 +25,7 @@ from ._execute._command import resolve_program
 from ._execute._command_work import CommandWork
 from ._execute._deps import dependencies_from_imports
 from ._execute._durable import report_from_store
+from ._execute._halt import Halt
 from ._execute._in_workspace import WorkspacePolicy
 from ._execute._ratelimit import RateLimitDetector
 from ._execute._results import Event, RunReport
@@ -250,6 +251,7 @@ def _build_parser() -> _Parser:
         "(default: --max-parallel)",
     )
     group.add_argument("--run-id", metavar="ID", help="the run's id (default: generated)")
+    _add_halt_option(group)
     group.add_argument(
         "--runs-dir",
         metavar="DIR",
@@ -366,6 +368,7 @@ def _build_parser() -> _Parser:
         "--events", metavar="FILE", help="append every run event to FILE as JSON lines"
     )
     resume.add_argument("--json", action="store_true", help="print the report as JSON")
+    _add_halt_option(resume)
     resume.set_defaults(handler=_cmd_resume)
 
     status = commands.add_parser(
@@ -440,6 +443,23 @@ def _build_parser() -> _Parser:
         f"  {name:<{width}}  {text}\n" for name, text in rows
     )
     return parser
+
+
+def _add_halt_option(group: argparse._ActionsContainer) -> None:
+    group.add_argument(
+        "--halt",
+        type=_halt,
+        metavar="WHEN,fail=N",
+        help="stop once N subplans have failed: soon,fail=N starts nothing new and lets "
+        "what runs finish; now,fail=N also kills what runs (resume runs the rest)",
+    )
+
+
+def _halt(text: str) -> Halt:
+    try:
+        return Halt.parse(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _add_store_options(group: argparse._ActionsContainer, *, runs_dir: bool = False) -> None:
@@ -636,6 +656,7 @@ def _cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: Te
             store=store,
             workspaces=policy,
             scheduler=args.scheduler,
+            halt=args.halt,
         )
     return _finish_run(report, args, stdout, stderr, runs_dir, resumable=store is not None)
 
@@ -742,7 +763,8 @@ def _finish_run(
         if resumable and not report.ok:
             stdout.write(f"resume with: subplan resume {report.run_id}{_store_args(args)}\n")
     stdout.flush()
-    if report.status == "cancelled":
+    halted = args.halt is not None and len(report.failed) >= args.halt.fail
+    if report.status == "cancelled" and not halted:
         return EXIT_INTERRUPTED
     return EXIT_OK if report.ok else EXIT_FAILED
 
@@ -774,6 +796,7 @@ def _cmd_resume(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin:
                 on_event=on_event,
                 handle_signals=True,
                 scheduler=args.scheduler,
+                halt=args.halt,
             )
     return _finish_run(report, args, stdout, stderr, runs_dir, resumable=True)
 

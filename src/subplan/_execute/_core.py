@@ -25,6 +25,7 @@ from typing import Literal, Protocol
 from .._clock import Clock
 from .._errors import ConfigError
 from .._model import Plan, Subplan
+from ._halt import Halt
 from ._limiter import Limiter, Slot
 from ._results import AttemptRecord, AttemptStatus, Event, Pause, SubplanOutcome
 from ._retry import RetryPolicy
@@ -181,8 +182,13 @@ class Scheduler:
         prior: Mapping[str, Sequence[AttemptRecord]] | None = None,
         keep: Collection[str] = (),
         journal: Journal | None = None,
+        halt: Halt | None = None,
     ) -> None:
         self.plan = plan
+        self.halt = halt
+        self.failures = 0
+        # Set when a "now" halt is due: the drivers cancel what runs (see _Setup.stop_reason).
+        self.halt_reason: str | None = None
         self.journal = journal
         self.max_parallel = check_max_parallel(max_parallel)
         self.run_id = run_id
@@ -277,7 +283,7 @@ class Scheduler:
         Returns:
             The attempts to start, in queue order (highest priority, then oldest first).
         """
-        if self.cancelled:
+        if self.cancelled or self.halt_reason:  # a halt: the driver cancels next
             return []
         now = self.clock.monotonic()
         self._promote_due(now)
@@ -474,7 +480,7 @@ class Scheduler:
             return
         unit.state = "failed"
         unit.reason = end.error_text or end.status
-        self._skip_dependants(unit)
+        self._failed(unit)
 
     def _rate_limited(self, unit: _Unit, end: AttemptEnd) -> None:
         # The limit is the API's, not the subplan's: no attempt is spent, the unit goes
@@ -483,7 +489,7 @@ class Scheduler:
         if unit.rate_limits > self.retry.max_rate_limits:
             unit.state = "failed"
             unit.reason = f"rate limited {unit.rate_limits} times in a row ({end.error_text})"
-            self._skip_dependants(unit)
+            self._failed(unit)
             return
         if self.cancelled:
             unit.state = "pending"
@@ -505,6 +511,17 @@ class Scheduler:
             dependant.waiting_for.discard(unit.id)
             if dependant.state == "pending" and not dependant.waiting_for:
                 self._make_ready(dependant)
+
+    def _failed(self, unit: _Unit) -> None:
+        """A unit failed for good: skip its dependants, and halt the run when due."""
+        self._skip_dependants(unit)
+        self.failures += 1
+        if self.halt is None or self.failures < self.halt.fail or self.halt_reason:
+            return
+        if self.halt.when == "soon":
+            self.cancel(self.halt.reason())  # nothing new starts; what runs may finish
+        else:
+            self.halt_reason = self.halt.reason()
 
     def _skip_dependants(self, failed: _Unit) -> None:
         stack = [(failed, d) for d in failed.dependants]

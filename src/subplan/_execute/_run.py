@@ -44,6 +44,7 @@ from ._durable import (
     is_store,
     prepare_resume,
 )
+from ._halt import Halt
 from ._in_workspace import InWorkspaces, WorkspacePolicy, changed_of
 from ._limiter import Limiter
 from ._pool import LayeredLimiter, OuterLimiter
@@ -210,6 +211,7 @@ class _Setup:
         "store",
         "workspaces",
         "scheduler",
+        "halt",
     )
 
     @classmethod
@@ -243,6 +245,7 @@ class _Setup:
         workspaces: WorkspacePolicy | None = None,
         scheduler: str | None = None,
         resume: ResumeState | None = None,
+        halt: Halt | None = None,
     ) -> None:
         check_max_parallel(max_parallel)
         if backend not in ("thread", "process", "dask"):
@@ -370,6 +373,7 @@ class _Setup:
                 prior=resume.prior if resume is not None else None,
                 keep=resume.keep if resume is not None else (),
                 journal=self.durable.journal if self.durable is not None else None,
+                halt=halt,
             )
             self.started = self.clock.time()
             self.detector: RateLimitDetector | None = (
@@ -453,10 +457,10 @@ class _Setup:
             self.durable.journal.process(unit_id, attempt, pid=pid, pgid=pgid, wait=wait)
 
     def stop_reason(self, signals_seen: int) -> str | None:
-        """Why the run must stop now: the store failed; None when it need not."""
+        """Why the run must stop now: the store failed, or a halt; None when it need not."""
         if self.durable is not None and self.durable.failed.is_set():
             return self.durable.failure()
-        return None
+        return self.scheduler.halt_reason
 
     def cancel_reason(self, signals_seen: int) -> str:
         """The reason a driver gives when it cancels the run."""
@@ -648,6 +652,7 @@ def run(
     store: Store | str | os.PathLike[str] | None = None,
     workspaces: WorkspacePolicy | None = None,
     scheduler: str | None = None,
+    halt: Halt | None = None,
 ) -> RunReport:
     """Run ``work`` on every leaf of ``plan``, at most ``max_parallel`` at a time in all.
 
@@ -728,6 +733,9 @@ def run(
         scheduler: with ``backend="dask"``, the address of the dask scheduler to use
             (``tcp://host:8786``); the cluster is left as it was. None starts a
             ``LocalCluster`` for the run and closes it at the end.
+        halt: stop once that many subplans have failed (after their retries):
+            ``Halt("soon", 1)`` starts nothing new, ``Halt("now", 1)`` also cancels what
+            runs. The rest are ``not_run`` (a resume runs them).
 
     Returns:
         The :class:`RunReport`.
@@ -1048,6 +1056,7 @@ async def arun(
     rate_limits: RateLimitDetector | bool = True,
     preflight: Callable[[], object] | None = None,
     store: Store | str | os.PathLike[str] | None = None,
+    halt: Halt | None = None,
 ) -> RunReport:
     """The asyncio twin of :func:`run`: the same dispatcher, on the running event loop.
 
@@ -1186,6 +1195,7 @@ def resume(
     rate_limits: RateLimitDetector | bool | None = None,
     preflight: Callable[[], object] | None = None,
     scheduler: str | None = None,
+    halt: Halt | None = None,
 ) -> RunReport:
     """Resume a stored run: run again only what did not succeed.
 
@@ -1209,6 +1219,7 @@ def resume(
         integrate: the integration callable, when the run had one.
         on_event, limiter, cancel, handle_signals, clock, preflight: as for :func:`run`.
         rate_limits: as for :func:`run`; None keeps the run's choice.
+        halt: as for :func:`run`; a resume halts only when asked to again.
         scheduler: for a run of the dask backend, the scheduler to use; None keeps the
             address the run was given (none: a new ``LocalCluster``).
 
@@ -1283,6 +1294,7 @@ def resume(
             else None,
             scheduler=scheduler,
             resume=state,
+            halt=halt,
         )
     except BaseException:
         if lock is not None:

@@ -12,6 +12,7 @@ from typing import Any
 from .._clock import Clock
 from .._execute import _processes
 from .._execute._core import AttemptEnd
+from .._execute._halt import Halt
 from .._execute._pool import OuterLimiter
 from .._execute._results import AttemptContext, CancelFlag, Event, RunReport, WorkResult
 from .._execute._retry import RetryPolicy
@@ -122,6 +123,7 @@ def simulate(
     seed: int | None = 0,
     cancel_at: float | None = None,
     preflight: Callable[[], object] | None = None,
+    halt: Halt | None = None,
 ) -> RunReport:
     """Run ``plan`` through the real dispatcher in virtual time: no threads, no sleeping.
 
@@ -135,6 +137,7 @@ def simulate(
         work: the script (see :class:`ScriptedWork`).
         cancel_at: virtual time at which to cancel the run, if any.
         preflight: as for :func:`subplan.run`.
+        halt: as for :func:`subplan.run`.
         timeout: attempts longer than this end as timed out at the deadline.
         max_parallel: and the rest: as for :func:`subplan.run`.
 
@@ -158,8 +161,10 @@ def simulate(
     sequence = 0
     while True:
         now = fake.monotonic()
-        if cancel_at is not None and now >= cancel_at and not sched.cancelled:
-            sched.cancel("cancelled")
+        due = "cancelled" if cancel_at is not None and now >= cancel_at else None
+        stop = setup.stop_reason(0) or due
+        if stop is not None and not sched.cancelled:
+            sched.cancel(stop)
             for _, _, _, item, _ in pending:
                 item.cancel.set()
         for launch in sched.launch_ready(deadline_after=timeout):
