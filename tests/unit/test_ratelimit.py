@@ -937,3 +937,33 @@ def test_far_future_now_is_fine() -> None:
     now = (datetime(2026, 4, 1, tzinfo=UTC) + timedelta(days=3650)).timestamp()
     info = RateLimitDetector(default_tz="UTC").detect("resets 4pm", now=now)
     assert info is not None and info.reset_at is not None
+
+
+# --- Codex usage limits, and text that talks about rate limits ------------------------
+
+
+def test_codex_resets_at_beats_resets_in_seconds(detector: RateLimitDetector) -> None:
+    body = '{"error": {"type": "usage_limit_reached", "resets_at": %d, "resets_in_seconds": 60}}'
+    info = detector.detect(body % (NOW + 3600), now=NOW)
+    assert info is not None
+    assert ("codex-json", 3600.0) == (info.source, info.wait(NOW))
+
+
+def test_codex_stale_resets_at_falls_back_to_resets_in_seconds(detector: RateLimitDetector) -> None:
+    body = '{"error": {"type": "usage_limit_reached", "resets_at": %d, "resets_in_seconds": 60}}'
+    info = detector.detect(body % (NOW - 86400), now=NOW)
+    assert info is not None
+    assert ("codex-json", 60.0) == (info.source, info.wait(NOW))
+
+
+def test_codex_small_resets_at_is_a_delay() -> None:
+    (shape,) = classify({"error": {"type": "usage_limit_reached", "resets_at": 90}})
+    assert (90.0, None) == (shape.seconds, shape.reset_at)
+
+
+def test_codex_body_on_an_sdk_error(detector: RateLimitDetector) -> None:
+    body = {"error": {"type": "usage_limit_reached", "resets_at": NOW + 600}}
+    error = FakeAPIStatusError("Error code: 429", response=FakeResponse(429), body=body)
+    info = detector.from_exception(error, now=NOW)
+    assert info is not None
+    assert ("codex-json", 600.0) == (info.source, info.wait(NOW))

@@ -24,6 +24,7 @@ try-again-in   ``try again in 1m30s``, ``Please retry after 20 seconds``, ``retr
 claude-epoch   ``Claude AI usage limit reached|1749924000``
 openai-json    ``{"error": {"code": "rate_limit_exceeded", "message": "... try again in 2.4s"}}``
 anthropic-json ``{"type": "error", "error": {"type": "rate_limit_error" | "overloaded_error"}}``
+codex-json     ``{"error": {"type": "usage_limit_reached", "resets_at": 1777936568}}``
 google-json    ``{"error": {"status": "RESOURCE_EXHAUSTED", "details": [RetryInfo 34s]}}``
 json-error     other JSON errors saying it in words (Mistral ``"type": "rate_limited"``)
 phrase         ``rate limit exceeded``, ``rate-limited``, ``429 Too Many Requests``,
@@ -61,7 +62,7 @@ from itertools import islice
 
 from .._clock import Clock, SystemClock
 from .._errors import ConfigError
-from ._ratelimit_json import classify, find_objects
+from ._ratelimit_json import BodyHit, classify, find_objects
 from ._ratelimit_text import (
     KEYWORDS,
     VETOES,
@@ -374,9 +375,8 @@ missing ), unterminated subpattern at position 6
         for obj in find_objects(text, [p for positions in triggers.values() for p in positions]):
             shapes = classify(obj.value)
             if shapes:
-                shape = max(enumerate(shapes), key=lambda p: (p[1].seconds is not None, p[0]))[1]
-                reset_at = _after(now, shape.seconds)
-                found.append(Hit(obj.end, shape.source, reset_at, shape.evidence))
+                shape = max(enumerate(shapes), key=lambda p: (p[1].timed, p[0]))[1]
+                found.append(Hit(obj.end, shape.source, _shape_reset(shape, now), shape.evidence))
         vetoes = veto_spans(low) if any(word in low for word in VETOES) else []
         for hit in found:
             if not any(start <= hit.pos < end for start, end in vetoes):
@@ -456,7 +456,7 @@ missing ), unterminated subpattern at position 6
         if isinstance(body, dict | list):
             body_text = _str(body)
             for shape in classify(body):
-                reset_at = _after(now, shape.seconds)
+                reset_at = _shape_reset(shape, now)
                 hits.append(Hit(0, shape.source, reset_at, shape.evidence, priority=_PRIORITY_BODY))
         elif isinstance(body, str | bytes):
             body_text = _str(body)
@@ -527,6 +527,12 @@ evidence='Error: rate limit exceeded, try again in 20s')
 
 def _after(now: float, seconds: float | None) -> float | None:
     return None if seconds is None else plausible(now + seconds, now)
+
+
+def _shape_reset(shape: BodyHit, now: float) -> float | None:
+    """The reset an error body names: its own instant when plausible, else its wait."""
+    absolute = None if shape.reset_at is None else plausible(shape.reset_at, now)
+    return _after(now, shape.seconds) if absolute is None else absolute
 
 
 def _seconds(text: str) -> float | None:
