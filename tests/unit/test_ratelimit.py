@@ -967,3 +967,18 @@ def test_codex_body_on_an_sdk_error(detector: RateLimitDetector) -> None:
     info = detector.from_exception(error, now=NOW)
     assert info is not None
     assert ("codex-json", 600.0) == (info.source, info.wait(NOW))
+
+
+@pytest.mark.parametrize(
+    ("text", "wait"),
+    [
+        ("Your quota will reset after 1h2m3s.", 3723.0),
+        ("usage limit reached; resets after 90s", 90.0),
+        ("the cache will reset after 5s", None),  # no limit, quota or usage before it
+    ],
+)
+def test_reset_after_needs_a_limit_word(
+    detector: RateLimitDetector, text: str, wait: float | None
+) -> None:
+    info = detector.detect(text, now=NOW)
+    assert wait == (None if info is None else info.wait(NOW))

@@ -19,7 +19,8 @@ resets-time    ``resets 4pm (America/Los_Angeles)``, ``will reset at 16:00 UTC``
                ``try again at 3:45 PM`` (Codex)
 resets-date    ``resets Apr 3, 6am (Europe/Berlin)``, ``resets Mon 9am``,
                ``try again at Jul 9th, 2026 1:47 AM``, ``resets 2026-11-22T06:30Z``
-resets-in      ``session limit · resets in 1d 5h`` ("limit" must come just before)
+resets-in      ``session limit · resets in 1d 5h``, ``Your quota will reset after 53s``
+               (Gemini CLI; "limit", "quota" or "usage" must come just before)
 try-again-in   ``try again in 1m30s``, ``Please retry after 20 seconds``, ``retry in 250ms``
 claude-epoch   ``Claude AI usage limit reached|1749924000``
 openai-json    ``{"error": {"code": "rate_limit_exceeded", "message": "... try again in 2.4s"}}``
@@ -28,7 +29,8 @@ codex-json     ``{"error": {"type": "usage_limit_reached", "resets_at": 17779365
 google-json    ``{"error": {"status": "RESOURCE_EXHAUSTED", "details": [RetryInfo 34s]}}``
 json-error     other JSON errors saying it in words (Mistral ``"type": "rate_limited"``)
 phrase         ``rate limit exceeded``, ``rate-limited``, ``429 Too Many Requests``,
-               ``You've hit your limit``, ``openai.RateLimitError: ...`` (reset unknown)
+               ``You've hit your limit``, ``openai.RateLimitError: ...``, ``You have
+               exhausted your daily quota``, ``ResourceExhausted: 429 ...`` (reset unknown)
 http-429       an exception whose ``status_code`` (or ``status``, ``code``) is 429
 custom         a user pattern (``extra_patterns``; a ``seconds`` group gives the wait)
 ============== ==================================================================

@@ -90,6 +90,8 @@ PHRASE = re.compile(
     | \b(?:usage|session|weekly|daily|hourly|monthly|\d+-hour|\d+-day)\s+limit\s+
         (?:reached|exceeded|hit)\b
     | \bhit\s+your\s+(?:[\w-]+\s+){0,2}?limits?\b
+    | \bexhausted\s+your\s+(?:[\w-]+\s+){0,2}?(?:quota|capacity)\b
+    | (?-i:\bResourceExhausted):\s+429\b
     | \brejected\s+\(429\)
     """,
     _IX,
@@ -102,9 +104,10 @@ TRY_AGAIN_IN = re.compile(
 )
 # "Retrying request to /v1/messages in 0.4 seconds": SDKs say it for any retryable error.
 _RETRYING_IN = re.compile(rf"\bretrying\b[^\n]{{0,80}}?\bin\s+(?P<dur>{DURATION})", _I)
-# "Your limit resets in 2h": needs "limit" just before ("the cache resets in 5m" is not).
-# "Your limit will reset at 4pm" likewise (below); "resets 4pm" stands alone.
-_RESETS_IN = re.compile(rf"\bresets?\s+in\s+(?P<dur>{DURATION})", _I)
+# "Your limit resets in 2h", "Your quota will reset after 53s" (Gemini CLI): needs "limit",
+# "quota" or "usage" just before ("the cache resets in 5m" is not). "Your limit will reset at
+# 4pm" likewise (below); "resets 4pm" stands alone.
+_RESETS_IN = re.compile(rf"\bresets?\s+(?:in|after)\s+(?P<dur>{DURATION})", _I)
 _RESETS_AT = re.compile(
     r"\b(?:(?:resets|(?:will|limits?|quota|usage)\s+(?:be\s+)?reset)\s+(?:(?:at|on)\s+)?"
     rf"|try\s+again\s+(?:at|on|after)\s+){WHEN}",
@@ -274,7 +277,7 @@ def scan(
     for m in matches(_RETRYING_IN, ("retrying",), 0, 250):
         add(m, "try-again-in", _seconds(m["dur"], now), hint=True)
     for m in matches(_RESETS_IN, ("reset",), 0, 200):
-        if "limit" in text[max(0, m.start() - 160) : m.start()].lower():
+        if _LIMIT_BEFORE.search(text, max(0, m.start() - 160), m.start()):
             add(m, "resets-in", _seconds(m["dur"], now))
     for m in matches(_RESETS_AT, ("reset", "try again"), 40, 200):
         if m.group()[:4].lower() == "will" and not _LIMIT_BEFORE.search(
