@@ -969,6 +969,18 @@ def test_codex_body_on_an_sdk_error(detector: RateLimitDetector) -> None:
     assert ("codex-json", 600.0) == (info.source, info.wait(NOW))
 
 
+def test_veto_reaches_a_json_hit_at_the_very_end(detector: RateLimitDetector) -> None:
+    body = '{"error": {"code": "rate_limit_exceeded", "message": "Request too large for gpt-4o"}}'
+    assert detector.detect(body, now=NOW) is None
+
+
+def test_reset_header_in_epoch_milliseconds(detector: RateLimitDetector) -> None:
+    text = f'Rate limit exceeded {{"X-RateLimit-Reset": "{(NOW + 90) * 1000:.0f}"}}'
+    info = detector.detect(text, now=NOW)
+    assert info is not None
+    assert ("ratelimit-header", 90.0) == (info.source, info.wait(NOW))
+
+
 @pytest.mark.parametrize(
     ("text", "wait"),
     [

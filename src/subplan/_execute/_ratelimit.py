@@ -37,12 +37,14 @@ custom         a user pattern (``extra_patterns``; a ``seconds`` group gives the
 
 Hints give a reset time only when other evidence says "rate limited", because they also
 appear on healthy responses or unrelated retries: ``anthropic-ratelimit-*-reset`` and
-``x-ratelimit-reset-*`` headers (``ratelimit-header``), a RetryInfo ``retryDelay`` outside
+``x-ratelimit-reset-*`` headers (``ratelimit-header``; a number is a delay, epoch seconds
+or, above 10^12, epoch milliseconds as OpenRouter sends), a RetryInfo ``retryDelay`` outside
 decodable JSON (``retry-delay``), and "Retrying request ... in 2s".
 
 Precision rules: a bare "rate limit" (docs, config) is not evidence, nor ``RateLimiter`` or
 ``ratelimit.py``; "try again later" adds nothing; ``insufficient_quota`` (a billing limit
-that waiting does not lift) voids evidence near it.
+that waiting does not lift) and "Request too large" (a request over the per-minute limit)
+void evidence near them.
 
 Times are relative to ``now``: a wall time is its next occurrence in its zone (the
 detector's ``default_tz`` when the message names none); a reset up to five minutes past is
@@ -381,7 +383,8 @@ missing ), unterminated subpattern at position 6
                 found.append(Hit(obj.end, shape.source, _shape_reset(shape, now), shape.evidence))
         vetoes = veto_spans(low) if any(word in low for word in VETOES) else []
         for hit in found:
-            if not any(start <= hit.pos < end for start, end in vetoes):
+            # <= end: a JSON hit sits where its object ends, which may be the end of the text
+            if not any(start <= hit.pos <= end for start, end in vetoes):
                 hits.append(
                     Hit(hit.pos, hit.source, hit.reset_at, hit.evidence, hit.hint, priority)
                 )

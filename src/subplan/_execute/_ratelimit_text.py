@@ -46,8 +46,10 @@ __all__ = [
 #: Lowercase words without which no built-in pattern can match (the cheap pre-filter).
 KEYWORDS = ("limit", "retry", "try again", "reset", "too many", "exhausted", "overloaded", "(429)")
 #: Words that say "this 429 is not a rate limit": a billing quota (waiting does not help),
-#: a gRPC message over the size limit (RESOURCE_EXHAUSTED too). Evidence near them is void.
-VETOES = ("insufficient_quota", "larger than max")
+#: a gRPC message over the size limit (RESOURCE_EXHAUSTED too), a request larger than the
+#: per-minute token limit (OpenAI sends ``rate_limit_exceeded``; it never succeeds).
+#: Evidence near them is void.
+VETOES = ("insufficient_quota", "larger than max", "request too large")
 _VETO_RADIUS = 600
 _PHRASE_WORDS = ("limit", "too many", "exhausted", "overloaded", "(429)")
 _MAX_KEYWORD_HITS = 4096
@@ -147,6 +149,7 @@ _CLAUDE_EPOCH = re.compile(r"\blimit\s+reached\|(?P<epoch>\d{9,11})(?!\d)", _I)
 _EXCEPT_LINE = re.compile(r"\bexcept\b")
 _LIMIT_BEFORE = re.compile(r"limit|quota|usage", _I)
 _EPOCH_FLOOR = 1e9  # a bare reset number above this is epoch seconds, below it a delay
+_EPOCH_MS_FLOOR = 1e12  # ... and above this epoch milliseconds (OpenRouter's X-RateLimit-Reset)
 
 
 def trim(text: str, limit: int = _EVIDENCE_CHARS) -> str:
@@ -303,6 +306,8 @@ def scan(
             stamp = now + (parse_duration(m["dur"]) or 0.0)
         else:
             number = float(m["num"])
+            if number > _EPOCH_MS_FLOOR:
+                number /= 1000.0
             stamp = number if number > _EPOCH_FLOOR else now + number
         add(m, "ratelimit-header", plausible(stamp, now), hint=True)
     for m in matches(_RETRY_DELAY, ("retrydelay",), 0, 60):
