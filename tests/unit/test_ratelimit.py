@@ -969,6 +969,40 @@ def test_codex_body_on_an_sdk_error(detector: RateLimitDetector) -> None:
     assert ("codex-json", 600.0) == (info.source, info.wait(NOW))
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "| 429 | rate_limit_error | Your account has hit a rate limit. |",
+        "429 | Too Many Requests -- You're being rate limited.",
+        "## Rate limit exceeded",
+        "**Status:** Too many requests",
+        'RATE_LIMIT_EXCEEDED = "rate_limit_exceeded"',
+        "If you hit the rate limit, you will receive a 429 error.",
+        "A 429 error means you have exceeded the rate limit.",
+        "Approaching usage limit · resets 4pm",
+    ],
+)
+def test_text_about_rate_limits_is_not_evidence(detector: RateLimitDetector, text: str) -> None:
+    assert detector.detect(text, now=NOW) is None
+
+
+def test_talk_rules_stay_on_their_line_and_sentence(detector: RateLimitDetector) -> None:
+    # A table above a real error does not hide it; a condition in the previous sentence neither.
+    text = "| code | meaning |\n| 429 | rate limited |\nIf it fails we retry. Rate limit exceeded."
+    info = detector.detect(text, now=NOW)
+    assert info is not None
+    assert "phrase" == info.source
+    # The start of a line longer than the reach is unknown: not taken for a table row.
+    long_line = "x" * 60 + "| 429 | " + "y" * 231 + " rate limit exceeded"  # reach starts at "|"
+    assert detector.detect(long_line, now=NOW) is not None
+
+
+def test_conditional_does_not_void_a_timed_hit(detector: RateLimitDetector) -> None:
+    info = detector.detect("When the API said so: try again in 20s", now=NOW)
+    assert info is not None
+    assert 20.0 == info.wait(NOW)
+
+
 def test_veto_reaches_a_json_hit_at_the_very_end(detector: RateLimitDetector) -> None:
     body = '{"error": {"code": "rate_limit_exceeded", "message": "Request too large for gpt-4o"}}'
     assert detector.detect(body, now=NOW) is None

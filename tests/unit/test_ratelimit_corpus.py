@@ -48,6 +48,12 @@ def test_corpus_is_large_and_ids_are_unique() -> None:
     assert len(ids) == len(set(ids))
 
 
+def test_cited_cases_name_their_source() -> None:
+    cited = [case for case in POSITIVES + NEGATIVES if "cite" in case]
+    assert len(cited) >= 60
+    assert all(isinstance(case["cite"], str) and len(case["cite"]) > 10 for case in cited)
+
+
 def expected_reset(case: dict[str, Any], now: float) -> float | None:
     """The reset a positive expects, epoch seconds (``None``: detected, reset unknown)."""
     if "wait" in case:

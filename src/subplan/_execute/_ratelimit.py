@@ -44,7 +44,11 @@ decodable JSON (``retry-delay``), and "Retrying request ... in 2s".
 Precision rules: a bare "rate limit" (docs, config) is not evidence, nor ``RateLimiter`` or
 ``ratelimit.py``; "try again later" adds nothing; ``insufficient_quota`` (a billing limit
 that waiting does not lift) and "Request too large" (a request over the per-minute limit)
-void evidence near them.
+void evidence near them. Text that talks *about* rate limits is not evidence either (see
+:class:`._ratelimit_text.TalkFilter`): a Markdown or Slate table row, a heading or bold
+label, a constant assigned a string, an "Approaching usage limit" warning; and a phrase
+without a time in a sentence that states a condition ("If you hit the rate limit, ...") or a
+definition ("a 429 means ...").
 
 Times are relative to ``now``: a wall time is its next occurrence in its zone (the
 detector's ``default_tz`` when the message names none); a reset up to five minutes past is
@@ -71,6 +75,7 @@ from ._ratelimit_text import (
     KEYWORDS,
     VETOES,
     Hit,
+    TalkFilter,
     evidence_around,
     lower,
     occurrences,
@@ -382,7 +387,10 @@ missing ), unterminated subpattern at position 6
                 shape = max(enumerate(shapes), key=lambda p: (p[1].timed, p[0]))[1]
                 found.append(Hit(obj.end, shape.source, _shape_reset(shape, now), shape.evidence))
         vetoes = veto_spans(low) if any(word in low for word in VETOES) else []
+        talk = TalkFilter(text, low)
         for hit in found:
+            if talk(hit.pos, hit.source):
+                continue
             # <= end: a JSON hit sits where its object ends, which may be the end of the text
             if not any(start <= hit.pos <= end for start, end in vetoes):
                 hits.append(
