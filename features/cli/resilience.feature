@@ -20,6 +20,33 @@ Feature: subplan run rides out rate limits from the command line
     And the output mentions "paused"
     And the output mentions "3 succeeded"
 
+  Scenario: The Gemini CLI's "Your quota will reset after 1s" is paused, not failed
+    Given a script "agent.py" with these lines:
+      """
+      import os, pathlib, sys
+      seen = pathlib.Path(os.environ["SUBPLAN_ID"] + ".seen")
+      first = not seen.exists()
+      seen.touch()
+      if first:
+          sys.exit("You have exhausted your capacity on this model. Your quota will reset after 1s.")
+      """
+    When I run "subplan run . --max-parallel 2 -- python agent.py"
+    Then the exit status is 0
+    And the output mentions "paused"
+    And the output mentions "3 succeeded"
+
+  Scenario: A command quoting documentation about rate limits is a plain failure
+    Given a script "docs.py" with these lines:
+      """
+      import sys
+      print("If you hit the rate limit, you will receive an HTTP 429 error.")
+      print("| 429 | rate_limit_error | Your account has hit a rate limit. |")
+      sys.exit(1)
+      """
+    When I run "subplan run . -- python docs.py"
+    Then the exit status is 1
+    And the output mentions "3 failed"
+
   Scenario: A number that merely looks like a status is a plain failure
     When I run "subplan run . -- python -c 'import sys; sys.exit(\"SyntaxError on line 1429\")'"
     Then the exit status is 1

@@ -937,3 +937,94 @@ def test_far_future_now_is_fine() -> None:
     now = (datetime(2026, 4, 1, tzinfo=UTC) + timedelta(days=3650)).timestamp()
     info = RateLimitDetector(default_tz="UTC").detect("resets 4pm", now=now)
     assert info is not None and info.reset_at is not None
+
+
+# --- Codex usage limits, and text that talks about rate limits ------------------------
+
+
+def test_codex_resets_at_beats_resets_in_seconds(detector: RateLimitDetector) -> None:
+    body = '{"error": {"type": "usage_limit_reached", "resets_at": %d, "resets_in_seconds": 60}}'
+    info = detector.detect(body % (NOW + 3600), now=NOW)
+    assert info is not None
+    assert ("codex-json", 3600.0) == (info.source, info.wait(NOW))
+
+
+def test_codex_stale_resets_at_falls_back_to_resets_in_seconds(detector: RateLimitDetector) -> None:
+    body = '{"error": {"type": "usage_limit_reached", "resets_at": %d, "resets_in_seconds": 60}}'
+    info = detector.detect(body % (NOW - 86400), now=NOW)
+    assert info is not None
+    assert ("codex-json", 60.0) == (info.source, info.wait(NOW))
+
+
+def test_codex_small_resets_at_is_a_delay() -> None:
+    (shape,) = classify({"error": {"type": "usage_limit_reached", "resets_at": 90}})
+    assert (90.0, None) == (shape.seconds, shape.reset_at)
+
+
+def test_codex_body_on_an_sdk_error(detector: RateLimitDetector) -> None:
+    body = {"error": {"type": "usage_limit_reached", "resets_at": NOW + 600}}
+    error = FakeAPIStatusError("Error code: 429", response=FakeResponse(429), body=body)
+    info = detector.from_exception(error, now=NOW)
+    assert info is not None
+    assert ("codex-json", 600.0) == (info.source, info.wait(NOW))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "| 429 | rate_limit_error | Your account has hit a rate limit. |",
+        "429 | Too Many Requests -- You're being rate limited.",
+        "## Rate limit exceeded",
+        "**Status:** Too many requests",
+        'RATE_LIMIT_EXCEEDED = "rate_limit_exceeded"',
+        "If you hit the rate limit, you will receive a 429 error.",
+        "A 429 error means you have exceeded the rate limit.",
+        "Approaching usage limit · resets 4pm",
+    ],
+)
+def test_text_about_rate_limits_is_not_evidence(detector: RateLimitDetector, text: str) -> None:
+    assert detector.detect(text, now=NOW) is None
+
+
+def test_talk_rules_stay_on_their_line_and_sentence(detector: RateLimitDetector) -> None:
+    # A table above a real error does not hide it; a condition in the previous sentence neither.
+    text = "| code | meaning |\n| 429 | rate limited |\nIf it fails we retry. Rate limit exceeded."
+    info = detector.detect(text, now=NOW)
+    assert info is not None
+    assert "phrase" == info.source
+    # The start of a line longer than the reach is unknown: not taken for a table row.
+    long_line = "x" * 60 + "| 429 | " + "y" * 231 + " rate limit exceeded"  # reach starts at "|"
+    assert detector.detect(long_line, now=NOW) is not None
+
+
+def test_conditional_does_not_void_a_timed_hit(detector: RateLimitDetector) -> None:
+    info = detector.detect("When the API said so: try again in 20s", now=NOW)
+    assert info is not None
+    assert 20.0 == info.wait(NOW)
+
+
+def test_veto_reaches_a_json_hit_at_the_very_end(detector: RateLimitDetector) -> None:
+    body = '{"error": {"code": "rate_limit_exceeded", "message": "Request too large for gpt-4o"}}'
+    assert detector.detect(body, now=NOW) is None
+
+
+def test_reset_header_in_epoch_milliseconds(detector: RateLimitDetector) -> None:
+    text = f'Rate limit exceeded {{"X-RateLimit-Reset": "{(NOW + 90) * 1000:.0f}"}}'
+    info = detector.detect(text, now=NOW)
+    assert info is not None
+    assert ("ratelimit-header", 90.0) == (info.source, info.wait(NOW))
+
+
+@pytest.mark.parametrize(
+    ("text", "wait"),
+    [
+        ("Your quota will reset after 1h2m3s.", 3723.0),
+        ("usage limit reached; resets after 90s", 90.0),
+        ("the cache will reset after 5s", None),  # no limit, quota or usage before it
+    ],
+)
+def test_reset_after_needs_a_limit_word(
+    detector: RateLimitDetector, text: str, wait: float | None
+) -> None:
+    info = detector.detect(text, now=NOW)
+    assert wait == (None if info is None else info.wait(NOW))

@@ -19,27 +19,36 @@ resets-time    ``resets 4pm (America/Los_Angeles)``, ``will reset at 16:00 UTC``
                ``try again at 3:45 PM`` (Codex)
 resets-date    ``resets Apr 3, 6am (Europe/Berlin)``, ``resets Mon 9am``,
                ``try again at Jul 9th, 2026 1:47 AM``, ``resets 2026-11-22T06:30Z``
-resets-in      ``session limit · resets in 1d 5h`` ("limit" must come just before)
+resets-in      ``session limit · resets in 1d 5h``, ``Your quota will reset after 53s``
+               (Gemini CLI; "limit", "quota" or "usage" must come just before)
 try-again-in   ``try again in 1m30s``, ``Please retry after 20 seconds``, ``retry in 250ms``
 claude-epoch   ``Claude AI usage limit reached|1749924000``
 openai-json    ``{"error": {"code": "rate_limit_exceeded", "message": "... try again in 2.4s"}}``
 anthropic-json ``{"type": "error", "error": {"type": "rate_limit_error" | "overloaded_error"}}``
+codex-json     ``{"error": {"type": "usage_limit_reached", "resets_at": 1777936568}}``
 google-json    ``{"error": {"status": "RESOURCE_EXHAUSTED", "details": [RetryInfo 34s]}}``
 json-error     other JSON errors saying it in words (Mistral ``"type": "rate_limited"``)
 phrase         ``rate limit exceeded``, ``rate-limited``, ``429 Too Many Requests``,
-               ``You've hit your limit``, ``openai.RateLimitError: ...`` (reset unknown)
+               ``You've hit your limit``, ``openai.RateLimitError: ...``, ``You have
+               exhausted your daily quota``, ``ResourceExhausted: 429 ...`` (reset unknown)
 http-429       an exception whose ``status_code`` (or ``status``, ``code``) is 429
 custom         a user pattern (``extra_patterns``; a ``seconds`` group gives the wait)
 ============== ==================================================================
 
 Hints give a reset time only when other evidence says "rate limited", because they also
 appear on healthy responses or unrelated retries: ``anthropic-ratelimit-*-reset`` and
-``x-ratelimit-reset-*`` headers (``ratelimit-header``), a RetryInfo ``retryDelay`` outside
+``x-ratelimit-reset-*`` headers (``ratelimit-header``; a number is a delay, epoch seconds
+or, above 10^12, epoch milliseconds as OpenRouter sends), a RetryInfo ``retryDelay`` outside
 decodable JSON (``retry-delay``), and "Retrying request ... in 2s".
 
 Precision rules: a bare "rate limit" (docs, config) is not evidence, nor ``RateLimiter`` or
 ``ratelimit.py``; "try again later" adds nothing; ``insufficient_quota`` (a billing limit
-that waiting does not lift) voids evidence near it.
+that waiting does not lift) and "Request too large" (a request over the per-minute limit)
+void evidence near them. Text that talks *about* rate limits is not evidence either (see
+:class:`._ratelimit_text.TalkFilter`): a Markdown or Slate table row, a heading or bold
+label, a constant assigned a string, an "Approaching usage limit" warning; and a phrase
+without a time in a sentence that states a condition ("If you hit the rate limit, ...") or a
+definition ("a 429 means ...").
 
 Times are relative to ``now``: a wall time is its next occurrence in its zone (the
 detector's ``default_tz`` when the message names none); a reset up to five minutes past is
@@ -61,11 +70,12 @@ from itertools import islice
 
 from .._clock import Clock, SystemClock
 from .._errors import ConfigError
-from ._ratelimit_json import classify, find_objects
+from ._ratelimit_json import BodyHit, classify, find_objects
 from ._ratelimit_text import (
     KEYWORDS,
     VETOES,
     Hit,
+    TalkFilter,
     evidence_around,
     lower,
     occurrences,
@@ -374,12 +384,15 @@ missing ), unterminated subpattern at position 6
         for obj in find_objects(text, [p for positions in triggers.values() for p in positions]):
             shapes = classify(obj.value)
             if shapes:
-                shape = max(enumerate(shapes), key=lambda p: (p[1].seconds is not None, p[0]))[1]
-                reset_at = _after(now, shape.seconds)
-                found.append(Hit(obj.end, shape.source, reset_at, shape.evidence))
+                shape = max(enumerate(shapes), key=lambda p: (p[1].timed, p[0]))[1]
+                found.append(Hit(obj.end, shape.source, _shape_reset(shape, now), shape.evidence))
         vetoes = veto_spans(low) if any(word in low for word in VETOES) else []
+        talk = TalkFilter(text, low)
         for hit in found:
-            if not any(start <= hit.pos < end for start, end in vetoes):
+            if talk(hit.pos, hit.source):
+                continue
+            # <= end: a JSON hit sits where its object ends, which may be the end of the text
+            if not any(start <= hit.pos <= end for start, end in vetoes):
                 hits.append(
                     Hit(hit.pos, hit.source, hit.reset_at, hit.evidence, hit.hint, priority)
                 )
@@ -456,7 +469,7 @@ missing ), unterminated subpattern at position 6
         if isinstance(body, dict | list):
             body_text = _str(body)
             for shape in classify(body):
-                reset_at = _after(now, shape.seconds)
+                reset_at = _shape_reset(shape, now)
                 hits.append(Hit(0, shape.source, reset_at, shape.evidence, priority=_PRIORITY_BODY))
         elif isinstance(body, str | bytes):
             body_text = _str(body)
@@ -527,6 +540,12 @@ evidence='Error: rate limit exceeded, try again in 20s')
 
 def _after(now: float, seconds: float | None) -> float | None:
     return None if seconds is None else plausible(now + seconds, now)
+
+
+def _shape_reset(shape: BodyHit, now: float) -> float | None:
+    """The reset an error body names: its own instant when plausible, else its wait."""
+    absolute = None if shape.reset_at is None else plausible(shape.reset_at, now)
+    return _after(now, shape.seconds) if absolute is None else absolute
 
 
 def _seconds(text: str) -> float | None:

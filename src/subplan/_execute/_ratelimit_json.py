@@ -5,13 +5,17 @@ inside other JSON (``{"error":{"message":"{\\n \\"error\\": ...}"}}``), or print
 ``repr`` of the decoded body (``Error code: 429 - {'error': {...}}``). :func:`find_objects`
 walks back from each trigger to the ``{`` that opens an object covering it and decodes it
 with :meth:`json.JSONDecoder.raw_decode` (or :func:`ast.literal_eval` for a ``repr``), with
-a fixed budget of attempts. :func:`classify` then recognises the documented shapes:
+a fixed budget of attempts; control characters inside strings are accepted, because a
+terminal that wraps a long line puts a line break inside a JSON string. :func:`classify` then
+recognises the documented shapes:
 
 - Anthropic: ``{"type": "error", "error": {"type": "rate_limit_error" | "overloaded_error"}}``
 - OpenAI, Groq, Azure: ``{"error": {"code": "rate_limit_exceeded", "message": "... Please try
   again in 2.4s ..."}}`` (``insufficient_quota`` is billing, not a rate limit)
 - Google Gemini / Vertex: ``{"error": {"status": "RESOURCE_EXHAUSTED", "details":
   [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "34s"}]}}``
+- Codex (ChatGPT plans): ``{"error": {"type": "usage_limit_reached", "resets_at": 1777936568,
+  "resets_in_seconds": 13872}}``; the absolute ``resets_at`` wins when both are given
 - others (Mistral ``"type": "rate_limited"``, Discord, Cohere): a ``retry_after`` number, or
   a ``message`` that says rate-limited in words.
 """
@@ -49,11 +53,21 @@ class Found:
 
 @dataclass(frozen=True, slots=True)
 class BodyHit:
-    """A recognised error shape: which, the wait it states (seconds) if any, and its text."""
+    """A recognised error shape: which, the wait it states, and its text.
+
+    ``seconds`` is a wait from now; ``reset_at`` an instant (epoch seconds) the body names
+    itself, which the reader prefers when it is plausible.
+    """
 
     source: str
     seconds: float | None
     evidence: str
+    reset_at: float | None = None
+
+    @property
+    def timed(self) -> bool:
+        """Whether the body says when the limit resets."""
+        return self.seconds is not None or self.reset_at is not None
 
 
 def _python_literal(text: str, start: int) -> tuple[int, object] | None:
@@ -112,7 +126,7 @@ def find_objects(text: str, anchors: Iterable[int] | None = None) -> list[Found]
         return []
     if anchors is None:
         anchors = keyword_positions(lower(text))
-    decoder = json.JSONDecoder()
+    decoder = json.JSONDecoder(strict=False)
     cache: dict[int, tuple[int, object] | None] = {}
     found: list[Found] = []
     attempts = 0
@@ -176,9 +190,19 @@ def _message_wait(node: dict[object, object]) -> float | None:
     return None
 
 
+def _codex(node: dict[object, object], text: str) -> BodyHit:
+    seconds = _number(node.get("resets_in_seconds"))
+    reset_at = _number(node.get("resets_at"))
+    if reset_at is not None and reset_at < 1e9:  # not an epoch: read it as a delay
+        seconds, reset_at = (reset_at if seconds is None else seconds), None
+    return BodyHit("codex-json", seconds, text, reset_at)
+
+
 def _shape(node: dict[object, object]) -> BodyHit | None:
     kind, code, status = node.get("type"), node.get("code"), node.get("status")
     text = trim(json.dumps(node, default=str, ensure_ascii=False))
+    if "usage_limit_reached" in (kind, code):
+        return _codex(node, text)
     if kind in ("rate_limit_error", "overloaded_error"):
         return BodyHit("anthropic-json", _message_wait(node), text)
     if "rate_limit_exceeded" in (code, kind):

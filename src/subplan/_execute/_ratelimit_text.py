@@ -33,11 +33,13 @@ __all__ = [
     "PHRASE",
     "TRY_AGAIN_IN",
     "Hit",
+    "TalkFilter",
     "evidence_around",
     "keyword_positions",
     "lower",
     "occurrences",
     "scan",
+    "talks_about",
     "trim",
     "veto_spans",
     "windows",
@@ -46,8 +48,10 @@ __all__ = [
 #: Lowercase words without which no built-in pattern can match (the cheap pre-filter).
 KEYWORDS = ("limit", "retry", "try again", "reset", "too many", "exhausted", "overloaded", "(429)")
 #: Words that say "this 429 is not a rate limit": a billing quota (waiting does not help),
-#: a gRPC message over the size limit (RESOURCE_EXHAUSTED too). Evidence near them is void.
-VETOES = ("insufficient_quota", "larger than max")
+#: a gRPC message over the size limit (RESOURCE_EXHAUSTED too), a request larger than the
+#: per-minute token limit (OpenAI sends ``rate_limit_exceeded``; it never succeeds).
+#: Evidence near them is void.
+VETOES = ("insufficient_quota", "larger than max", "request too large")
 _VETO_RADIUS = 600
 _PHRASE_WORDS = ("limit", "too many", "exhausted", "overloaded", "(429)")
 _MAX_KEYWORD_HITS = 4096
@@ -90,6 +94,8 @@ PHRASE = re.compile(
     | \b(?:usage|session|weekly|daily|hourly|monthly|\d+-hour|\d+-day)\s+limit\s+
         (?:reached|exceeded|hit)\b
     | \bhit\s+your\s+(?:[\w-]+\s+){0,2}?limits?\b
+    | \bexhausted\s+your\s+(?:[\w-]+\s+){0,2}?(?:quota|capacity)\b
+    | (?-i:\bResourceExhausted):\s+429\b
     | \brejected\s+\(429\)
     """,
     _IX,
@@ -102,9 +108,10 @@ TRY_AGAIN_IN = re.compile(
 )
 # "Retrying request to /v1/messages in 0.4 seconds": SDKs say it for any retryable error.
 _RETRYING_IN = re.compile(rf"\bretrying\b[^\n]{{0,80}}?\bin\s+(?P<dur>{DURATION})", _I)
-# "Your limit resets in 2h": needs "limit" just before ("the cache resets in 5m" is not).
-# "Your limit will reset at 4pm" likewise (below); "resets 4pm" stands alone.
-_RESETS_IN = re.compile(rf"\bresets?\s+in\s+(?P<dur>{DURATION})", _I)
+# "Your limit resets in 2h", "Your quota will reset after 53s" (Gemini CLI): needs "limit",
+# "quota" or "usage" just before ("the cache resets in 5m" is not). "Your limit will reset at
+# 4pm" likewise (below); "resets 4pm" stands alone.
+_RESETS_IN = re.compile(rf"\bresets?\s+(?:in|after)\s+(?P<dur>{DURATION})", _I)
 _RESETS_AT = re.compile(
     r"\b(?:(?:resets|(?:will|limits?|quota|usage)\s+(?:be\s+)?reset)\s+(?:(?:at|on)\s+)?"
     rf"|try\s+again\s+(?:at|on|after)\s+){WHEN}",
@@ -144,6 +151,31 @@ _CLAUDE_EPOCH = re.compile(r"\blimit\s+reached\|(?P<epoch>\d{9,11})(?!\d)", _I)
 _EXCEPT_LINE = re.compile(r"\bexcept\b")
 _LIMIT_BEFORE = re.compile(r"limit|quota|usage", _I)
 _EPOCH_FLOOR = 1e9  # a bare reset number above this is epoch seconds, below it a delay
+_EPOCH_MS_FLOOR = 1e12  # ... and above this epoch milliseconds (OpenRouter's X-RateLimit-Reset)
+
+# Text that talks *about* rate limits instead of reporting one. A line that is a Markdown or
+# Slate table row, a Markdown heading or bold label, or a constant assigned a string holds
+# no evidence; neither does a line warning that a limit is near ("Approaching usage limit").
+_DOC_LINE = re.compile(
+    r"""\s*(?: \|.*\|                          # | 429 | rate_limit_error | ... |
+             | \d{3}\s*\|                       # 429 | Too Many Requests -- ...
+             | \#{1,6}\s                         # ## Rate Limit Exceeded (429)
+             | \*\*[^*\n]{1,60}\*\*              # **Trigger:** Too many requests ...
+             | (?:(?:export\s+)?(?:const|let|var)\s+)?[A-Z][A-Z0-9_]*\s*=(?!=)\s*["'] )""",
+    re.VERBOSE,
+)
+_APPROACHING = re.compile(r"\bapproaching\b", _I)
+# A phrase without a time in a conditional or defining sentence is documentation: "If you hit
+# the rate limit, you will receive ...", "A 429 error means you've exceeded ...".
+_CONDITION = re.compile(r"\b(?:if|when|whenever|once|unless)\b", _I)
+_DEFINITION = re.compile(
+    r"\b(?:means|in\s+order\s+to|(?:is|are)\s+(?:caused|returned)"
+    r"|will\s+(?:be\s+returned|receive|return|respond|cause))\b",
+    _I,
+)
+_TALK_WORDS = ("if", "when", "once", "unless", "means", "order to", "caused", "returned", "will")
+_SENTENCE_END = re.compile(r"[.!?:;](?=\s)|\n[ \t]*\n")
+_TALK_REACH = 240  # characters examined on either side of a hit
 
 
 def trim(text: str, limit: int = _EVIDENCE_CHARS) -> str:
@@ -220,6 +252,68 @@ def veto_spans(low: str) -> list[tuple[int, int]]:
     return windows(keyword_positions(low, VETOES), len(low), _VETO_RADIUS)
 
 
+class TalkFilter:
+    """Decides whether hits sit in text about rate limits, not in a report of one.
+
+    Table rows, headings, bold labels, constants and "approaching the limit" warnings void
+    every hit on their line; a conditional ("if", "when", "once") before a phrase in its
+    sentence, or a defining word ("means", "will be returned") in it, voids a ``phrase`` hit.
+    Only :data:`_TALK_REACH` characters either side of a hit are read, a line is judged once,
+    and the sentence rules run only when ``low`` holds one of their words at all.
+
+    Args:
+        text: the text the hits were found in.
+        low: ``lower(text)``.
+    """
+
+    def __init__(self, text: str, low: str) -> None:
+        self._text = text
+        self._approaching = "approaching" in low
+        self._worded = any(word in low for word in _TALK_WORDS)
+        self._lines: dict[int, bool] = {}
+
+    def __call__(self, pos: int, source: str) -> bool:
+        """Whether the hit of ``source`` at ``text[pos]`` is talk, not evidence."""
+        text = self._text
+        low = max(0, pos - _TALK_REACH)
+        newline = text.rfind("\n", low, pos)
+        start = newline + 1 if newline >= 0 else low
+        if newline >= 0 or low == 0:  # else the line's start is out of reach: unknown
+            doc = self._lines.get(start)
+            if doc is None:
+                doc = self._lines[start] = _DOC_LINE.match(text, start) is not None
+            if doc:
+                return True
+        if self._approaching and _APPROACHING.search(text, start, pos):
+            return True
+        if source != "phrase" or not self._worded:
+            return False
+        for end in _SENTENCE_END.finditer(text, low, pos):
+            start = max(start, end.end())
+        if _CONDITION.search(text, start, pos):
+            return True
+        stop = _SENTENCE_END.search(text, pos, min(len(text), pos + _TALK_REACH))
+        return (
+            _DEFINITION.search(text, start, stop.start() if stop else pos + _TALK_REACH) is not None
+        )
+
+
+def talks_about(text: str, pos: int, source: str) -> bool:
+    """Whether the hit of ``source`` at ``text[pos]`` sits in text about rate limits.
+
+    See :class:`TalkFilter`, which the detector uses to judge many hits in one text.
+
+    Example:
+        >>> talks_about("| 429 | rate_limit_error | Your account hit a rate limit |", 8, "phrase")
+        True
+        >>> talks_about("If you hit the rate limit, you will receive a 429.", 7, "phrase")
+        True
+        >>> talks_about("Error: rate limit exceeded", 7, "phrase")
+        False
+    """
+    return TalkFilter(text, lower(text))(pos, source)
+
+
 def _seconds(text: str | None, now: float) -> float | None:
     seconds = parse_duration(text or "")
     return None if seconds is None else plausible(now + seconds, now)
@@ -274,7 +368,7 @@ def scan(
     for m in matches(_RETRYING_IN, ("retrying",), 0, 250):
         add(m, "try-again-in", _seconds(m["dur"], now), hint=True)
     for m in matches(_RESETS_IN, ("reset",), 0, 200):
-        if "limit" in text[max(0, m.start() - 160) : m.start()].lower():
+        if _LIMIT_BEFORE.search(text, max(0, m.start() - 160), m.start()):
             add(m, "resets-in", _seconds(m["dur"], now))
     for m in matches(_RESETS_AT, ("reset", "try again"), 40, 200):
         if m.group()[:4].lower() == "will" and not _LIMIT_BEFORE.search(
@@ -300,6 +394,8 @@ def scan(
             stamp = now + (parse_duration(m["dur"]) or 0.0)
         else:
             number = float(m["num"])
+            if number > _EPOCH_MS_FLOOR:
+                number /= 1000.0
             stamp = number if number > _EPOCH_FLOOR else now + number
         add(m, "ratelimit-header", plausible(stamp, now), hint=True)
     for m in matches(_RETRY_DELAY, ("retrydelay",), 0, 60):
