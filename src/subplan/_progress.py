@@ -2,91 +2,215 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, TextIO
+from typing import Any, Literal, TextIO
 
 from ._execute._results import Event, RunReport
 from ._store._base import RunInfo, RunRecord
 
 __all__ = [
     "Progress",
+    "ProgressMode",
     "render_report",
     "render_run_status",
     "render_runs",
     "render_summary",
     "run_status_data",
+    "when_text",
 ]
 
 
-class Progress:
-    """A one-line live display (running, done, failed, peak) redrawn on ``stream``.
+ProgressMode = Literal["bar", "plain", "off"]
 
-    Fed with run events; redraws at most ten times a second, and only when ``stream`` is
-    a terminal. :meth:`close` clears the line.
+_TICK = 1.0  # seconds between redraws of the bar when nothing happens (elapsed, ETA)
+_HEARTBEAT = 30.0  # seconds between plain status lines
+_BAR = 16  # cells of the bar
+
+
+def _clock_text(seconds: float) -> str:
+    """``m:ss``, or ``h:mm:ss`` past an hour."""
+    whole = max(0, int(seconds))
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def when_text(epoch: float, *, now: float | None = None) -> str:
+    """A wall-clock moment with its zone, and its date unless it is today.
+
+    Example:
+        >>> import time
+        >>> t = time.time()
+        >>> when_text(t) == time.strftime("%H:%M:%S %Z", time.localtime(t))
+        True
+    """
+    moment = time.localtime(epoch)
+    today = time.localtime(time.time() if now is None else now)
+    same_day = moment.tm_year == today.tm_year and moment.tm_yday == today.tm_yday
+    return time.strftime("%H:%M:%S %Z" if same_day else "%Y-%m-%d %H:%M:%S %Z", moment)
+
+
+class Progress:
+    """What a run is doing, for a person: a live line on a terminal, plain lines elsewhere.
+
+    ``bar`` redraws one line (at most ten times a second, and every second so elapsed
+    time and ETA move): elapsed time, a bar, done/total, what runs, failed, skipped and
+    retrying subplans, the ETA, a pause's end (with date and zone), and the labels of
+    the running subplans, cut to the terminal's width. ``plain`` writes whole lines for
+    what matters (a subplan that failed for good, a pause, its end), a status line every
+    30 s and one at the end. ``off`` writes nothing.
+
+    Args:
+        stream: where to write (the CLI's stderr).
+        total: the leaves of the plan.
+        mode: ``bar``, ``plain`` or ``off``.
+        labels: subplan id to label, for the running subplans' names.
+        done: subplans that succeeded before (a resume), counted as done.
+        width: the line's width; default the terminal's (80 when unknown).
     """
 
-    def __init__(self, stream: TextIO, total: int, *, enabled: bool) -> None:
+    def __init__(
+        self,
+        stream: TextIO,
+        total: int,
+        *,
+        mode: ProgressMode = "bar",
+        labels: Mapping[str, str] | None = None,
+        done: int = 0,
+        width: int | None = None,
+    ) -> None:
         self.stream = stream
         self.total = total
-        self.enabled = enabled
-        self.running = 0
-        self.peak = 0
-        self.done = 0
-        self.failed_attempts = 0
+        self.mode: ProgressMode = mode
+        self.labels = dict(labels or {})
+        self.width = width
+        self.done = done
+        self.failed = 0
         self.skipped = 0
-        self.retrying = 0
+        self.peak = 0
         self.pauses = 0
         self.paused_until: float | None = None
         self.pause_reason = ""
+        self._running: dict[str, str] = {}  # id -> label, in order of start
+        self._retrying: set[str] = set()
+        self._finished_here = 0
+        self._started = time.monotonic()
         self._last = 0.0
+        self._last_beat = self._started
         self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
+        self._ascii = not (getattr(stream, "encoding", None) or "utf-8").lower().startswith("utf")
+
+    @property
+    def running(self) -> int:
+        """Attempts running now."""
+        return len(self._running)
+
+    @property
+    def retrying(self) -> int:
+        """Subplans waiting to be retried."""
+        return len(self._retrying)
 
     def __call__(self, event: Event) -> None:
         with self._lock:
-            if event.kind == "attempt_started":
-                self.running += 1
-                self.peak = max(self.peak, self.running)
-            elif event.kind == "attempt_ended":
-                self.running -= 1
-                if event.status == "succeeded":
-                    self.done += 1
-                else:
-                    self.failed_attempts += 1
-            elif event.kind == "retry_scheduled":
-                self.retrying += 1
-            elif event.kind == "skipped":
-                self.skipped += 1
-            elif event.kind == "paused":
-                self.pauses += 1
-                self.paused_until = event.until
-                self.pause_reason = event.reason or ""
-            elif event.kind == "resumed":
-                self.paused_until = None
-            self._draw(force=event.kind == "run_ended")
+            self._count(event)
+            if self.mode == "bar":
+                self._draw(force=event.kind in ("run_ended", "paused", "resumed", "failed"))
+                if self._ticker is None and event.kind != "run_ended":
+                    self._ticker = threading.Thread(
+                        target=self._tick, name="subplan-progress", daemon=True
+                    )
+                    self._ticker.start()
+            elif self.mode == "plain":
+                self._plain(event)
 
-    @property
-    def failed(self) -> int:
-        """Subplans that failed for good: failed attempts that were not retried."""
-        return self.failed_attempts - self.retrying
+    def _count(self, event: Event) -> None:
+        sid = event.subplan_id or ""
+        kind = event.kind
+        if kind == "run_started":
+            self._started = time.monotonic()
+        elif kind == "attempt_started":
+            self._running[sid] = self.labels.get(sid, sid)
+            self._retrying.discard(sid)
+            self.peak = max(self.peak, len(self._running))
+        elif kind == "attempt_ended":
+            self._running.pop(sid, None)
+            if event.status == "succeeded":
+                self.done += 1
+                self._finished_here += 1
+        elif kind == "retry_scheduled":
+            self._retrying.add(sid)
+        elif kind == "failed":
+            self.failed += 1
+            self._finished_here += 1
+            self._retrying.discard(sid)
+        elif kind == "skipped":
+            self.skipped += 1
+            self._finished_here += 1
+        elif kind == "paused":
+            self.pauses += 1
+            self.paused_until = event.until
+            self.pause_reason = event.reason or ""
+        elif kind == "resumed":
+            self.paused_until = None
 
-    def line(self) -> str:
-        """The text of the progress line (with the pause's end while paused)."""
-        text = (
-            f"subplan: {self.running} running, {self.done}/{self.total} done, "
-            f"{self.failed} failed, {self.retrying} retries, {self.skipped} skipped, "
-            f"peak {self.peak}"
-        )
+    def eta(self) -> float | None:
+        """Seconds until every subplan has ended, at this session's pace; None if unknown."""
+        remaining = self.total - self.done - self.failed - self.skipped
+        if remaining <= 0:
+            return 0.0
+        elapsed = time.monotonic() - self._started
+        if self._finished_here == 0 or elapsed <= 0:
+            return None
+        wait = remaining * elapsed / self._finished_here
         if self.paused_until is not None:
-            ends = time.strftime("%H:%M:%S", time.localtime(self.paused_until))
-            reason = self.pause_reason[:60]
-            text += f" - rate limited, paused until {ends} ({reason})"
+            wait += max(0.0, self.paused_until - time.time())
+        return wait
+
+    def line(self, width: int | None = None) -> str:
+        """The status line, cut to ``width`` columns (default: the display's width)."""
+        elapsed = _clock_text(time.monotonic() - self._started)
+        ended = self.done + self.failed + self.skipped
+        filled = round(_BAR * ended / self.total) if self.total else _BAR
+        full, empty = ("#", "-") if self._ascii else ("\u2588", "\u2591")
+        head = f"subplan {elapsed} [{full * filled}{empty * (_BAR - filled)}] "
+        parts = [f"{self.done}/{self.total} done"]
+        parts.append(f"{self.running} running")
+        for count, name in (
+            (self.failed, "failed"),
+            (self.skipped, "skipped"),
+            (self.retrying, "retrying"),
+        ):
+            if count:
+                parts.append(f"{count} {name}")
+        eta = self.eta()
+        parts.append("ETA " + ("-" if eta is None else _clock_text(eta)))
+        if self.paused_until is not None:
+            parts.append(
+                f"rate limited, paused until {when_text(self.paused_until)} "
+                f"({self.pause_reason[:60]})"
+            )
+        text = head + ", ".join(parts)
+        if self._running:
+            text += " | " + ", ".join(self._running.values())
+        limit = (width or self._width()) - 1  # the last column would wrap on some terminals
+        if len(text) > limit:
+            text = text[: max(0, limit - 1)] + ("~" if self._ascii else "\u2026")
         return text
 
+    def _width(self) -> int:
+        if self.width is not None:
+            return self.width
+        try:
+            return os.get_terminal_size(self.stream.fileno()).columns or 80
+        except (AttributeError, OSError, ValueError):
+            return 80
+
     def _draw(self, *, force: bool = False) -> None:
-        if not self.enabled:
-            return
         now = time.monotonic()
         if not force and now - self._last < 0.1:
             return
@@ -94,11 +218,39 @@ class Progress:
         self.stream.write("\r\x1b[2K" + self.line())
         self.stream.flush()
 
+    def _tick(self) -> None:
+        while not self._stop.wait(_TICK):
+            with self._lock:
+                if not self._stop.is_set():
+                    self._draw(force=True)
+
+    def _plain(self, event: Event) -> None:
+        sid = event.subplan_id or ""
+        label = self.labels.get(sid, sid)
+        if event.kind == "failed":
+            self._say(f"failed: {sid} {label} - {event.reason}")
+        elif event.kind == "paused" and event.until is not None:
+            self._say(f"rate limited, paused until {when_text(event.until)} ({event.reason})")
+        elif event.kind == "resumed":
+            self._say("pause over, starting again")
+        now = time.monotonic()
+        if event.kind == "run_ended" or now - self._last_beat >= _HEARTBEAT:
+            self._last_beat = now
+            self._say(self.line(width=10_000).removeprefix("subplan "))
+
+    def _say(self, text: str) -> None:
+        self.stream.write(f"subplan: {text}\n")
+        self.stream.flush()
+
     def close(self) -> None:
-        """Clear the line."""
-        if self.enabled:
-            self.stream.write("\r\x1b[2K")
-            self.stream.flush()
+        """Stop redrawing and clear the line."""
+        self._stop.set()
+        if self._ticker is not None:
+            self._ticker.join(timeout=2 * _TICK)
+        if self.mode == "bar":
+            with self._lock:
+                self.stream.write("\r\x1b[2K")
+                self.stream.flush()
 
 
 def render_summary(report: RunReport, *, runs_dir: str, limit: int = 40) -> str:

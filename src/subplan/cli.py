@@ -36,6 +36,7 @@ from ._inventory import Inventory, import_graph, read_path_list, scan
 from ._model import Plan, PlanConfig
 from ._progress import (
     Progress,
+    ProgressMode,
     render_report,
     render_run_status,
     render_runs,
@@ -260,6 +261,7 @@ def _build_parser() -> _Parser:
     group.add_argument(
         "--events", metavar="FILE", help="append every run event to FILE as JSON lines"
     )
+    _add_progress_option(group)
     group.add_argument(
         "--backend",
         choices=("thread", "process", "dask"),
@@ -367,6 +369,7 @@ def _build_parser() -> _Parser:
     resume.add_argument(
         "--events", metavar="FILE", help="append every run event to FILE as JSON lines"
     )
+    _add_progress_option(resume)
     resume.add_argument("--json", action="store_true", help="print the report as JSON")
     _add_halt_option(resume)
     resume.set_defaults(handler=_cmd_resume)
@@ -443,6 +446,17 @@ def _build_parser() -> _Parser:
         f"  {name:<{width}}  {text}\n" for name, text in rows
     )
     return parser
+
+
+def _add_progress_option(group: argparse._ActionsContainer) -> None:
+    group.add_argument(
+        "--progress",
+        choices=("auto", "bar", "plain", "off"),
+        default="auto",
+        help="on stderr: bar, a live line (elapsed, done, running and their labels, "
+        "ETA, pauses); plain, lines for failures, pauses and every 30 s; auto (default): "
+        "bar on a terminal, else plain",
+    )
 
 
 def _add_halt_option(group: argparse._ActionsContainer) -> None:
@@ -638,7 +652,7 @@ def _cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: Te
             keep=args.keep_workspaces,
             require_clean=args.require_clean,
         )
-    with _listeners(args, stderr, len(plan.leaves)) as on_event:
+    with _listeners(args, stderr, plan) as on_event:
         report = run(
             plan,
             work,
@@ -720,10 +734,17 @@ def _store_spec(args: argparse.Namespace, runs_dir: Path) -> str:
 
 @contextlib.contextmanager
 def _listeners(
-    args: argparse.Namespace, stderr: TextIO, leaves: int
+    args: argparse.Namespace, stderr: TextIO, plan: Plan, *, done: int = 0
 ) -> Iterator[Callable[[Event], None]]:
-    """The progress line and the --events file, as one event listener."""
-    progress = Progress(stderr, leaves, enabled=stderr.isatty() and not args.json)
+    """The progress display and the --events file, as one event listener."""
+    chosen: str = args.progress
+    mode: ProgressMode
+    if chosen == "auto":
+        mode = "bar" if stderr.isatty() else "plain"
+    else:
+        mode = "bar" if chosen == "bar" else "plain" if chosen == "plain" else "off"
+    labels = {leaf.id: leaf.label for leaf in plan.leaves}
+    progress = Progress(stderr, len(plan.leaves), mode=mode, labels=labels, done=done)
     with contextlib.ExitStack() as stack:
         listeners: list[Callable[[Event], None]] = [progress]
         if args.events is not None:
@@ -785,8 +806,18 @@ def _cmd_resume(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin:
     with contextlib.closing(store):
         record = store.get_run(args.run_id)
         plan = _load_plan(args.plan_file)[0] if args.plan_file is not None else None
-        leaves = len((plan or Plan.from_json(record.plan_json)).leaves)
-        with _listeners(args, stderr, leaves) as on_event:
+        shown = plan or Plan.from_json(record.plan_json)
+        again = {leaf.id for rid in args.rerun or () for leaf in shown.leaves_under(rid)}
+        latest: dict[str, tuple[int, str]] = {}
+        for row in store.attempts(args.run_id):
+            if row.number >= latest.get(row.subplan_id, (0, ""))[0]:
+                latest[row.subplan_id] = (row.number, row.status)
+        done = sum(
+            1
+            for leaf in shown.leaves
+            if leaf.id not in again and latest.get(leaf.id, (0, ""))[1] == "succeeded"
+        )
+        with _listeners(args, stderr, shown, done=done) as on_event:
             report = resume(
                 args.run_id,
                 store=store,

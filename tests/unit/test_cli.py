@@ -180,8 +180,18 @@ def test_run_failure_exit_1_and_table_shows_the_reason(project: Path) -> None:
 def test_run_progress_line_on_a_terminal(project: Path) -> None:
     status, _, err = call("run", "--max-parallel", "2", "--", PY, "-c", "pass", tty=True)
     assert EXIT_OK == status
-    assert "subplan: " in err
-    assert "peak 2" in err or "done" in err
+    assert "\r\x1b[2Ksubplan 0:0" in err
+    assert "3/3 done" in err
+
+
+def test_run_progress_is_plain_lines_off_a_terminal(project: Path) -> None:
+    status, _, err = call("run", "--", PY, "-c", "import sys; sys.exit(3)")
+    assert EXIT_FAILED == status
+    lines = err.splitlines()
+    assert 3 == sum(line.startswith("subplan: failed: sp-") for line in lines), err
+    assert "\r" not in err
+    status, _, err = call("run", "--progress", "off", "--", PY, "-c", "pass")
+    assert (EXIT_OK, "") == (status, err)
 
 
 def test_run_events_file(project: Path) -> None:

@@ -21,18 +21,24 @@ def event(kind: str, **fields: object) -> Event:
     return Event(kind=kind, time=0.0, run_id="r", **fields)  # type: ignore[arg-type]
 
 
-def test_progress_counts_and_draws_only_on_a_terminal() -> None:
+def test_progress_counts_and_draws_only_when_on() -> None:
     stream = io.StringIO()
-    progress = Progress(stream, total=3, enabled=True)
-    progress(event("attempt_started"))
-    progress(event("attempt_started"))
-    progress(event("attempt_ended", status="failed"))
-    progress(event("retry_scheduled"))
-    progress(event("attempt_ended", status="succeeded"))
-    progress(event("skipped"))
+    progress = Progress(stream, total=3, mode="bar", labels={"a": "pkg/a", "b": "pkg/b"}, width=200)
+    progress(event("attempt_started", subplan_id="a"))
+    progress(event("attempt_started", subplan_id="b"))
+    progress(event("attempt_ended", subplan_id="a", status="failed"))
+    progress(event("retry_scheduled", subplan_id="a"))
+    assert progress.line(width=200).endswith(" | pkg/b")  # the running subplan's label, not a's
+    progress(event("attempt_ended", subplan_id="b", status="succeeded"))
+    progress(event("attempt_started", subplan_id="a"))
+    progress(event("attempt_ended", subplan_id="a", status="rate_limited"))  # not a failure
+    progress(event("attempt_started", subplan_id="a"))
+    progress(event("attempt_ended", subplan_id="a", status="failed"))
+    progress(event("failed", subplan_id="a", reason="exit status 3"))
+    progress(event("skipped", subplan_id="c"))
     progress(event("run_ended"))
     progress.close()
-    assert (0, 2, 1, 0, 1, 1) == (
+    assert (0, 2, 1, 1, 0, 1) == (
         progress.running,
         progress.peak,
         progress.done,
@@ -40,14 +46,37 @@ def test_progress_counts_and_draws_only_on_a_terminal() -> None:
         progress.retrying,
         progress.skipped,
     )
-    assert (
-        "subplan: 0 running, 1/3 done, 0 failed, 1 retries, 1 skipped, peak 2" in stream.getvalue()
-    )
+    assert "1/3 done, 0 running, 1 failed, 1 skipped, ETA 0:00" in stream.getvalue()
     quiet = io.StringIO()
-    off = Progress(quiet, total=1, enabled=False)
+    off = Progress(quiet, total=1, mode="off")
     off(event("run_ended"))
     off.close()
     assert "" == quiet.getvalue()
+
+
+def test_the_line_fits_its_width_and_counts_a_resume_done() -> None:
+    labels = {f"s{i}": f"src/package_{i}/module" for i in range(30)}
+    progress = Progress(io.StringIO(), total=43, mode="bar", labels=labels, done=32)
+    for sid in labels:
+        progress(event("attempt_started", subplan_id=sid))
+    for width in (40, 80, 200):
+        assert width - 1 >= len(progress.line(width=width)), width
+    assert "32/43 done, 30 running" in progress.line(width=200)
+    progress.close()
+
+
+def test_plain_lines_say_what_failed_and_end_with_a_status() -> None:
+    stream = io.StringIO()
+    progress = Progress(stream, total=2, mode="plain", labels={"a": "pkg/a"})
+    progress(event("attempt_started", subplan_id="a"))
+    progress(event("attempt_ended", subplan_id="a", status="failed"))
+    progress(event("failed", subplan_id="a", reason="exit status 3"))
+    progress(event("run_ended"))
+    progress.close()
+    lines = stream.getvalue().splitlines()
+    assert "subplan: failed: a pkg/a - exit status 3" == lines[0]
+    assert lines[-1].startswith("subplan: ") and "0/2 done" in lines[-1] and "1 failed" in lines[-1]
+    assert "\r" not in stream.getvalue()
 
 
 def test_summary_lists_failures_of_a_big_run_only() -> None:

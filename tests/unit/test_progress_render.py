@@ -23,12 +23,12 @@ def test_the_progress_line_follows_a_run_with_a_pause() -> None:
         default=Step(1.0),
     )
     stream = Tty()
-    progress = Progress(stream, len(plan.leaves), enabled=True)
+    progress = Progress(stream, len(plan.leaves), mode="bar")
     lines: list[str] = []
 
     def listen(event: object) -> None:
         progress(event)  # type: ignore[arg-type]
-        lines.append(progress.line())
+        lines.append(progress.line(width=400))
 
     report = simulate(plan, work, max_parallel=2, on_event=listen)
     progress.close()
@@ -36,7 +36,7 @@ def test_the_progress_line_follows_a_run_with_a_pause() -> None:
     assert any("rate limited, paused until" in line and "429" in line for line in lines)
     assert "4/4 done" in lines[-1] and "paused" not in lines[-1]  # resumed
     assert 1 == progress.pauses
-    assert "subplan:" in stream.getvalue()
+    assert "subplan 0:" in stream.getvalue()
 
 
 def test_report_status_and_runs_renderings_cover_every_part() -> None:

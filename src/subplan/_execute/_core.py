@@ -514,6 +514,7 @@ class Scheduler:
 
     def _failed(self, unit: _Unit) -> None:
         """A unit failed for good: skip its dependants, and halt the run when due."""
+        self.emit("failed", subplan_id=unit.id, reason=unit.reason)
         self._skip_dependants(unit)
         self.failures += 1
         if self.halt is None or self.failures < self.halt.fail or self.halt_reason:

@@ -41,6 +41,7 @@ EventKind = Literal[
     "attempt_started",
     "attempt_ended",
     "retry_scheduled",
+    "failed",
     "skipped",
     "paused",
     "resumed",
@@ -358,7 +359,8 @@ class Event:
         status: how an attempt or the run ended.
         error: the failure, for ended attempts.
         delay: seconds until the retry (``retry_scheduled``) or of the pause (``paused``).
-        reason: why, for ``skipped``, ``paused`` and ``run_ended``.
+        reason: why, for ``failed`` (a subplan failed for good, after its retries),
+            ``skipped``, ``paused`` and ``run_ended``.
         until: wall-clock time a pause ends, for ``paused``.
     """
 
