@@ -323,9 +323,15 @@ class _Setup:
                     "rate_limits": rate_limits is not False,
                     "pool": getattr(limiter, "name", None),
                     "work": describe_work(work),
+                    # "project": the absolute project directory, so that `integrate` finds
+                    # the repository from anywhere (``repo`` is as the caller spelled it).
                     "workspaces": None
                     if self.in_workspaces is None
-                    else {**workspaces.to_dict(), "base": self.in_workspaces.base},  # type: ignore[union-attr]
+                    else {
+                        **workspaces.to_dict(),  # type: ignore[union-attr]
+                        "base": self.in_workspaces.base,
+                        "project": os.path.realpath(workspaces.repo),  # type: ignore[union-attr]
+                    },
                 }
                 if config["pool"] is not None:
                     # A resume rebuilds the pool with this size (a ClusterPool's ``size``, a
