@@ -1,0 +1,361 @@
+"""Integrating a run's patches onto a branch (real repositories, real runs, real git)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import pytest
+
+import subplan
+from subplan import (
+    InputError,
+    IntegrationResult,
+    UnknownRunError,
+    WorkspaceError,
+    decompose,
+    integrate,
+)
+from subplan._execute._in_workspace import WorkspacePolicy
+from subplan._execute._results import AttemptContext
+from subplan._execute._run import run
+from subplan._integrate import _Tree
+from subplan._model import Plan, Subplan
+from subplan._store._open import open_store
+from subplan.cli import main
+
+pytestmark = pytest.mark.timeout(120)
+
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "t",
+    "GIT_AUTHOR_EMAIL": "t@example.com",
+    "GIT_COMMITTER_NAME": "t",
+    "GIT_COMMITTER_EMAIL": "t@example.com",
+}
+# A verify command: fails while any file of the project says BUG.
+NO_BUGS = [
+    sys.executable,
+    "-c",
+    "import pathlib, sys; sys.exit(any('BUG' in p.read_text() "
+    "for p in pathlib.Path('.').rglob('*.py')))",
+]
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(repo), *args],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **GIT_ENV},
+    ).stdout
+
+
+def make_repo(root: Path, dirs: Sequence[str] = ("alpha", "beta", "gamma")) -> tuple[Path, Plan]:
+    """A repository with two files in each directory; the plan has a leaf per directory."""
+    root.mkdir(parents=True)
+    git(root, "init", "-q", "-b", "main")
+    files = [f"{d}/{f}.py" for d in dirs for f in ("a", "b")]
+    for name in files:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(f"# {name}\n")
+    (root / "README.md").write_text("top\n")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "base")
+    plan = decompose(files, min_files=2)
+    assert list(dirs) == [leaf.label for leaf in plan.leaves]
+    return root, plan
+
+
+Edits = Mapping[str, Callable[[Path], object]]
+
+
+def editing(extra: Edits | None = None) -> Callable[[Subplan, AttemptContext], None]:
+    """Work that appends a line to each of the subplan's files, plus ``extra[label]``."""
+
+    def work(subplan: Subplan, ctx: AttemptContext) -> None:
+        assert ctx.workspace is not None
+        for name in subplan.files:
+            path = ctx.workspace / name
+            path.write_text(path.read_text() + f"# edited by {subplan.label}\n")
+        if extra and subplan.label in extra:
+            extra[subplan.label](ctx.workspace)
+
+    return work
+
+
+def readme(text: str) -> Callable[[Path], object]:
+    return lambda top: (top / "README.md").write_text(text)
+
+
+def bug_in(name: str) -> Callable[[Path], object]:
+    return lambda top: (top / name).write_text("BUG\n")
+
+
+def run_with_workspaces(
+    repo: Path,
+    plan: Plan,
+    runs: Path,
+    work: Callable[[Subplan, AttemptContext], None],
+    *,
+    run_id: str = "r1",
+    dependencies: Mapping[str, Sequence[str]] | None = None,
+) -> None:
+    report = run(
+        plan,
+        work,
+        max_parallel=3,
+        runs_dir=runs,
+        run_id=run_id,
+        store="",
+        workspaces=WorkspacePolicy(repo),
+        dependencies=dependencies,
+    )
+    assert report.ok, report.outcomes
+
+
+def user_state(repo: Path) -> tuple[str, str, str, str]:
+    """What integrate must never change: HEAD, the branch, the status, the index."""
+    return (
+        git(repo, "rev-parse", "HEAD"),
+        git(repo, "symbolic-ref", "HEAD"),
+        git(repo, "status", "--porcelain", "--untracked-files=all"),
+        git(repo, "ls-files", "--stage"),
+    )
+
+
+def subjects(repo: Path, branch: str) -> list[str]:
+    return git(repo, "log", "--reverse", "--format=%s", f"main..{branch}").splitlines()
+
+
+def ids_of(plan: Plan, *labels: str) -> list[str]:
+    by_label = {leaf.label: leaf.id for leaf in plan.leaves}
+    return [by_label[label] for label in labels]
+
+
+@pytest.fixture
+def runs(tmp_path: Path) -> Path:
+    return tmp_path / "runs"
+
+
+def test_independent_changes_integrate_in_plan_order_one_commit_each(
+    tmp_path: Path, runs: Path
+) -> None:
+    repo, plan = make_repo(tmp_path / "repo")
+    run_with_workspaces(repo, plan, runs, editing())
+    (repo / "scratch.txt").write_text("the user's own uncommitted work\n")
+    before = user_state(repo)
+
+    result = integrate("r1", runs_dir=runs)
+
+    assert before == user_state(repo)
+    assert result.ok
+    assert "subplan/integrate/r1" == result.branch
+    assert git(repo, "rev-parse", "main").strip() == result.base
+    assert ids_of(plan, "alpha", "beta", "gamma") == [i.subplan_id for i in result.integrated]
+    assert [f"Integrate subplan {leaf.label} ({leaf.id})" for leaf in plan.leaves] == subjects(
+        repo, result.branch
+    )
+    first = result.integrated[0]
+    message = git(repo, "log", "-1", "--format=%B", first.commit)
+    assert f"Subplan-Id: {first.subplan_id}" in message
+    assert "Subplan-Run: r1" in message
+    assert "  alpha/a.py\n  alpha/b.py" in message  # the files are named
+    assert ("alpha/a.py", "alpha/b.py") == first.files
+    assert result.head == git(repo, "rev-parse", result.branch).strip()
+    for leaf in plan.leaves:
+        for name in leaf.files:
+            shown = git(repo, "show", f"{result.branch}:{name}")
+            assert f"# {name}\n# edited by {leaf.label}\n" == shown
+    # The private worktree is gone, and git knows only the user's.
+    assert 1 == len(git(repo, "worktree", "list").splitlines())
+    assert [] == list((runs / "integration").glob("r1/*"))
+    with contextlib.closing(open_store(None, runs)) as store:
+        rows = store.integrations("r1")
+    assert {(i.subplan_id, "integrated", i.commit) for i in result.integrated} == {
+        (r.subplan_id, r.status, r.commit) for r in rows
+    }
+
+
+def test_two_subplans_editing_the_same_lines_give_one_commit_and_one_conflict(
+    tmp_path: Path, runs: Path
+) -> None:
+    repo, plan = make_repo(tmp_path / "repo")
+    edits = {"alpha": readme("alpha's\n"), "beta": readme("beta's\n")}
+    run_with_workspaces(repo, plan, runs, editing(edits))
+    before = user_state(repo)
+
+    result = integrate("r1", runs_dir=runs)
+
+    assert before == user_state(repo)
+    assert not result.ok
+    assert ids_of(plan, "alpha", "gamma") == [i.subplan_id for i in result.integrated]
+    [conflict] = result.conflicts
+    assert (ids_of(plan, "beta")[0], ("README.md",)) == (conflict.subplan_id, conflict.files)
+    assert "alpha's\n" == git(repo, "show", f"{result.branch}:README.md")
+    assert "# beta/a.py\n" == git(repo, "show", f"{result.branch}:beta/a.py")  # none of beta's
+    with contextlib.closing(open_store(None, runs)) as store:
+        statuses = {r.subplan_id: (r.status, r.files) for r in store.integrations("r1")}
+    assert ("conflicted", ("README.md",)) == statuses[conflict.subplan_id]
+
+
+def test_running_it_twice_changes_nothing(tmp_path: Path, runs: Path) -> None:
+    repo, plan = make_repo(tmp_path / "repo")
+    run_with_workspaces(repo, plan, runs, editing({"alpha": readme("a\n"), "beta": readme("b\n")}))
+    first = integrate("r1", runs_dir=runs)
+    refs = git(repo, "for-each-ref")
+
+    second = integrate("r1", runs_dir=runs)
+
+    assert refs == git(repo, "for-each-ref")
+    assert first.head == second.head
+    assert () == second.integrated
+    assert first.conflicts == second.conflicts  # tried again, conflicts again, no commit
+    assert ids_of(plan, "alpha", "gamma") == [
+        s.subplan_id for s in second.skipped if s.reason.startswith("already on the branch")
+    ]
+
+
+def test_a_broken_skip_of_integrated_subplans_is_caught(
+    tmp_path: Path, runs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The idempotence checks fail against an integrate that cannot see its own commits.
+
+    Without the trailers, the patches are applied again: git finds them applied already
+    (nothing to commit), which keeps the branch as it was, but they are no longer skipped
+    as integrated, so the test above goes red.
+    """
+    repo, plan = make_repo(tmp_path / "repo")
+    run_with_workspaces(repo, plan, runs, editing())
+    first = integrate("r1", runs_dir=runs)
+    monkeypatch.setattr("subplan._integrate._on_branch", lambda *args: {})
+    second = integrate("r1", runs_dir=runs)
+    assert first.head == second.head
+    assert [] == [s for s in second.skipped if s.reason.startswith("already on the branch")]
+
+
+def test_a_broken_reset_after_a_conflict_is_caught(
+    tmp_path: Path, runs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The conflict check fails against an integrate that leaves a conflict's mess behind:
+    the next subplan cannot be committed over the unmerged files."""
+    repo, plan = make_repo(tmp_path / "repo")
+    run_with_workspaces(repo, plan, runs, editing({"alpha": readme("a\n"), "beta": readme("b\n")}))
+    monkeypatch.setattr(_Tree, "reset", lambda self, commit: None)
+    with pytest.raises(WorkspaceError, match="unmerged files"):
+        integrate("r1", runs_dir=runs)
+    assert [] == list((runs / "integration").glob("r1/*"))  # its worktree is removed anyway
+
+
+def test_a_change_that_breaks_verify_is_found_by_bisection_and_dropped(
+    tmp_path: Path, runs: Path
+) -> None:
+    dirs = ("d0", "d1", "d2", "d3", "d4", "d5")
+    repo, plan = make_repo(tmp_path / "repo", dirs)
+    run_with_workspaces(repo, plan, runs, editing({"d3": bug_in("d3/a.py")}))
+
+    result = integrate("r1", runs_dir=runs, verify=NO_BUGS, drop_failing=True)
+
+    assert ids_of(plan, "d3") == [f.subplan_id for f in result.dropped]
+    assert ids_of(plan, "d0", "d1", "d2", "d4", "d5") == [i.subplan_id for i in result.integrated]
+    assert "verify exited 1" == result.dropped[0].detail
+    # the start, the wave, 2 bisection steps (prefixes 3 and 4 of 6), the rebuilt wave
+    assert 1 + 1 + 2 + 1 == result.verify_runs
+    assert "# d3/a.py\n" == git(repo, "show", f"{result.branch}:d3/a.py")
+    subprocess.run(NO_BUGS, cwd=repo, check=True)  # the user's tree was never touched
+
+    again = integrate("r1", runs_dir=runs, verify=NO_BUGS, drop_failing=True)
+    assert (result.head, ()) == (again.head, again.integrated)
+    assert ids_of(plan, "d3") == [f.subplan_id for f in again.dropped]  # stays dropped
+
+
+def test_without_drop_failing_the_failing_wave_is_held_back(tmp_path: Path, runs: Path) -> None:
+    repo, plan = make_repo(tmp_path / "repo")
+    alpha, beta, gamma = ids_of(plan, "alpha", "beta", "gamma")
+    run_with_workspaces(
+        repo, plan, runs, editing({"beta": bug_in("beta/b.py")}), dependencies={gamma: [alpha]}
+    )
+
+    result = integrate("r1", runs_dir=runs, verify=NO_BUGS)
+
+    assert [beta] == [f.subplan_id for f in result.failed_verify]
+    assert 0 == result.failed_verify[0].wave
+    assert result.base == result.head  # nothing of the failing wave went in
+    assert {alpha: "held back: its wave failed verification"} | {
+        gamma: "held back: an earlier wave failed verification"
+    } == {s.subplan_id: s.reason for s in result.skipped}
+
+
+def test_dependencies_order_the_commits_by_waves(tmp_path: Path, runs: Path) -> None:
+    repo, plan = make_repo(tmp_path / "repo")
+    alpha, beta, gamma = ids_of(plan, "alpha", "beta", "gamma")
+    run_with_workspaces(repo, plan, runs, editing(), dependencies={alpha: [gamma]})
+    result = integrate("r1", runs_dir=runs, branch="together", onto="main")
+    assert [beta, gamma, alpha] == [i.subplan_id for i in result.integrated]
+    assert "together" == result.branch
+
+
+def test_bad_input_is_one_clear_error(tmp_path: Path, runs: Path) -> None:
+    repo, plan = make_repo(tmp_path / "repo")
+    report = run(plan, lambda s, c: None, runs_dir=runs, run_id="plain", store="")
+    assert report.ok
+    with pytest.raises(UnknownRunError):
+        integrate("nope", runs_dir=runs)
+    with pytest.raises(InputError, match="ran without workspaces"):
+        integrate("plain", runs_dir=runs)
+    run_with_workspaces(repo, plan, runs, editing())
+    with pytest.raises(InputError, match="not a valid branch name"):
+        integrate("r1", runs_dir=runs, branch="bad..name")
+    with pytest.raises(InputError, match="is not a commit"):
+        integrate("r1", runs_dir=runs, onto="no-such-ref")
+    with pytest.raises(InputError, match="fails before anything is integrated"):
+        integrate("r1", runs_dir=runs, verify=[sys.executable, "-c", "raise SystemExit(3)"])
+    git(repo, "branch", "subplan/integrate/r1")
+    git(repo, "switch", "-q", "subplan/integrate/r1")
+    with pytest.raises(InputError, match="is checked out in"):
+        integrate("r1", runs_dir=runs)
+
+
+def test_the_cli_prints_json_and_exits_by_outcome(
+    tmp_path: Path, runs: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    repo, plan = make_repo(tmp_path / "repo")
+    run_with_workspaces(repo, plan, runs, editing({"alpha": readme("a\n"), "beta": readme("b\n")}))
+    status = main(["integrate", "r1", "--runs-dir", str(runs), "--json"])
+    data = json.loads(capsys.readouterr().out)
+    assert 1 == status
+    assert {"run_id", "branch", "base", "integrated", "conflicts", "dropped", "skipped"} <= set(
+        data
+    )
+    assert [{"subplan_id": ids_of(plan, "beta")[0], "files": ["README.md"]}] == [
+        {k: c[k] for k in ("subplan_id", "files")} for c in data["conflicts"]
+    ]
+    beta = ids_of(plan, "beta")[0]
+    assert 0 == main(["status", "r1", "--runs-dir", str(runs)])
+    out = capsys.readouterr().out
+    assert "integration onto subplan/integrate/r1: 2 integrated, 1 conflicted" in out
+    assert f"conflicted {beta}: README.md" in out
+    assert 0 == main(["report", "r1", "--runs-dir", str(runs), "--json"])
+    rows = json.loads(capsys.readouterr().out)["integration"]
+    assert {"integrated": 2, "conflicted": 1} == {
+        k: sum(r["status"] == k for r in rows) for k in ("integrated", "conflicted")
+    }
+    assert 2 == main(["integrate", "r1", "--runs-dir", str(runs), "--verify"])
+    assert "--verify needs a command" in capsys.readouterr().err
+    assert 2 == main(["integrate", "nope", "--runs-dir", str(runs)])
+    err = capsys.readouterr().err
+    assert 1 == len(err.splitlines()) and "nope" in err
+
+
+def test_the_result_is_frozen_and_public() -> None:
+    result = IntegrationResult("r", "b", "0" * 40, "0" * 40)
+    with pytest.raises(AttributeError):
+        result.head = "x"  # type: ignore[misc]
+    assert result.ok
+    assert "integrate" in subplan.__all__ and "IntegrationResult" in subplan.__all__
