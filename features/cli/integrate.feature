@@ -55,6 +55,11 @@ Feature: Bringing the work back: integrate a run's changes onto a branch
     And the output mentions "dropped"
     And the branch "subplan/integrate/ws" of "repo" has 2 commits, each naming its subplan
 
+  Scenario: Each subplan's result can also be a branch of its own, for one pull request each
+    When I run "subplan run repo --exclude agent.py --exclude check.py --exclude README.md --min-files 2 --workspaces --branches --run-id ws -- python agent.py"
+    Then the exit status is 0
+    And the repository "repo" has 3 branches under "subplan/ws/" of one commit each
+
   Scenario Outline: Bad input is one line and exit status 2
     When I run "subplan run repo --exclude agent.py --exclude check.py --min-files 2 --run-id plain -- python -c pass"
     And I run "subplan integrate <arguments>"

@@ -52,3 +52,10 @@ def step_json_conflicts(context: Any, count: int, aside: int, name: str) -> None
     data = json.loads(context.result.stdout)
     assert (count, aside) == (len(data["integrated"]), len(data["conflicts"])), data
     assert all([name] == c["files"] for c in data["conflicts"]), data["conflicts"]
+
+
+@then('the repository "{repo}" has {count:d} branches under "{prefix}" of one commit each')
+def step_branches(context: Any, repo: str, count: int, prefix: str) -> None:
+    names = _git(context, repo, "for-each-ref", "--format=%(refname)", f"refs/heads/{prefix}")
+    counts = [_git(context, repo, "rev-list", "--count", f"HEAD..{n}") for n in names.split()]
+    assert ["1\n"] * count == counts, names

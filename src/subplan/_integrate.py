@@ -44,6 +44,7 @@ from ._execute._run import default_runs_dir
 from ._model import Plan, Subplan
 from ._store._base import IntegrationRow, IntegrationStatus, Store
 from ._store._open import open_store
+from ._workspace._branches import TRAILER_ID, TRAILER_RUN, commit_identity, commit_message
 from ._workspace._changes import worktree_admin
 from ._workspace._git import check_repository, run_git
 from ._workspace._workspaces import Workspaces
@@ -59,15 +60,6 @@ __all__ = [
 ]
 
 _PATCH: Final = "changes.patch"
-_TRAILER_ID: Final = "Subplan-Id"
-_TRAILER_RUN: Final = "Subplan-Run"
-_SHOWN_FILES: Final = 50  # files listed in a commit message before "... and N more"
-_FALLBACK_IDENTITY: Final = {
-    "GIT_AUTHOR_NAME": "subplan",
-    "GIT_AUTHOR_EMAIL": "subplan@localhost",
-    "GIT_COMMITTER_NAME": "subplan",
-    "GIT_COMMITTER_EMAIL": "subplan@localhost",
-}
 _PATCH_ERROR: Final = re.compile(
     r"^error: (?:patch failed: (?P<failed>.+):\d+|(?P<path>.+?): "
     r"(?:does not exist in index|already exists in (?:working directory|index)|"
@@ -288,7 +280,7 @@ class _Tree:
         return tuple(sorted({n.decode("utf-8", "surrogateescape") for n in out.split(b"\0") if n}))
 
     def apply(
-        self, patch: Path, message: list[str]
+        self, patch: Path, run_id: str, subplan: Subplan
     ) -> IntegratedSubplan | IntegrationConflict | None:
         """Apply ``patch`` and commit it: the commit, the conflict, or None (no change)."""
         proc = self.git("apply", "--3way", "--whitespace=nowarn", os.fspath(patch), check=False)
@@ -311,7 +303,7 @@ class _Tree:
             return None
         files = self.names("diff", "--cached", "--name-only", "--no-renames")
         args = ["commit", "--quiet", "--no-verify", "--no-gpg-sign", "--no-edit"]
-        for paragraph in _with_files(message, files):
+        for paragraph in commit_message(run_id, subplan.id, subplan.label, files):
             args += ["-m", paragraph]
         self.git(*args)
         return IntegratedSubplan("", self.head(), files)
@@ -325,29 +317,6 @@ def _patch_files(patch: Path) -> tuple[str, ...]:
             if line.startswith(b"diff --git a/") and b" b/" in line:
                 found.add(line.rsplit(b" b/", 1)[1].decode("utf-8", "surrogateescape"))
     return tuple(sorted(found))
-
-
-def _with_files(message: list[str], files: Sequence[str]) -> list[str]:
-    shown = [f"  {f}" for f in files[:_SHOWN_FILES]]
-    if len(files) > _SHOWN_FILES:
-        shown.append(f"  ... and {len(files) - _SHOWN_FILES} more")
-    noun = "file" if len(files) == 1 else "files"
-    return [message[0], f"{len(files)} {noun}:\n" + "\n".join(shown), *message[1:]]
-
-
-def _message(run_id: str, subplan: Subplan) -> list[str]:
-    return [
-        f"Integrate subplan {subplan.label} ({subplan.id})",
-        f"{_TRAILER_ID}: {subplan.id}\n{_TRAILER_RUN}: {run_id}",
-    ]
-
-
-def _identity(top: Path) -> dict[str, str]:
-    """Commit as the repository's user; as ``subplan`` when none is configured."""
-    if all(os.environ.get(k) for k in ("GIT_AUTHOR_EMAIL", "GIT_COMMITTER_EMAIL")):
-        return {}
-    proc = run_git(top, "config", "--get", "user.email", check=False)
-    return {} if proc.returncode == 0 and proc.stdout.strip() else dict(_FALLBACK_IDENTITY)
 
 
 def _resolve(top: Path, rev: str, what: str) -> str | None:
@@ -391,8 +360,8 @@ def _on_branch(top: Path, start: str, tip: str, run_id: str) -> dict[str, str]:
             m.group(1): m.group(2)
             for m in re.finditer(r"^(Subplan-Id|Subplan-Run): (\S+)$", body, re.MULTILINE)
         }
-        if trailers.get(_TRAILER_RUN) == run_id and _TRAILER_ID in trailers:
-            found.setdefault(trailers[_TRAILER_ID], sha)
+        if trailers.get(TRAILER_RUN) == run_id and TRAILER_ID in trailers:
+            found.setdefault(trailers[TRAILER_ID], sha)
     return found
 
 
@@ -632,7 +601,7 @@ def _apply_all(
     workspaces = Workspaces(top, root, artifacts_root=root)
     ws = workspaces.create(run_id, "worktree", base=start)
     try:
-        tree = _Tree(ws.path, _identity(top))
+        tree = _Tree(ws.path, commit_identity(top))
         verifier = None
         if verify is not None:
             verifier = _Verifier(tuple(verify), ws.path / prefix if prefix else ws.path)
@@ -677,7 +646,7 @@ def _apply_wave(
     applied = []
     for cand in group:
         sid = cand.subplan.id
-        got = tree.apply(cand.patch, _message(run_id, cand.subplan))
+        got = tree.apply(cand.patch, run_id, cand.subplan)
         if isinstance(got, IntegrationConflict):
             out.conflicts.append(dataclasses.replace(got, subplan_id=sid))
         elif got is None:

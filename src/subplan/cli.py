@@ -276,6 +276,12 @@ def _build_parser() -> _Parser:
         help="keep the worktrees after the run (subplan workspaces clean removes them)",
     )
     ws.add_argument(
+        "--branches",
+        action="store_true",
+        help="with --workspaces: also keep each succeeded subplan's changes as a commit on "
+        "the base, on its own branch subplan/RUN_ID/ID (one pull request per subplan)",
+    )
+    ws.add_argument(
         "--require-clean",
         action="store_true",
         help="refuse to start while the repository has uncommitted changes",
@@ -565,6 +571,8 @@ def _cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: Te
     dependencies = None
     if args.import_order and graph is not None:
         dependencies = {k: sorted(v) for k, v in dependencies_from_imports(plan, graph).items()}
+    if args.branches and not args.workspaces:
+        raise UsageError("subplan run: --branches needs --workspaces")
     runs_dir = _runs_dir(args)
     store = _store_spec(args, runs_dir) if args.use_store else None
     policy = None
@@ -574,6 +582,7 @@ def _cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: Te
             base=args.base,
             keep=args.keep_workspaces,
             require_clean=args.require_clean,
+            branches=args.branches,
         )
     with _listeners(args, stderr, len(plan.leaves)) as on_event:
         report = run(

@@ -104,6 +104,7 @@ def run_with_workspaces(
     *,
     run_id: str = "r1",
     dependencies: Mapping[str, Sequence[str]] | None = None,
+    branches: bool = False,
 ) -> None:
     report = run(
         plan,
@@ -112,7 +113,7 @@ def run_with_workspaces(
         runs_dir=runs,
         run_id=run_id,
         store="",
-        workspaces=WorkspacePolicy(repo),
+        workspaces=WorkspacePolicy(repo, branches=branches),
         dependencies=dependencies,
     )
     assert report.ok, report.outcomes
@@ -351,6 +352,25 @@ def test_the_cli_prints_json_and_exits_by_outcome(
     assert 2 == main(["integrate", "nope", "--runs-dir", str(runs)])
     err = capsys.readouterr().err
     assert 1 == len(err.splitlines()) and "nope" in err
+
+
+def test_each_subplan_can_keep_its_result_as_a_branch_of_its_own(
+    tmp_path: Path, runs: Path
+) -> None:
+    repo, plan = make_repo(tmp_path / "repo")
+    before = user_state(repo)
+    run_with_workspaces(repo, plan, runs, editing({"alpha": readme("a\n")}), branches=True)
+    assert before == user_state(repo)
+    base = git(repo, "rev-parse", "main").strip()
+    for leaf in plan.leaves:
+        branch = f"subplan/r1/{leaf.id}"
+        assert base == git(repo, "rev-parse", f"{branch}~1").strip()  # one commit on the base
+        assert f"Subplan-Id: {leaf.id}" in git(repo, "log", "-1", "--format=%B", branch)
+        changed = git(repo, "diff", "--name-only", f"{branch}~1", branch).split()
+        extra = ["README.md"] if leaf.label == "alpha" else []
+        assert sorted([*leaf.files, *extra]) == sorted(changed)
+    assert integrate("r1", runs_dir=runs).ok  # and they integrate as before
+    assert 2 == main(["run", ".", "--branches", "--", "true"])  # --branches needs --workspaces
 
 
 def test_the_result_is_frozen_and_public() -> None:
