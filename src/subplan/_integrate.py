@@ -299,9 +299,9 @@ class _Tree:
                 reason = "conflicting changes (three-way merge left conflicts)"
             self.reset("HEAD")
             return IntegrationConflict("", files, reason)
-        if self.git("diff", "--cached", "--quiet", check=False).returncode == 0:
-            return None
         files = self.names("diff", "--cached", "--name-only", "--no-renames")
+        if not files:
+            return None
         args = ["commit", "--quiet", "--no-verify", "--no-gpg-sign", "--no-edit"]
         for paragraph in commit_message(run_id, subplan.id, subplan.label, files):
             args += ["-m", paragraph]
