@@ -379,3 +379,72 @@ def test_the_result_is_frozen_and_public() -> None:
         result.head = "x"  # type: ignore[misc]
     assert result.ok
     assert "integrate" in subplan.__all__ and "IntegrationResult" in subplan.__all__
+
+
+def test_new_deleted_binary_and_odd_names_in_a_project_below_the_top(
+    tmp_path: Path, runs: Path
+) -> None:
+    top = tmp_path / "repo"
+    top.mkdir()
+    git(top, "init", "-q", "-b", "main")
+    project = top / "proj"
+    files = ["alpha/a.py", "alpha/-b c.py", "beta/a.py", "beta/old.py"]
+    for name in files:
+        (project / name).parent.mkdir(parents=True, exist_ok=True)
+        (project / name).write_text(f"# {name}\n")
+    git(top, "add", "-A")
+    git(top, "commit", "-qm", "base")
+    plan = decompose(files, min_files=2)
+
+    def work(subplan: Subplan, ctx: AttemptContext) -> None:
+        assert ctx.workspace is not None
+        here = ctx.workspace
+        if subplan.label == "alpha":
+            (here / "alpha/-b c.py").write_text("# rewritten\n")
+            (here / "alpha/logo.bin").write_bytes(bytes(range(256)))
+            (here / "both.txt").write_text("alpha\n")
+        else:
+            (here / "beta/old.py").unlink()
+            (here / "beta/new.py").write_text("# new\n")
+            (here / "both.txt").write_text("beta\n")
+
+    report = run(
+        plan, work, runs_dir=runs, run_id="r1", store="", workspaces=WorkspacePolicy(project)
+    )
+    assert report.ok
+    alpha, beta = ids_of(plan, "alpha", "beta")
+    pwd = [sys.executable, "-c", "import os, sys; sys.exit(not os.path.isdir('alpha'))"]
+
+    result = integrate("r1", runs_dir=runs, verify=pwd)  # runs in the project directory
+
+    assert [alpha] == [i.subplan_id for i in result.integrated]
+    assert ("proj/alpha/-b c.py", "proj/alpha/logo.bin", "proj/both.txt") == (
+        result.integrated[0].files
+    )
+    assert [(beta, ("proj/both.txt",))] == [(c.subplan_id, c.files) for c in result.conflicts]
+    blob = subprocess.run(
+        ["git", "-C", str(top), "show", f"{result.branch}:proj/alpha/logo.bin"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    assert bytes(range(256)) == blob
+    # Without the clash, beta's deletion and new file go in too.
+    (runs / "r1" / beta / "changes.patch").write_bytes(_beta_patch(top))
+    again = integrate("r1", runs_dir=runs, verify=pwd)
+    assert [beta] == [i.subplan_id for i in again.integrated]
+    tree = git(top, "ls-tree", "-r", "--name-only", again.branch).split("\n")
+    assert "proj/beta/new.py" in tree and "proj/beta/old.py" not in tree
+
+
+def _beta_patch(top: Path) -> bytes:
+    """beta's change without the clash on both.txt, made in a scratch worktree."""
+    scratch = top.parent / "scratch"
+    git(top, "worktree", "add", "-q", "--detach", str(scratch), "main")
+    (scratch / "proj/beta/old.py").unlink()
+    (scratch / "proj/beta/new.py").write_text("# new\n")
+    git(scratch, "add", "-A")
+    patch = subprocess.run(
+        ["git", "-C", str(scratch), "diff", "--cached", "--binary"], capture_output=True, check=True
+    ).stdout
+    git(top, "worktree", "remove", "--force", str(scratch))
+    return patch
