@@ -335,6 +335,12 @@ def _check_branch(top: Path, branch: str) -> str:
     return f"refs/heads/{branch}"
 
 
+def _contains(top: Path, tip: str, commit: str) -> bool:
+    """Whether ``commit`` is ``tip`` or one of its ancestors."""
+    proc = run_git(top, "merge-base", "--is-ancestor", commit, tip, check=False)
+    return proc.returncode == 0
+
+
 def _checked_out(top: Path, ref: str) -> str | None:
     """The worktree that has ``ref`` checked out, or None."""
     out = run_git(top, "worktree", "list", "--porcelain", "-z").stdout.split(b"\0")
@@ -449,7 +455,7 @@ def integrate(
         repo: the repository (default: the project directory the run recorded).
         onto: start a new branch from this commit instead of the run's base.
         branch: the branch (default ``subplan/integrate/<run_id>``); an existing one is
-            continued from its tip.
+            continued from its tip (it must contain ``onto`` when that is given).
         verify: a command (argv, never a shell) run in the integration worktree's project
             directory after each wave; exit 0 is a pass.
         drop_failing: drop the subplans a failing verification is bisected to and go on
@@ -461,9 +467,9 @@ def integrate(
 
     Raises:
         UnknownRunError: no such run.
-        InputError: the run had no workspaces, the branch name is malformed or the branch
-            is checked out, ``onto`` names no commit, the verify command fails before
-            anything is applied or cannot start.
+        InputError: the run had no workspaces, the branch name is malformed, the branch
+            is checked out or does not contain ``onto``, ``onto`` names no commit, the
+            verify command fails before anything is applied or cannot start.
         NotAGitRepositoryError: the repository is not a git work tree.
         WorkspaceLeasedError: another integration of the run is under way.
         WorkspaceError: git fails.
@@ -506,6 +512,12 @@ def integrate(
         if start is None:
             raise InputError(f"--onto {onto!r} is not a commit in {top}", path=onto)
         old_tip = _resolve(top, ref, "branch")
+        if old_tip is not None and onto is not None and not _contains(top, old_tip, start):
+            raise InputError(
+                f"branch {name!r} exists and does not contain --onto {onto!r}; "
+                "pass another --branch",
+                path=name,
+            )
         if old_tip is not None:
             holder = _checked_out(top, ref)
             if holder is not None:
@@ -563,12 +575,15 @@ def integrate(
             IntegrationRow(run_id, name, c.subplan_id, "conflicted", at, None, c.files, c.reason)
             for c in out.conflicts
         ]
-        for status, failures in (("failed_verify", out.failed), ("dropped", out.dropped)):
-            kind: IntegrationStatus = status  # type: ignore[assignment]
+        blamed: tuple[tuple[IntegrationStatus, list[VerifyFailure]], ...] = (
+            ("failed_verify", out.failed),
+            ("dropped", out.dropped),
+        )
+        for status, failures in blamed:
             rows += [
-                IntegrationRow(run_id, name, f.subplan_id, kind, at, None, (), f.detail)
+                IntegrationRow(run_id, name, f.subplan_id, status, at, None, (), f.detail)
                 for f in failures
-                if f.wave >= 0
+                if f.wave >= 0  # dropped by an earlier call: recorded then
             ]
         db.record_integrations(rows)
     return IntegrationResult(

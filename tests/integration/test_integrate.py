@@ -315,7 +315,12 @@ def test_bad_input_is_one_clear_error(tmp_path: Path, runs: Path) -> None:
         integrate("r1", runs_dir=runs, onto="no-such-ref")
     with pytest.raises(InputError, match="fails before anything is integrated"):
         integrate("r1", runs_dir=runs, verify=[sys.executable, "-c", "raise SystemExit(3)"])
-    git(repo, "branch", "subplan/integrate/r1")
+    integrate("r1", runs_dir=runs)
+    (repo / "later.txt").write_text("later\n")
+    git(repo, "add", "later.txt")
+    git(repo, "commit", "-qm", "later")
+    with pytest.raises(InputError, match="does not contain --onto 'main'"):
+        integrate("r1", runs_dir=runs, onto="main")
     git(repo, "switch", "-q", "subplan/integrate/r1")
     with pytest.raises(InputError, match="is checked out in"):
         integrate("r1", runs_dir=runs)
