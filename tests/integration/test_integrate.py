@@ -453,3 +453,19 @@ def _beta_patch(top: Path) -> bytes:
     ).stdout
     git(top, "worktree", "remove", "--force", str(scratch))
     return patch
+
+
+def test_a_second_integration_of_a_run_at_the_same_time_is_refused(
+    tmp_path: Path, runs: Path
+) -> None:
+    from subplan._workspace import acquire_lease
+
+    repo, plan = make_repo(tmp_path / "repo")
+    run_with_workspaces(repo, plan, runs, editing())
+    worktree = runs / "integration" / "r1" / "worktree"
+    with acquire_lease(worktree, leases_dir=runs / "integration" / ".leases"):
+        with pytest.raises(subplan.WorkspaceLeasedError) as caught:
+            integrate("r1", runs_dir=runs)
+        assert f"pid {os.getpid()}" in (caught.value.holder or "")
+    assert "" == git(repo, "branch", "--list", "subplan/*")  # nothing was moved
+    assert integrate("r1", runs_dir=runs).ok  # and once it is free, it goes
