@@ -309,6 +309,13 @@ def test_bad_input_is_one_clear_error(tmp_path: Path, runs: Path) -> None:
     with pytest.raises(InputError, match="ran without workspaces"):
         integrate("plain", runs_dir=runs)
     run_with_workspaces(repo, plan, runs, editing())
+    with pytest.raises(subplan.NotAGitRepositoryError, match="pass --repo"):
+        integrate("r1", runs_dir=runs, repo=tmp_path)
+    assert 2 == main(["integrate", "r1", "--runs-dir", str(runs), "--repo", str(tmp_path)])
+    with pytest.raises(InputError, match="argv, not a string"):
+        integrate("r1", runs_dir=runs, verify=[])
+    with pytest.raises(InputError, match="cannot run the verify command"):
+        integrate("r1", runs_dir=runs, verify=[str(tmp_path / "no-such-program")])
     with pytest.raises(InputError, match="not a valid branch name"):
         integrate("r1", runs_dir=runs, branch="bad..name")
     with pytest.raises(InputError, match="is not a commit"):
@@ -469,3 +476,38 @@ def test_a_second_integration_of_a_run_at_the_same_time_is_refused(
         assert f"pid {os.getpid()}" in (caught.value.holder or "")
     assert "" == git(repo, "branch", "--list", "subplan/*")  # nothing was moved
     assert integrate("r1", runs_dir=runs).ok  # and once it is free, it goes
+
+
+def test_what_cannot_go_in_is_said_and_shown(
+    tmp_path: Path, runs: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo, plan = make_repo(tmp_path / "repo", ("alpha", "beta", "delta", "gamma"))
+    alpha, beta, gamma, delta = ids_of(plan, "alpha", "beta", "gamma", "delta")
+
+    def work(subplan: Subplan, ctx: AttemptContext) -> None:
+        if subplan.label == "alpha":
+            raise RuntimeError("this one fails")
+        if subplan.label != "beta":  # beta changes nothing
+            editing()(subplan, ctx)
+
+    report = run(plan, work, runs_dir=runs, run_id="r1", store="", workspaces=WorkspacePolicy(repo))
+    assert not report.ok
+    (runs / "r1" / gamma / "changes.patch").unlink()
+    git(repo, "rm", "-q", "delta/a.py")  # delta edits a file main deletes later
+    git(repo, "commit", "-qm", "delta/a.py goes")
+
+    with contextlib.closing(open_store(None, runs)) as store:
+        result = integrate("r1", store=store, runs_dir=runs, onto="main")
+
+    assert {
+        alpha: "did not succeed in the run",
+        beta: "changed no files",
+        gamma: f"no changes.patch in {os.path.realpath(runs / 'r1' / gamma)}",
+    } == {s.subplan_id: s.reason for s in result.skipped}
+    [conflict] = result.conflicts
+    assert (delta, ("delta/a.py",)) == (conflict.subplan_id, conflict.files)
+    assert "delta/a.py: does not exist in index" == conflict.reason
+    assert 1 == main(["integrate", "r1", "--runs-dir", str(runs), "--onto", "main"])
+    out = capsys.readouterr().out
+    assert f"  conflict   {delta}: delta/a.py" in out
+    assert f"  skipped    {beta}: changed no files" in out
