@@ -511,3 +511,37 @@ def test_what_cannot_go_in_is_said_and_shown(
     out = capsys.readouterr().out
     assert f"  conflict   {delta}: delta/a.py" in out
     assert f"  skipped    {beta}: changed no files" in out
+
+
+def test_a_run_in_a_postgresql_store_integrates_and_is_recorded_there(
+    tmp_path: Path, runs: Path
+) -> None:
+    url = os.environ.get("SUBPLAN_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("SUBPLAN_TEST_POSTGRES_URL is not set: no PostgreSQL server to test against")
+    import uuid
+
+    import psycopg
+    from psycopg import sql
+
+    from subplan._store._postgres import PostgresStore
+
+    schema = f"integrate_{uuid.uuid4().hex[:16]}"
+    store = PostgresStore(url, schema=schema)
+    try:
+        repo, plan = make_repo(tmp_path / "repo")
+        edits = editing({"alpha": readme("a\n"), "beta": readme("b\n")})
+        policy = WorkspacePolicy(repo)
+        assert run(plan, edits, runs_dir=runs, run_id="r1", store=store, workspaces=policy).ok
+        result = integrate("r1", store=store, runs_dir=runs)
+        assert 2 == len(result.integrated) and 1 == len(result.conflicts)
+        assert {"integrated": 2, "conflicted": 1} == {
+            s: sum(r.status == s for r in store.integrations("r1"))
+            for s in ("integrated", "conflicted")
+        }
+    finally:
+        store.close()
+        with psycopg.connect(url, autocommit=True) as admin:
+            admin.execute(
+                sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
+            )
