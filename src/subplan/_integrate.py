@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import re
 import subprocess
@@ -240,8 +241,6 @@ def _waves(plan: Plan, dependencies: Mapping[str, Sequence[str]]) -> dict[str, i
 
 def _succeeded(store: Store, run_id: str) -> dict[str, list[str] | None]:
     """The subplans whose latest attempt succeeded, with the files it changed (or None)."""
-    import json
-
     latest: dict[str, Any] = {}
     for attempt in store.attempts(run_id):  # by subplan, then number
         latest[attempt.subplan_id] = attempt

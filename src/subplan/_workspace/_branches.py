@@ -105,7 +105,7 @@ def write_branch(
             top, "apply", "--cached", "--whitespace=nowarn", os.fspath(patch), env=env, path=top
         )
         tree = run_git(top, "write-tree", env=env, path=top).stdout.decode("ascii").strip()
-    args = ["commit-tree", tree, "-p", base]
+    args = ["commit-tree", "--no-gpg-sign", tree, "-p", base]
     for paragraph in message:
         args += ["-m", paragraph]
     commit = run_git(top, *args, env=env, path=top).stdout.decode("ascii").strip()
