@@ -31,7 +31,9 @@ import dataclasses
 import json
 import os
 import re
+import signal
 import subprocess
+import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -382,21 +384,33 @@ class _Verifier:
 
     def passes(self) -> bool:
         self.runs += 1
-        try:
-            proc = subprocess.run(
-                list(self.argv),
-                cwd=self.cwd,
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                start_new_session=True,  # its own process group, like the run's commands
-                check=False,
-            )
-        except OSError as exc:
-            raise InputError(
-                f"cannot run the verify command {self.argv[0]!r}: {exc.strerror or exc}",
-                path=self.argv[0],
-            ) from None
-        tail = (proc.stdout + proc.stderr).decode("utf-8", "replace").strip().splitlines()
+        # Output goes to a file, not a pipe: a child left running in the background
+        # would hold a pipe open; the check is over when the command itself exits.
+        with tempfile.TemporaryFile() as log:
+            try:
+                proc = subprocess.Popen(
+                    list(self.argv),
+                    cwd=self.cwd,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,  # its own process group, like the run's commands
+                )
+            except OSError as exc:
+                raise InputError(
+                    f"cannot run the verify command {self.argv[0]!r}: {exc.strerror or exc}",
+                    path=self.argv[0],
+                ) from None
+            try:
+                proc.wait()
+            finally:
+                # Ctrl-C, or children left behind: nothing of the check outlives it.
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            log.seek(0)
+            output = log.read()
+        tail = output.decode("utf-8", "replace").strip().splitlines()
         self.last = f"verify exited {proc.returncode}" + (f": {tail[-1][:200]}" if tail else "")
         return proc.returncode == 0
 

@@ -6,6 +6,7 @@ import contextlib
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -545,3 +546,33 @@ def test_a_run_in_a_postgresql_store_integrates_and_is_recorded_there(
             admin.execute(
                 sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
             )
+
+
+def test_what_the_verify_command_leaves_running_is_killed(tmp_path: Path, runs: Path) -> None:
+    repo, plan = make_repo(tmp_path / "repo")
+    run_with_workspaces(repo, plan, runs, editing())
+    pid_file = tmp_path / "child.pid"
+    leaves_a_child = [
+        sys.executable,
+        "-c",
+        "import subprocess, sys; "
+        "child = subprocess.Popen(['sleep', '600'], stdout=sys.stdout); "
+        f"open({str(pid_file)!r}, 'w').write(str(child.pid))",
+    ]
+    assert integrate("r1", runs_dir=runs, verify=leaves_a_child).ok
+    pid = int(pid_file.read_text())
+    deadline = time.monotonic() + 10
+    while _alive(pid):
+        assert time.monotonic() < deadline, f"the verify command's child {pid} is still alive"
+        time.sleep(0.01)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie not reaped yet is dead
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except (OSError, IndexError):
+        return False
