@@ -48,6 +48,12 @@ Feature: Bringing the work back: integrate a run's changes onto a branch
     When I run "subplan status ws"
     Then the output mentions "integration onto subplan/integrate/ws: 2 integrated, 1 conflicted"
 
+  Scenario: Conflicting subplans run again on the integrated work, then go in
+    When I run "subplan run repo --exclude agent.py --exclude check.py --exclude README.md --min-files 2 --workspaces --run-id ws -- python agent.py" with CLASH=dir0,dir1
+    And I run "subplan integrate ws --rerun-conflicts --json"
+    Then the exit status is 0
+    And the JSON output integrates 3 subplans and sets 0 aside naming "README.md"
+
   Scenario: A subplan that breaks the verify command is found and dropped
     When I run "subplan run repo --exclude agent.py --exclude check.py --exclude README.md --min-files 2 --workspaces --run-id ws -- python agent.py" with BREAK=dir1
     And I run "subplan integrate ws --drop-failing --verify -- python check.py"

@@ -34,7 +34,7 @@ import re
 import signal
 import subprocess
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -43,7 +43,7 @@ from ._clock import Clock, SystemClock
 from ._errors import InputError, NotAGitRepositoryError, WorkspaceError
 from ._execute._deps import expand_dependencies
 from ._execute._durable import is_store
-from ._execute._run import default_runs_dir
+from ._execute._run import default_runs_dir, resume
 from ._model import Plan, Subplan
 from ._store._base import IntegrationRow, IntegrationStatus, Store
 from ._store._open import open_store
@@ -451,6 +451,8 @@ def integrate(
     branch: str | None = None,
     verify: Sequence[str] | None = None,
     drop_failing: bool = False,
+    rerun_conflicts: bool = False,
+    work: Callable[..., Any] | None = None,
     clock: Clock | None = None,
 ) -> IntegrationResult:
     """Apply a run's succeeded subplans' changes onto a branch, one commit each.
@@ -473,6 +475,12 @@ def integrate(
             directory after each wave; exit 0 is a pass.
         drop_failing: drop the subplans a failing verification is bisected to and go on
             (else the failing wave is held back and integration stops there).
+        rerun_conflicts: run the conflicting subplans again (a resume of the run, with
+            their worktrees made from the branch's new tip, so their work starts from
+            what the others did), then integrate them. The resume also runs the run's
+            other unfinished subplans, like any resume.
+        work: the run's work, for ``rerun_conflicts`` of a run of a Python callable
+            (command work is rebuilt from its record).
         clock: the time source of the store's records.
 
     Returns:
@@ -486,6 +494,7 @@ def integrate(
         NotAGitRepositoryError: the repository is not a git work tree.
         WorkspaceLeasedError: another integration of the run is under way.
         WorkspaceError: git fails.
+        RunLockedError: ``rerun_conflicts`` while another orchestrator runs the run.
 
     Example (with a run at hand)::
 
@@ -499,106 +508,148 @@ def integrate(
     if verify is not None and (not verify or not all(isinstance(a, str) for a in verify)):
         raise InputError("verify must be a non-empty list of arguments (argv, not a string)")
     with _opened(store, runs) as db:
-        record = db.get_run(run_id)
-        config = record.config
-        ws = config.get("workspaces")
-        if not ws:
-            raise InputError(
-                f"run {run_id!r} ran without workspaces: it has no patches to integrate "
-                "(run it with --workspaces)"
+
+        def once() -> IntegrationResult:
+            return _integrate_once(
+                run_id,
+                db,
+                runs,
+                repo=repo,
+                onto=onto,
+                branch=branch,
+                verify=verify,
+                drop_failing=drop_failing,
+                clock=clock,
             )
-        plan = Plan.from_json(record.plan_json)
-        project = Path(repo if repo is not None else ws.get("project") or ws["repo"])
-        try:
-            repository = check_repository(project, require_clean=False)
-        except NotAGitRepositoryError as exc:
-            raise NotAGitRepositoryError(
-                f"{exc} (the run's repository; pass --repo)", path=os.fspath(project)
-            ) from None
-        top = repository.top
-        real_project = Path(os.path.realpath(project))
-        prefix = "" if real_project == top else real_project.relative_to(top).as_posix()
-        name = branch or default_branch(run_id)
-        ref = _check_branch(top, name)
-        run_base = str(ws["base"])
-        start = _resolve(top, onto, "--onto commit") if onto is not None else run_base
-        if start is None:
-            raise InputError(f"--onto {onto!r} is not a commit in {top}", path=onto)
-        old_tip = _resolve(top, ref, "branch")
-        if old_tip is not None and onto is not None and not _contains(top, old_tip, start):
-            raise InputError(
-                f"branch {name!r} exists and does not contain --onto {onto!r}; "
-                "pass another --branch",
-                path=name,
-            )
-        if old_tip is not None:
-            holder = _checked_out(top, ref)
-            if holder is not None:
-                raise InputError(
-                    f"branch {name!r} is checked out in {holder}; integrate never moves a "
-                    "checked-out branch (switch away from it, or pass --branch)",
-                    path=holder,
-                )
-        succeeded = _succeeded(db, run_id)
-        known = {r.subplan_id: r for r in db.integrations(run_id) if r.branch == name}
-        waves = _waves(plan, config.get("dependencies") or {})
-        out = _Outcome()
-        on_branch = _on_branch(top, start, old_tip, run_id) if old_tip else {}
-        candidates: list[_Candidate] = []
-        for leaf in plan.leaves:
-            sid = leaf.id
-            if sid not in succeeded:
-                out.skipped.append(SkippedSubplan(sid, "did not succeed in the run"))
-            elif sid in on_branch:
-                out.skipped.append(
-                    SkippedSubplan(sid, f"already on the branch as {on_branch[sid][:12]}")
-                )
-            elif known.get(sid) is not None and known[sid].status == "dropped":
-                earlier = known[sid]
-                out.dropped.append(
-                    VerifyFailure(sid, -1, f"dropped earlier: {earlier.detail or 'verify failed'}")
-                )
-            elif succeeded[sid] == []:
-                out.skipped.append(SkippedSubplan(sid, "changed no files"))
-            else:
-                patch = runs / run_id / sid / _PATCH
-                if not patch.is_file():
-                    out.skipped.append(SkippedSubplan(sid, f"no {_PATCH} in {patch.parent}"))
-                else:
-                    candidates.append(_Candidate(leaf, patch, waves[sid]))
-        tip = old_tip or start
-        if candidates:
-            tip = _apply_all(run_id, top, runs, prefix, tip, candidates, out, verify, drop_failing)
-        if tip != old_tip:
-            # Compare-and-swap: a branch moved meanwhile by someone else is never overwritten.
-            run_git(top, "update-ref", "-m", f"subplan integrate {run_id}", ref, tip, old_tip or "")
-        at = clock.time()
-        rows = [
-            IntegrationRow(run_id, name, i.subplan_id, "integrated", at, i.commit, i.files)
-            for i in out.integrated
-        ]
-        rows += [
-            IntegrationRow(run_id, name, sid, "integrated", at, sha, known[sid].files)
-            if sid in known
-            else IntegrationRow(run_id, name, sid, "integrated", at, sha)
-            for sid, sha in on_branch.items()
-            if sid not in known or known[sid].commit != sha
-        ]
-        rows += [
-            IntegrationRow(run_id, name, c.subplan_id, "conflicted", at, None, c.files, c.reason)
-            for c in out.conflicts
-        ]
-        blamed: tuple[tuple[IntegrationStatus, list[VerifyFailure]], ...] = (
-            ("failed_verify", out.failed),
-            ("dropped", out.dropped),
+
+        first = once()
+        if not (rerun_conflicts and first.conflicts):
+            return first
+        again = [c.subplan_id for c in first.conflicts]
+        resume(run_id, work, store=db, runs_dir=runs, rerun=again, base=first.head, clock=clock)
+        second = once()
+    done = {i.subplan_id for i in first.integrated}
+    return dataclasses.replace(
+        second,
+        base=first.base,
+        integrated=first.integrated + second.integrated,
+        skipped=tuple(s for s in second.skipped if s.subplan_id not in done),
+        verify_runs=first.verify_runs + second.verify_runs,
+    )
+
+
+def _integrate_once(
+    run_id: str,
+    db: Store,
+    runs: Path,
+    *,
+    repo: str | os.PathLike[str] | None,
+    onto: str | None,
+    branch: str | None,
+    verify: Sequence[str] | None,
+    drop_failing: bool,
+    clock: Clock,
+) -> IntegrationResult:
+    """One pass of :func:`integrate` (see there), with the store open."""
+    record = db.get_run(run_id)
+    config = record.config
+    ws = config.get("workspaces")
+    if not ws:
+        raise InputError(
+            f"run {run_id!r} ran without workspaces: it has no patches to integrate "
+            "(run it with --workspaces)"
         )
-        for status, failures in blamed:
-            rows += [
-                IntegrationRow(run_id, name, f.subplan_id, status, at, None, (), f.detail)
-                for f in failures
-                if f.wave >= 0  # dropped by an earlier call: recorded then
-            ]
-        db.record_integrations(rows)
+    plan = Plan.from_json(record.plan_json)
+    project = Path(repo if repo is not None else ws.get("project") or ws["repo"])
+    try:
+        repository = check_repository(project, require_clean=False)
+    except NotAGitRepositoryError as exc:
+        raise NotAGitRepositoryError(
+            f"{exc} (the run's repository; pass --repo)", path=os.fspath(project)
+        ) from None
+    top = repository.top
+    real_project = Path(os.path.realpath(project))
+    prefix = "" if real_project == top else real_project.relative_to(top).as_posix()
+    name = branch or default_branch(run_id)
+    ref = _check_branch(top, name)
+    run_base = str(ws["base"])
+    start = _resolve(top, onto, "--onto commit") if onto is not None else run_base
+    if start is None:
+        raise InputError(f"--onto {onto!r} is not a commit in {top}", path=onto)
+    old_tip = _resolve(top, ref, "branch")
+    if old_tip is not None and onto is not None and not _contains(top, old_tip, start):
+        raise InputError(
+            f"branch {name!r} exists and does not contain --onto {onto!r}; pass another --branch",
+            path=name,
+        )
+    if old_tip is not None:
+        holder = _checked_out(top, ref)
+        if holder is not None:
+            raise InputError(
+                f"branch {name!r} is checked out in {holder}; integrate never moves a "
+                "checked-out branch (switch away from it, or pass --branch)",
+                path=holder,
+            )
+    succeeded = _succeeded(db, run_id)
+    known = {r.subplan_id: r for r in db.integrations(run_id) if r.branch == name}
+    waves = _waves(plan, config.get("dependencies") or {})
+    out = _Outcome()
+    on_branch = _on_branch(top, start, old_tip, run_id) if old_tip else {}
+    candidates: list[_Candidate] = []
+    for leaf in plan.leaves:
+        sid = leaf.id
+        if sid not in succeeded:
+            out.skipped.append(SkippedSubplan(sid, "did not succeed in the run"))
+        elif sid in on_branch:
+            out.skipped.append(
+                SkippedSubplan(sid, f"already on the branch as {on_branch[sid][:12]}")
+            )
+        elif known.get(sid) is not None and known[sid].status == "dropped":
+            earlier = known[sid]
+            out.dropped.append(
+                VerifyFailure(sid, -1, f"dropped earlier: {earlier.detail or 'verify failed'}")
+            )
+        elif succeeded[sid] == []:
+            out.skipped.append(SkippedSubplan(sid, "changed no files"))
+        else:
+            patch = runs / run_id / sid / _PATCH
+            if not patch.is_file():
+                out.skipped.append(SkippedSubplan(sid, f"no {_PATCH} in {patch.parent}"))
+            else:
+                candidates.append(_Candidate(leaf, patch, waves[sid]))
+    tip = old_tip or start
+    if candidates:
+        tip = _apply_all(run_id, top, runs, prefix, tip, candidates, out, verify, drop_failing)
+    if tip != old_tip:
+        # Compare-and-swap: a branch moved meanwhile by someone else is never overwritten.
+        run_git(top, "update-ref", "-m", f"subplan integrate {run_id}", ref, tip, old_tip or "")
+    at = clock.time()
+    rows = [
+        IntegrationRow(run_id, name, i.subplan_id, "integrated", at, i.commit, i.files)
+        for i in out.integrated
+    ]
+    rows += [
+        IntegrationRow(run_id, name, sid, "integrated", at, sha, known[sid].files)
+        if sid in known
+        else IntegrationRow(run_id, name, sid, "integrated", at, sha)
+        for sid, sha in on_branch.items()
+        if sid not in known or known[sid].commit != sha
+    ]
+    rows += [
+        IntegrationRow(run_id, name, c.subplan_id, "conflicted", at, None, c.files, c.reason)
+        for c in out.conflicts
+    ]
+    blamed: tuple[tuple[IntegrationStatus, list[VerifyFailure]], ...] = (
+        ("failed_verify", out.failed),
+        ("dropped", out.dropped),
+    )
+    for status, failures in blamed:
+        rows += [
+            IntegrationRow(run_id, name, f.subplan_id, status, at, None, (), f.detail)
+            for f in failures
+            if f.wave >= 0  # dropped by an earlier call: recorded then
+        ]
+    db.record_integrations(rows)
     return IntegrationResult(
         run_id=run_id,
         branch=name,

@@ -361,8 +361,8 @@ def _build_parser() -> _Parser:
     integrate = commands.add_parser(
         "integrate",
         help="apply a run's succeeded subplans' changes onto a branch, one commit each",
-        usage="subplan integrate RUN_ID [--onto REV] [--branch NAME] [--drop-failing] "
-        "[--verify -- CMD ...] [options]",
+        usage="subplan integrate RUN_ID [--onto REV] [--branch NAME] [--rerun-conflicts] "
+        "[--drop-failing] [--verify -- CMD ...] [options]",
         description="Apply the changes.patch of every succeeded subplan of a run made with "
         "--workspaces onto a branch (default subplan/integrate/RUN_ID, from the run's base "
         "commit or --onto), in dependency order, one commit per subplan, with git's "
@@ -394,6 +394,12 @@ def _build_parser() -> _Parser:
         action="store_true",
         help="drop the subplans a failing --verify is bisected to and go on (default: hold "
         "the failing wave back and stop there)",
+    )
+    integrate.add_argument(
+        "--rerun-conflicts",
+        action="store_true",
+        help="run the conflicting subplans' command again (a resume of the run) in "
+        "worktrees of the branch's new tip, then integrate them",
     )
     _add_store_options(integrate, runs_dir=True)
     integrate.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -794,6 +800,7 @@ def _cmd_integrate(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, std
         branch=args.branch,
         verify=command or None,
         drop_failing=args.drop_failing,
+        rerun_conflicts=args.rerun_conflicts,
     )
     if args.json:
         stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")

@@ -309,6 +309,8 @@ def test_bad_input_is_one_clear_error(tmp_path: Path, runs: Path) -> None:
         integrate("nope", runs_dir=runs)
     with pytest.raises(InputError, match="ran without workspaces"):
         integrate("plain", runs_dir=runs)
+    with pytest.raises(subplan.ConfigError, match="no base to change"):
+        subplan.resume("plain", lambda s, c: None, runs_dir=runs, base="HEAD")
     run_with_workspaces(repo, plan, runs, editing())
     with pytest.raises(subplan.NotAGitRepositoryError, match="pass --repo"):
         integrate("r1", runs_dir=runs, repo=tmp_path)
@@ -576,3 +578,37 @@ def _alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
     except (OSError, IndexError):
         return False
+
+
+def test_conflicting_subplans_run_again_on_the_branch_and_go_in(tmp_path: Path, runs: Path) -> None:
+    repo, plan = make_repo(tmp_path / "repo")
+    alpha, beta, gamma = ids_of(plan, "alpha", "beta", "gamma")
+    seen: list[tuple[str, str]] = []
+
+    def work(subplan: Subplan, ctx: AttemptContext) -> None:
+        assert ctx.workspace is not None
+        seen.append((subplan.label, (ctx.workspace / "README.md").read_text()))
+        editing()(subplan, ctx)
+        if subplan.label in ("alpha", "beta"):  # both add a line after the first
+            text = (ctx.workspace / "README.md").read_text()
+            (ctx.workspace / "README.md").write_text(text + f"{subplan.label} was here\n")
+
+    run_with_workspaces(repo, plan, runs, work)
+    before = user_state(repo)
+
+    result = integrate("r1", runs_dir=runs, rerun_conflicts=True, work=work)
+
+    assert before == user_state(repo)
+    assert result.ok, result
+    assert [alpha, gamma, beta] == [i.subplan_id for i in result.integrated]
+    assert ("beta", "top\nalpha was here\n") == seen[-1]  # beta ran again on alpha's work
+    assert 4 == len(seen)  # and only beta
+    readme_now = git(repo, "show", f"{result.branch}:README.md")
+    assert "top\nalpha was here\nbeta was here\n" == readme_now
+    assert [] == [s for s in result.skipped if s.subplan_id in (alpha, gamma)]
+    with contextlib.closing(open_store(None, runs)) as store:
+        assert {"integrated"} == {r.status for r in store.integrations("r1")}
+        assert (
+            str(git(repo, "rev-parse", "main").strip())
+            == (store.get_run("r1").config["workspaces"]["base"])
+        )  # the run keeps its own base

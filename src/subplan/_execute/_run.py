@@ -1167,6 +1167,16 @@ async def _arun_driver(
     return setup.report()
 
 
+def _policy_of(config: Mapping[str, Any], run_id: str, base: str | None) -> WorkspacePolicy | None:
+    """The run's workspace policy, starting from ``base`` when one is given."""
+    if not config.get("workspaces"):
+        if base is not None:
+            raise ConfigError(f"run {run_id!r} ran without workspaces: it has no base to change")
+        return None
+    policy = WorkspacePolicy.from_dict(config["workspaces"])
+    return policy if base is None else dataclasses.replace(policy, base=base)
+
+
 def resume(
     run_id: str,
     work: Work | None = None,
@@ -1184,6 +1194,7 @@ def resume(
     rate_limits: RateLimitDetector | bool | None = None,
     preflight: Callable[[], object] | None = None,
     scheduler: str | None = None,
+    base: str | None = None,
 ) -> RunReport:
     """Resume a stored run: run again only what did not succeed.
 
@@ -1209,6 +1220,9 @@ def resume(
         rate_limits: as for :func:`run`; None keeps the run's choice.
         scheduler: for a run of the dask backend, the scheduler to use; None keeps the
             address the run was given (none: a new ``LocalCluster``).
+        base: for a run with workspaces, the commit the new attempts' worktrees start
+            from (``subplan integrate --rerun-conflicts`` passes its branch's tip); None
+            keeps the run's base. The run's record keeps its own base.
 
     Returns:
         The :class:`RunReport` of the whole run (earlier attempts included).
@@ -1276,9 +1290,7 @@ def resume(
             preflight=preflight,
             backend=backend,
             store=the_store,
-            workspaces=WorkspacePolicy.from_dict(config["workspaces"])
-            if config.get("workspaces")
-            else None,
+            workspaces=_policy_of(config, run_id, base),
             scheduler=scheduler,
             resume=state,
         )
