@@ -11,6 +11,10 @@ Run, at most ``max_parallel`` at once across the whole tree::
 
     report = subplan.run(plan, work, max_parallel=10, retries=2)
     report = await subplan.arun(plan, async_work, max_parallel=50)
+
+Bring the work of a run with workspaces back, one commit per subplan on a branch::
+
+    result = subplan.integrate(report.run_id, verify=["pytest", "-q"])
 """
 
 from typing import TYPE_CHECKING as _TYPE_CHECKING
@@ -73,6 +77,12 @@ from ._execute._run import run as run
 from ._execute._shared import SharedLimiter as SharedLimiter
 from ._execute._tracker import ConcurrencyTracker as ConcurrencyTracker
 from ._execute._tracker import peak_from_intervals as peak_from_intervals
+from ._integrate import IntegratedSubplan as IntegratedSubplan
+from ._integrate import IntegrationConflict as IntegrationConflict
+from ._integrate import IntegrationResult as IntegrationResult
+from ._integrate import SkippedSubplan as SkippedSubplan
+from ._integrate import VerifyFailure as VerifyFailure
+from ._integrate import integrate as integrate
 from ._inventory import Inventory as Inventory
 from ._inventory import Skipped as Skipped
 from ._inventory import from_paths as from_paths
@@ -136,6 +146,9 @@ __all__ = [
     "GroupSummary",
     "Halt",
     "InputError",
+    "IntegratedSubplan",
+    "IntegrationConflict",
+    "IntegrationResult",
     "Inventory",
     "LeafReason",
     "LimitedExecutor",
@@ -160,6 +173,7 @@ __all__ = [
     "RunReport",
     "SharedLimiter",
     "Skipped",
+    "SkippedSubplan",
     "Slot",
     "SlotNotHeldError",
     "Store",
@@ -174,6 +188,7 @@ __all__ = [
     "TemplateError",
     "UnknownRunError",
     "UnknownSubplanError",
+    "VerifyFailure",
     "WorkResult",
     "WorkspaceError",
     "WorkspaceLeasedError",
@@ -185,6 +200,7 @@ __all__ = [
     "estimate_tokens",
     "from_paths",
     "import_graph",
+    "integrate",
     "open_store",
     "peak_from_intervals",
     "plan_project",

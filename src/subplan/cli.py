@@ -32,6 +32,7 @@ from ._execute._results import Event, RunReport
 from ._execute._run import default_runs_dir, resume, run
 from ._execute._shared import SharedLimiter
 from ._fs import write_atomic
+from ._integrate import integrate, integration_data, integration_lines
 from ._inventory import Inventory, import_graph, read_path_list, scan
 from ._model import Plan, PlanConfig
 from ._progress import (
@@ -322,6 +323,12 @@ def _build_parser() -> _Parser:
         help="keep the worktrees after the run (subplan workspaces clean removes them)",
     )
     ws.add_argument(
+        "--branches",
+        action="store_true",
+        help="with --workspaces: also keep each succeeded subplan's changes as a commit on "
+        "the base, on its own branch subplan/RUN_ID/ID (one pull request per subplan)",
+    )
+    ws.add_argument(
         "--require-clean",
         action="store_true",
         help="refuse to start while the repository has uncommitted changes",
@@ -399,6 +406,53 @@ def _build_parser() -> _Parser:
         "PDF by FILE's extension (needs the 'plot' extra: pip install 'subplan[plot]')",
     )
     report.set_defaults(handler=_cmd_report)
+
+    integrate = commands.add_parser(
+        "integrate",
+        help="apply a run's succeeded subplans' changes onto a branch, one commit each",
+        usage="subplan integrate RUN_ID [--onto REV] [--branch NAME] [--rerun-conflicts] "
+        "[--drop-failing] [--verify -- CMD ...] [options]",
+        description="Apply the changes.patch of every succeeded subplan of a run made with "
+        "--workspaces onto a branch (default subplan/integrate/RUN_ID, from the run's base "
+        "commit or --onto), in dependency order, one commit per subplan, with git's "
+        "three-way merge. A patch that does not apply is set aside and its files named. "
+        "All the work happens in a private worktree: your checkout, index and branch are "
+        "never touched. Running it again changes nothing. Exit status: 0 all integrated, "
+        "1 some conflicted or failed verification, 2 bad input.",
+    )
+    integrate.add_argument("run_id", metavar="RUN_ID")
+    integrate.add_argument(
+        "--onto", metavar="REV", help="start a new branch here instead of the run's base"
+    )
+    integrate.add_argument(
+        "--branch", metavar="NAME", help="the branch (default: subplan/integrate/RUN_ID)"
+    )
+    integrate.add_argument(
+        "--repo",
+        metavar="PATH",
+        help="the project directory in the repository (default: the one the run recorded)",
+    )
+    integrate.add_argument(
+        "--verify",
+        action="store_true",
+        help="run the command after '--' (argv, no shell) in the integration worktree after "
+        "each wave; a failing wave is bisected to the subplans that broke it",
+    )
+    integrate.add_argument(
+        "--drop-failing",
+        action="store_true",
+        help="drop the subplans a failing --verify is bisected to and go on (default: hold "
+        "the failing wave back and stop there)",
+    )
+    integrate.add_argument(
+        "--rerun-conflicts",
+        action="store_true",
+        help="run the conflicting subplans' command again (a resume of the run) in "
+        "worktrees of the branch's new tip, then integrate them",
+    )
+    _add_store_options(integrate, runs_dir=True)
+    integrate.add_argument("--json", action="store_true", help="print the result as JSON")
+    integrate.set_defaults(handler=_cmd_integrate)
 
     workspaces = commands.add_parser(
         "workspaces",
@@ -639,6 +693,8 @@ def _cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: Te
     dependencies = None
     if args.import_order and graph is not None:
         dependencies = {k: sorted(v) for k, v in dependencies_from_imports(plan, graph).items()}
+    if args.branches and not args.workspaces:
+        raise UsageError("subplan run: --branches needs --workspaces")
     runs_dir = _runs_dir(args)
     if args.dry_run:
         _dry_run(plan, work, dependencies, args, runs_dir, stdout)
@@ -651,6 +707,7 @@ def _cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: Te
             base=args.base,
             keep=args.keep_workspaces,
             require_clean=args.require_clean,
+            branches=args.branches,
         )
     with _listeners(args, stderr, plan) as on_event:
         report = run(
@@ -854,11 +911,17 @@ def _cmd_status(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin:
         record = store.get_run(args.run_id)
         holder = store.run_holder(args.run_id)
         report = report_from_store(record, store.attempts(args.run_id), store.pauses(args.run_id))
+        integrations = store.integrations(args.run_id)
     if args.json:
-        one = {**run_status_data(record, report), "holder": holder}
+        one = {
+            **run_status_data(record, report),
+            "holder": holder,
+            "integration": integration_data(integrations),
+        }
         stdout.write(json.dumps(one, indent=2) + "\n")
     else:
         stdout.write(render_run_status(record, report, holder=holder))
+        stdout.write("".join(line + "\n" for line in integration_lines(integrations)))
     return EXIT_OK
 
 
@@ -881,15 +944,45 @@ def _cmd_report(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin:
     with contextlib.closing(_open_for_reading(args)) as store:
         record = store.get_run(args.run_id)
         report = report_from_store(record, store.attempts(args.run_id), store.pauses(args.run_id))
+        integrations = store.integrations(args.run_id)
     if args.timeline is not None:
         from ._timeline import write_timeline
 
         write_timeline(report, args.timeline)
     if args.json:
-        stdout.write(json.dumps(report.to_dict(), indent=2) + "\n")
+        data = {**report.to_dict(), "integration": integration_data(integrations)}
+        stdout.write(json.dumps(data, indent=2) + "\n")
     else:
         stdout.write(render_report(report))
+        stdout.write("".join(line + "\n" for line in integration_lines(integrations)))
     return EXIT_OK
+
+
+def _cmd_integrate(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: TextIO) -> int:
+    command: list[str] = args.argv
+    if args.verify and not command:
+        raise UsageError("subplan integrate: --verify needs a command after '--'")
+    if command and not args.verify:
+        raise UsageError("subplan integrate: a command after '--' needs --verify")
+    if args.drop_failing and not args.verify:
+        raise UsageError("subplan integrate: --drop-failing needs --verify")
+    runs_dir = _runs_dir(args)
+    result = integrate(
+        args.run_id,
+        store=_store_spec(args, runs_dir),
+        runs_dir=runs_dir,
+        repo=args.repo,
+        onto=args.onto,
+        branch=args.branch,
+        verify=command or None,
+        drop_failing=args.drop_failing,
+        rerun_conflicts=args.rerun_conflicts,
+    )
+    if args.json:
+        stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
+    else:
+        stdout.write("".join(line + "\n" for line in result.lines()))
+    return EXIT_OK if result.ok else EXIT_FAILED
 
 
 def _emit(text: str, output: str | None, stdout: TextIO) -> None:

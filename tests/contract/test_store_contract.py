@@ -47,6 +47,7 @@ from subplan._store._base import (
     AttemptProcess,
     AttemptRow,
     AttemptStarted,
+    IntegrationRow,
     PauseRecorded,
     PauseRow,
     RunInfo,
@@ -136,6 +137,11 @@ def test_creating_a_run_twice_is_refused(store: Store) -> None:
         pytest.param(lambda s: s.attempts("nope"), id="attempts"),
         pytest.param(lambda s: s.pauses("nope"), id="pauses"),
         pytest.param(lambda s: s.set_plan("nope", "{}"), id="set_plan"),
+        pytest.param(lambda s: s.integrations("nope"), id="integrations"),
+        pytest.param(
+            lambda s: s.record_integrations([IntegrationRow("nope", "b", "a", "integrated", 1.0)]),
+            id="record_integrations",
+        ),
     ],
 )
 def test_an_unknown_run_is_an_error(store: Store, call: Callable[[Store], object]) -> None:
@@ -542,6 +548,64 @@ def execute_raw(backend: Backend, statement: str) -> None:
         server.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(schema))
         server.execute(sql.SQL("SET search_path TO {}").format(schema))
         server.execute(statement.encode())
+
+
+# -- integrations -------------------------------------------------------------------------
+
+
+def test_integrations_round_trip_and_replace_by_run_branch_and_subplan(backend: Backend) -> None:
+    store = backend.open()
+    store.create_run(record())
+    store.create_run(record("r2"))
+    assert [] == store.integrations("r1")  # a store that never integrated has no table yet
+    rows = [
+        IntegrationRow("r1", "main-int", "sp-b", "conflicted", 2.0, None, ("x.py",), "git said"),
+        IntegrationRow("r1", "main-int", "sp-a", "integrated", 1.0, "c" * 40, ("a.py", "b.py")),
+        IntegrationRow("r1", "other", "sp-a", "dropped", 3.0, detail="exit 1"),
+        IntegrationRow("r2", "main-int", "sp-a", "failed_verify", 4.0),
+    ]
+    store.record_integrations(rows)
+    assert [rows[1], rows[0], rows[2]] == store.integrations("r1")
+    again = IntegrationRow("r1", "main-int", "sp-b", "integrated", 5.0, "d" * 40, ("x.py",))
+    store.record_integrations([again])
+    assert [rows[1], again, rows[2]] == store.integrations("r1")
+    assert [rows[3]] == store.integrations("r2")
+    store.record_integrations([])  # nothing
+    store.close()
+    for later in (backend.open(create=False), backend.open(readonly=True)):
+        assert [rows[1], again, rows[2]] == later.integrations("r1")
+    with pytest.raises(StoreError, match="read-only"):
+        backend.open(readonly=True).record_integrations([again])
+
+
+def test_an_integration_of_an_unknown_run_records_nothing(backend: Backend) -> None:
+    store = backend.open()
+    store.create_run(record())
+    mixed = [
+        IntegrationRow("r1", "b", "sp-a", "integrated", 1.0),
+        IntegrationRow("nope", "b", "sp-a", "integrated", 1.0),
+    ]
+    with pytest.raises(UnknownRunError):
+        store.record_integrations(mixed)
+    assert [] == store.integrations("r1")
+
+
+def test_a_store_with_integrations_keeps_its_schema_version(backend: Backend) -> None:
+    store = backend.open()
+    store.create_run(record())
+    store.record_integrations([IntegrationRow("r1", "b", "sp-a", "integrated", 1.0)])
+    store.close()
+    # The table is optional: the version stays, so earlier releases open it as before...
+    execute_raw(backend, "UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    with pytest.raises(StoreVersionError):
+        backend.open()
+    execute_raw(backend, "UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    # ...and a database of an earlier release (no table) integrates after it opens.
+    execute_raw(backend, "DROP TABLE integrations")
+    store = backend.open()
+    assert [] == store.integrations("r1")
+    store.record_integrations([IntegrationRow("r1", "b", "sp-a", "dropped", 2.0)])
+    assert ["dropped"] == [r.status for r in store.integrations("r1")]
 
 
 def test_another_schema_version_is_refused_and_left_alone(backend: Backend) -> None:

@@ -25,6 +25,7 @@ from typing import Any
 from .._errors import ConfigError
 from .._model import Subplan
 from .._workspace import Workspaces, check_repository
+from .._workspace._branches import commit_message, subplan_branch, write_branch
 from ._results import AttemptContext
 
 __all__ = ["InWorkspaces", "WorkspacePolicy", "changed_json", "changed_of"]
@@ -44,12 +45,16 @@ class WorkspacePolicy:
             clean`` removes them later).
         require_clean: refuse to start when the repository has uncommitted changes
             (they would not be in the worktrees).
+        branches: also keep each succeeded attempt's changes as a commit on the run's base,
+            on a branch of its own: ``subplan/<run_id>/<subplan_id>`` (made without a
+            checkout; the repository's index and HEAD are not touched).
     """
 
     repo: str | os.PathLike[str]
     base: str = "HEAD"
     keep: bool = False
     require_clean: bool = False
+    branches: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form for the run's record."""
@@ -58,6 +63,7 @@ class WorkspacePolicy:
             "base": self.base,
             "keep": self.keep,
             "require_clean": self.require_clean,
+            "branches": self.branches,
         }
 
     @classmethod
@@ -68,6 +74,7 @@ class WorkspacePolicy:
             base=str(data.get("base", "HEAD")),
             keep=bool(data.get("keep", False)),
             require_clean=bool(data.get("require_clean", False)),
+            branches=bool(data.get("branches", False)),
         )
 
 
@@ -162,6 +169,13 @@ class InWorkspaces:
                     ws, artifacts_dir=ctx.artifacts_dir, keep=self.policy.keep
                 )
                 changed = tuple(self._relative(path) for path in removal.changed)
+            if self.policy.branches and removal.patch is not None:
+                top = workspaces.repository.top
+                message = commit_message(
+                    ctx.run_id, ctx.subplan_id, subplan.label, removal.changed, verb="Work of"
+                )
+                branch = subplan_branch(ctx.run_id, ctx.subplan_id)
+                write_branch(top, branch, self.base, removal.patch, message)
         except BaseException as exc:
             with contextlib.suppress(AttributeError):  # an exception that takes no attributes
                 setattr(exc, CHANGED_ATTRIBUTE, changed)

@@ -334,9 +334,15 @@ class _Setup:
                     "rate_limits": rate_limits is not False,
                     "pool": getattr(limiter, "name", None),
                     "work": describe_work(work),
+                    # "project": the absolute project directory, so that `integrate` finds
+                    # the repository from anywhere (``repo`` is as the caller spelled it).
                     "workspaces": None
                     if self.in_workspaces is None
-                    else {**workspaces.to_dict(), "base": self.in_workspaces.base},  # type: ignore[union-attr]
+                    else {
+                        **workspaces.to_dict(),  # type: ignore[union-attr]
+                        "base": self.in_workspaces.base,
+                        "project": os.path.realpath(workspaces.repo),  # type: ignore[union-attr]
+                    },
                 }
                 if config["pool"] is not None:
                     # A resume rebuilds the pool with this size (a ClusterPool's ``size``, a
@@ -1178,6 +1184,16 @@ async def _arun_driver(
     return setup.report()
 
 
+def _policy_of(config: Mapping[str, Any], run_id: str, base: str | None) -> WorkspacePolicy | None:
+    """The run's workspace policy, starting from ``base`` when one is given."""
+    if not config.get("workspaces"):
+        if base is not None:
+            raise ConfigError(f"run {run_id!r} ran without workspaces: it has no base to change")
+        return None
+    policy = WorkspacePolicy.from_dict(config["workspaces"])
+    return policy if base is None else dataclasses.replace(policy, base=base)
+
+
 def resume(
     run_id: str,
     work: Work | None = None,
@@ -1196,6 +1212,7 @@ def resume(
     preflight: Callable[[], object] | None = None,
     scheduler: str | None = None,
     halt: Halt | None = None,
+    base: str | None = None,
 ) -> RunReport:
     """Resume a stored run: run again only what did not succeed.
 
@@ -1222,6 +1239,9 @@ def resume(
         halt: as for :func:`run`; a resume halts only when asked to again.
         scheduler: for a run of the dask backend, the scheduler to use; None keeps the
             address the run was given (none: a new ``LocalCluster``).
+        base: for a run with workspaces, the commit the new attempts' worktrees start
+            from (``subplan integrate --rerun-conflicts`` passes its branch's tip); None
+            keeps the run's base. The run's record keeps its own base.
 
     Returns:
         The :class:`RunReport` of the whole run (earlier attempts included).
@@ -1289,9 +1309,7 @@ def resume(
             preflight=preflight,
             backend=backend,
             store=the_store,
-            workspaces=WorkspacePolicy.from_dict(config["workspaces"])
-            if config.get("workspaces")
-            else None,
+            workspaces=_policy_of(config, run_id, base),
             scheduler=scheduler,
             resume=state,
             halt=halt,

@@ -2,7 +2,8 @@
 
 A store records runs (id, plan, options, command, status, times), every attempt (its
 subplan, number, status, times, pid and process group, exit code, error, rate-limit
-information, cost) and every pause. The run's orchestrator is the only writer of a run
+information, cost), every pause, and what ``subplan integrate`` did with each subplan's
+changes (integrated, conflicted, dropped). The run's orchestrator is the only writer of a run
 (the run lock sees to that); it sends its writes in batches through :meth:`Store.apply`,
 one transaction per batch.
 
@@ -31,6 +32,8 @@ __all__ = [
     "AttemptRow",
     "AttemptStarted",
     "FencedWrites",
+    "IntegrationRow",
+    "IntegrationStatus",
     "PauseRecorded",
     "PauseRow",
     "RunInfo",
@@ -176,6 +179,39 @@ class PauseRow:
     subplan_id: str | None = None
 
 
+IntegrationStatus = Literal["integrated", "conflicted", "failed_verify", "dropped"]
+"""What integrating a subplan's changes onto a branch came to: ``integrated`` (a commit on
+the branch), ``conflicted`` (its patch did not apply; set aside), ``failed_verify`` (the
+verify command found it broke its wave; held back), ``dropped`` (the same, and dropped
+with ``--drop-failing``: later integrations onto the branch skip it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class IntegrationRow:
+    """What ``subplan integrate`` did with one subplan's changes on one branch.
+
+    Attributes:
+        run_id: the run.
+        branch: the integration branch (``subplan/integrate/<run_id>`` by default).
+        subplan_id: the subplan.
+        status: see :data:`IntegrationStatus`.
+        at: when it was recorded.
+        commit: the subplan's commit on the branch (``integrated`` only).
+        files: the files concerned: the conflicting ones for ``conflicted``, else the
+            files the commit changed.
+        detail: one line on why (git's message, the verify command's exit status).
+    """
+
+    run_id: str
+    branch: str
+    subplan_id: str
+    status: IntegrationStatus
+    at: float
+    commit: str | None = None
+    files: tuple[str, ...] = ()
+    detail: str | None = None
+
+
 # -- writes -------------------------------------------------------------------------------
 
 
@@ -301,6 +337,13 @@ class Store(Protocol):
 
     def pauses(self, run_id: str) -> list[PauseRow]:
         """Every pause of the run, in order."""
+
+    def record_integrations(self, rows: Sequence[IntegrationRow]) -> None:
+        """Add or replace (by run, branch and subplan) integration outcomes, in one
+        transaction. Raises UnknownRunError (and records nothing) for an unknown run."""
+
+    def integrations(self, run_id: str) -> list[IntegrationRow]:
+        """The run's integration outcomes, by branch then subplan id. Raises UnknownRunError."""
 
     def lock_run(self, run_id: str) -> RunLock:
         """Take the run's lock without waiting. Raises RunLockedError naming the holder."""

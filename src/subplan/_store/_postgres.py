@@ -475,6 +475,19 @@ class PostgresStore(SqlReads):
                 f"{where} lacks the tables {', '.join(missing)}", location=self.location
             )
 
+    def _has_table(self, conn: psycopg.Connection[Any], name: str) -> bool:
+        found = conn.execute(
+            "SELECT 1 FROM pg_catalog.pg_class c "
+            "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relname = %s",
+            (self.schema, name),
+        ).fetchone()
+        return found is not None
+
+    def _before_ddl(self, conn: psycopg.Connection[Any]) -> None:
+        # Two hosts adding the table at once would otherwise race in the catalog.
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_CREATE_KEY,))
+
     # -- the protocol ---------------------------------------------------------------------
 
     def create_run(self, run: RunRecord) -> None:

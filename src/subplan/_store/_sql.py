@@ -14,10 +14,21 @@ from contextlib import AbstractContextManager
 from typing import Any, ClassVar, cast
 
 from .._errors import StoreCorruptError, UnknownRunError
-from ._base import AttemptRow, PauseRow, RunInfo, RunRecord, RunStatus, StoredAttemptStatus
+from ._base import (
+    AttemptRow,
+    IntegrationRow,
+    IntegrationStatus,
+    PauseRow,
+    RunInfo,
+    RunRecord,
+    RunStatus,
+    StoredAttemptStatus,
+    clean_text,
+)
 
 __all__ = [
     "ATTEMPT_COLUMNS",
+    "INTEGRATIONS_TABLE",
     "LIST_RUNS_SQL",
     "RUN_COLUMNS",
     "SqlReads",
@@ -32,6 +43,24 @@ ATTEMPT_COLUMNS = (
     "run_id, subplan_id, number, status, dispatched, started, ended, pid, pgid, exit_code, "
     "error, error_type, rate_limit, cost, passed, charged, detail, changed"
 )
+# Added after schema version 1 without changing it: the table is optional, made by the
+# first integration written (CREATE ... IF NOT EXISTS, in that write's transaction), and
+# a store without it has simply integrated nothing. So databases of earlier releases open
+# as before, and earlier releases still open databases that have it (they check only the
+# tables they need).
+INTEGRATIONS_TABLE = """CREATE TABLE IF NOT EXISTS integrations (
+    run_id     TEXT NOT NULL REFERENCES runs (run_id),
+    branch     TEXT NOT NULL,
+    subplan_id TEXT NOT NULL,
+    status     TEXT NOT NULL,
+    at         DOUBLE PRECISION NOT NULL,
+    commit_sha TEXT,
+    files      TEXT NOT NULL,
+    detail     TEXT,
+    PRIMARY KEY (run_id, branch, subplan_id)
+)"""
+_INTEGRATION_COLUMNS = "run_id, branch, subplan_id, status, at, commit_sha, files, detail"
+
 # Subplans counted by the status of their highest-numbered attempt, per run, in one query.
 LIST_RUNS_SQL = """
 WITH ranked AS (
@@ -116,6 +145,13 @@ class SqlReads:
     def _writing(self, action: str) -> AbstractContextManager[Any]:
         raise NotImplementedError
 
+    def _has_table(self, conn: Any, name: str) -> bool:
+        raise NotImplementedError
+
+    def _before_ddl(self, conn: Any) -> None:
+        """Serialise schema changes with other processes (PostgreSQL); SQLite's
+        ``BEGIN IMMEDIATE`` does already."""
+
     def _require_run(self, conn: Any, run_id: str) -> None:
         sql = f"SELECT 1 FROM runs WHERE run_id = {self._P}"  # noqa: S608 - constant
         if conn.execute(sql, (run_id,)).fetchone() is None:
@@ -193,3 +229,70 @@ class SqlReads:
             if not rows:
                 self._require_run(conn, run_id)
         return [PauseRow(*row) for row in rows]
+
+    def record_integrations(self, rows: Sequence[IntegrationRow]) -> None:
+        """Add or replace integration outcomes (by run, branch, subplan) in one transaction.
+
+        Raises:
+            UnknownRunError: a row names a run that does not exist (nothing is recorded).
+        """
+        batch = list(rows)
+        if not batch:
+            return
+        p = self._P
+        upsert = (
+            f"INSERT INTO integrations ({_INTEGRATION_COLUMNS}) "  # noqa: S608 - constant
+            f"VALUES ({', '.join([p] * 8)}) "
+            "ON CONFLICT (run_id, branch, subplan_id) DO UPDATE SET status = excluded.status, "
+            "at = excluded.at, commit_sha = excluded.commit_sha, files = excluded.files, "
+            "detail = excluded.detail"
+        )
+        with self._writing("write to") as conn:
+            for run_id in dict.fromkeys(r.run_id for r in batch):
+                self._require_run(conn, run_id)
+            if not self._has_table(conn, "integrations"):
+                self._before_ddl(conn)
+                conn.execute(INTEGRATIONS_TABLE)
+            for r in batch:
+                conn.execute(
+                    upsert,
+                    (
+                        r.run_id,
+                        r.branch,
+                        r.subplan_id,
+                        r.status,
+                        r.at,
+                        r.commit,
+                        json.dumps(list(r.files)),
+                        clean_text(r.detail),
+                    ),
+                )
+
+    def integrations(self, run_id: str) -> list[IntegrationRow]:
+        """The run's integration outcomes, by branch then subplan id.
+
+        Raises:
+            UnknownRunError: no such run.
+        """
+        with self._reading("read") as conn:
+            self._require_run(conn, run_id)
+            if not self._has_table(conn, "integrations"):
+                return []
+            rows = conn.execute(
+                f"SELECT {_INTEGRATION_COLUMNS} FROM integrations "  # noqa: S608 - constant
+                f"WHERE run_id = {self._P} ORDER BY branch, subplan_id",
+                (run_id,),
+            ).fetchall()
+        return [
+            IntegrationRow(
+                run_id=row[0],
+                branch=row[1],
+                subplan_id=row[2],
+                status=cast(IntegrationStatus, row[3]),
+                at=row[4],
+                commit=row[5],
+                files=tuple(self._json(row[6], run_id, "integrations.files")),
+                detail=row[7],
+            )
+            for row in rows
+        ]

@@ -591,6 +591,10 @@ class SqliteStore(SqlReads):
             except sqlite3.Error as exc:
                 raise _store_error(exc, action, self.location) from exc
 
+    def _has_table(self, conn: sqlite3.Connection, name: str) -> bool:
+        sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+        return conn.execute(sql, (name,)).fetchone() is not None
+
     # -- the protocol ---------------------------------------------------------------------
 
     def create_run(self, run: RunRecord) -> None:
