@@ -63,6 +63,7 @@ PROJECT = {
     "src/lib/db.py": "def connect():\n    return None\n",
     "src/lib/cache.py": "from lib import db\n\nCACHE = {}\n",
     "tests/test_app.py": "from app import views\n\n\ndef test_show():\n    assert views.show()\n",
+    "pytest.ini": "[pytest]\npythonpath = src\n",  # so `--verify -- pytest -q` passes
     # what the README's commands write into the project is the reader's to ignore
     ".gitignore": "plan.json\nevents.jsonl\nnightly.png\n",
 }
@@ -208,6 +209,10 @@ def test_every_shell_block_runs_as_written(
     assert "succeeded" == status["status"]
     assert (project / "nightly.png").read_bytes().startswith(b"\x89PNG")
     assert "" == git(project, "status", "--porcelain")
+    # integrate made its branch, one commit per subplan on top of main, beside the checkout
+    assert "main" == git(project, "branch", "--show-current").strip()
+    count = git(project, "rev-list", "--count", "main..subplan/integrate/feature-x").strip()
+    assert int(count) >= 2
 
 
 @pytest.mark.slow
@@ -262,9 +267,18 @@ def test_the_install_line_works_in_a_fresh_copy(tmp_path: Path) -> None:
     assert (copy / ".venv" / "bin" / "subplan").exists()
 
 
+def test_every_json_block_is_json() -> None:
+    blocks = code_blocks("json")
+    assert blocks
+    for block in blocks:
+        json.loads(block)
+
+
 def test_blocks_are_found() -> None:
     """The fence pattern finds the README's blocks (a broken pattern would run nothing)."""
     text = README.read_text("utf-8")
     assert text.count("```sh") == len(code_blocks("sh"))
     assert text.count("```python") == len(code_blocks("python"))
+    assert text.count("```json") == len(code_blocks("json"))
+    assert text.count("```") == 2 * sum(len(code_blocks(k)) for k in ("sh", "python", "json"))
     assert textwrap.dedent(code_blocks("python")[0]).startswith("import subplan")
