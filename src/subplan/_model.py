@@ -32,7 +32,7 @@ __all__ = [
 
 PLAN_SCHEMA: Final = "subplan.plan/1"
 
-LeafReason = Literal["below_min_files", "fits_budget", "max_depth", "no_progress"]
+LeafReason = Literal["below_min_files", "fits_budget", "oversized_file", "max_depth", "no_progress"]
 LEAF_REASONS: Final[frozenset[str]] = frozenset(get_args(LeafReason))
 
 _ID_RE: Final = re.compile(r"^sp-[0-9a-f]{16}$")
@@ -266,7 +266,8 @@ class Plan:
 
     Example:
         >>> from subplan import decompose
-        >>> plan = decompose(["a/x.py", "a/y.py", "a/z.py", "b/x.py", "b/y.py", "b/z.py"])
+        >>> files = ["a/x.py", "a/y.py", "a/z.py", "b/x.py", "b/y.py", "b/z.py"]
+        >>> plan = decompose(files, max_files=3)
         >>> [leaf.label for leaf in plan.leaves]
         ['a', 'b']
     """
@@ -497,6 +498,8 @@ class Plan:
         # The reasons are tried in order; the recorded one must be the first that holds.
         if reason == "below_min_files":
             ok = n < cfg.min_files
+        elif reason == "oversized_file":
+            ok = n == 1 and cfg.has_budget and not cfg.fits_budget(n, tokens)
         elif reason == "fits_budget":
             ok = n >= cfg.min_files and cfg.fits_budget(n, tokens)
         elif reason == "max_depth":
@@ -518,7 +521,8 @@ class Plan:
             out.append(f"{where}: internal node with leaf_reason {node.leaf_reason}")
         if len(node.children) < 2:
             out.append(f"{where}: internal node with {len(node.children)} child(ren)")
-        if node.file_count < cfg.min_files:
+        # With a budget, a node over it is split whatever min_files says (a hard bound).
+        if node.file_count < cfg.min_files and not cfg.has_budget:
             out.append(f"{where}: split although below min_files")
         if cfg.fits_budget(node.file_count, node.tokens):
             out.append(f"{where}: split although it fits the budget")

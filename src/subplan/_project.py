@@ -47,7 +47,7 @@ def plan_project(
         >>> for name in ["a/1.py", "a/2.py", "a/3.py", "b/1.py", "b/2.py", "b/3.py"]:
         ...     (root / name).parent.mkdir(exist_ok=True)
         ...     _ = (root / name).write_text("x = 1\\n")
-        >>> [leaf.label for leaf in plan_project(root).leaves]
+        >>> [leaf.label for leaf in plan_project(root, max_files=3).leaves]
         ['a', 'b']
     """
     config = PlanConfig(

@@ -29,11 +29,12 @@ def render_tree(plan: Plan) -> str:
 
     Example:
         >>> from subplan import decompose
-        >>> print(render_tree(decompose(["a/1", "a/2", "a/3", "b/1", "b/2", "b/3"])), end="")
-        plan: 6 files, 2 leaves, depth 1 (min_files 3, max_depth 6)
+        >>> files = ["a/1", "a/2", "a/3", "b/1", "b/2", "b/3"]
+        >>> print(render_tree(decompose(files, max_files=3)), end="")
+        plan: 6 files, 2 leaves, depth 1 (min_files 3, max_depth 6, max_files 3)
         .  6 files, 0 tokens  sp-131a2a7bde9ee165
-        ├── a  3 files, 0 tokens  [no_progress]  sp-fb399d6812674832
-        └── b  3 files, 0 tokens  [no_progress]  sp-31d6680cd44e0fa5
+        ├── a  3 files, 0 tokens  [fits_budget]  sp-fb399d6812674832
+        └── b  3 files, 0 tokens  [fits_budget]  sp-31d6680cd44e0fa5
     """
     cfg = plan.config
     budget = ""

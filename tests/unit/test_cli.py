@@ -34,7 +34,9 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         for i in range(3):
             path = tmp_path / "proj" / d / f"m{i}.py"
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text("import os\n" * (i + 1))
+            # 15k tokens a file, 45k a directory: under the default 50k budget each
+            # directory is one leaf and no two fit together.
+            path.write_text("import os\n" * (i + 1) + "#" * 60_000 + "\n")
     monkeypatch.chdir(tmp_path / "proj")
     monkeypatch.delenv("SUBPLAN_RUNS_DIR", raising=False)
     return tmp_path / "proj"

@@ -39,7 +39,7 @@ FILES = [
 
 @pytest.fixture
 def plan() -> Plan:
-    return decompose(FILES)
+    return decompose(FILES, max_files=3)
 
 
 def test_public_names_are_exactly_all() -> None:
@@ -147,8 +147,8 @@ def test_lookups(plan: Plan) -> None:
 
 
 def test_plan_equality(plan: Plan) -> None:
-    assert plan == decompose(list(reversed(FILES)))
-    assert plan != decompose(FILES, min_files=2)
+    assert plan == decompose(list(reversed(FILES)), max_files=3)
+    assert plan != decompose(FILES, max_files=3, min_files=2)
     assert plan != "plan"
 
 
@@ -158,7 +158,7 @@ def test_leaves_carry_files_and_internal_nodes_only_counts(plan: Plan) -> None:
     assert data["config"] == {
         "min_files": 3,
         "max_depth": 6,
-        "max_files": None,
+        "max_files": 3,
         "max_tokens": None,
         "seed": 0,
     }
@@ -241,7 +241,7 @@ def test_validate_catches_unsorted_and_unnormalized_files() -> None:
 
 
 def test_validate_catches_a_single_child_split() -> None:
-    plan = decompose(["a/1", "a/2", "a/3", "b/1", "b/2", "b/3"])
+    plan = decompose(["a/1", "a/2", "a/3", "b/1", "b/2", "b/3"], max_files=3)
     root, first = plan.root, plan.children(plan.root.id)[0]
     lonely = replace(root, children=(first.id,))
     broken = Plan([lonely, first], config=plan.config, root=root.id)

@@ -1,10 +1,14 @@
-"""Build a plan: the leaf rules, the strategies in order, and the non-progress guard.
+"""Build a plan: the leaf rules, the hard budget, and the strategies in order.
 
-The builder works level by level. Each node is first checked against the leaf rules, in
-order (``below_min_files``, ``fits_budget``, ``max_depth``); otherwise the strategies are
-tried in order (directory, import-graph communities, balanced chunks) and the first that
-yields at least two non-empty clusters splits the node. When none does, the node is a
-``no_progress`` leaf: the guard stops instead of recursing to ``max_depth``.
+The builder works level by level. A node that fits the budget (default
+:data:`DEFAULT_MAX_TOKENS` tokens when neither ``max_tokens`` nor ``max_files`` is given)
+is a leaf: ``below_min_files`` when it has fewer than ``min_files`` files, else
+``fits_budget``. A single file over the budget is an ``oversized_file`` leaf. Every other
+node is split (see :mod:`._strategies`): grouped by directory, dependency communities or
+file-name prefixes, the groups that fit packed by tokens, the rest split again one level
+down, and cut into fitting chunks in path order when nothing else splits it or the next
+level is ``max_depth``. So the budget is a hard bound: no leaf of two or more files
+exceeds it, whatever ``max_depth`` and ``min_files`` say.
 
 Notes:
     Files are held once, sorted with :func:`~subplan._model.path_sort_key`, and nodes are
@@ -16,11 +20,11 @@ Notes:
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Final
 
-from .._errors import InputError
+from .._errors import ConfigError, InputError
 from .._model import (
     FileEntry,
     LeafReason,
@@ -33,19 +37,29 @@ from .._model import (
 )
 from ._strategies import (
     Cluster,
+    Graph,
+    Group,
     Runs,
     Sorted,
-    Strategy,
-    chunk_clusters,
     common_dir,
-    directory_clusters,
-    import_clusters,
+    directory_groups,
+    fill_chunks,
+    group_of,
+    import_groups,
+    pack,
+    prefix_groups,
+)
+from ._strategies import (
+    _merge as _merge_runs,
 )
 
 if TYPE_CHECKING:
     import networkx as nx
 
-__all__ = ["decompose", "decompose_levels"]
+__all__ = ["DEFAULT_MAX_TOKENS", "decompose", "decompose_levels"]
+
+DEFAULT_MAX_TOKENS: Final = 50_000
+"""The token budget of a leaf when neither ``max_tokens`` nor ``max_files`` is given."""
 
 
 @dataclass(slots=True)
@@ -56,6 +70,10 @@ class _Pending:
     parent: str | None
     depth: int
     label: str
+    # Small groups carried down from the parent to fill this node's leaves, and the runs
+    # of the node's own files without them (None when nothing was carried).
+    carried: tuple[Group, ...] = ()
+    own: Runs | None = None
 
 
 # What normalize_path would change or refuse, seen in paths joined by newlines (with a
@@ -101,7 +119,8 @@ def _prepare(files: Iterable[str | FileEntry]) -> Sorted:
         tokens = tuple([tokens_of.get(p, 0) for p in sorted_paths])
     else:
         tokens = (0,) * len(sorted_paths)
-    return Sorted(paths=sorted_paths, keys=tuple(keys), tokens=tokens)
+    cumulative = (0, *itertools.accumulate(tokens))
+    return Sorted(paths=sorted_paths, keys=tuple(keys), tokens=tokens, cumulative=cumulative)
 
 
 def _slice(paths: tuple[str, ...], runs: Runs) -> tuple[str, ...]:
@@ -110,30 +129,95 @@ def _slice(paths: tuple[str, ...], runs: Runs) -> tuple[str, ...]:
     return tuple(itertools.chain.from_iterable(paths[a:b] for a, b in runs))
 
 
-def _leaf_reason(cfg: PlanConfig, depth: int, count: int, tokens: int) -> LeafReason | None:
-    if count < cfg.min_files:
-        return "below_min_files"
+def _leaf_reason(cfg: PlanConfig, count: int, tokens: int) -> LeafReason | None:
     if cfg.fits_budget(count, tokens):
-        return "fits_budget"
-    if depth >= cfg.max_depth:
-        return "max_depth"
+        return "below_min_files" if count < cfg.min_files else "fits_budget"
+    if count == 1:
+        return "oversized_file"
     return None
 
 
-def _split(
-    data: Sorted,
-    node: _Pending,
-    tokens: int,
-    cfg: PlanConfig,
-    strategies: Sequence[Strategy],
-) -> list[Cluster] | None:
-    """The clusters of the first strategy that makes progress, or None (the guard)."""
-    for strategy in strategies:
-        # Progress means at least two non-empty clusters; anything less is no split.
-        clusters = [c for c in strategy(data, node.runs, tokens, cfg) if c.runs]
-        if len(clusters) >= 2:
-            return clusters
-    return None
+def _split(data: Sorted, node: _Pending, cfg: PlanConfig, graph: Graph | None) -> list[Cluster]:
+    """Split a node over the budget into at least two clusters.
+
+    The first grouping of the node's own files that yields two groups wins (directories,
+    dependency communities, file-name prefixes); with none, the files are cut into
+    fitting chunks. Groups that fit (with any groups carried down from the parent) are
+    packed by tokens; groups over the budget stay whole for the next level, or are cut
+    into fitting chunks when the next level is the last. Packed clusters under half the
+    budget are carried down into a sibling over the budget, to fill its leaves, as long
+    as two clusters remain.
+    """
+    own = node.runs if node.own is None else node.own
+    groups: list[Group] = directory_groups(data, own)
+    if len(groups) < 2:
+        groups = import_groups(data, own, graph, cfg.seed)
+    if len(groups) < 2:
+        groups = prefix_groups(data, own)
+    if len(groups) < 2:
+        groups = _as_groups(data, fill_chunks(data, own, cfg))
+    last = node.depth + 1 >= cfg.max_depth
+    small = [g for g in groups if cfg.fits_budget(g.count, g.tokens)]
+    big: list[Group] = []
+    for group in groups:
+        if cfg.fits_budget(group.count, group.tokens):
+            continue
+        if last or group.count == 1:
+            small.extend(_as_groups(data, fill_chunks(data, group.runs, cfg)))
+        else:
+            big.append(group)
+    small.extend(node.carried)
+    small.sort(key=lambda g: g.runs[0][0])
+    packed = pack(data, small, cfg, graph, common_dir(data, node.runs))
+    clusters = [Cluster(g.runs, g.label) for g in big]
+    if big and not last:
+        half = cfg.max_tokens // 2 if cfg.max_tokens is not None else None
+        keep: list[Cluster] = []
+        carry: list[Cluster] = []
+        for cluster in packed:
+            count, tokens = cluster.size, data.tokens_of(cluster.runs)
+            under = (half is None or tokens < half) and (
+                cfg.max_files is None or 2 * count < cfg.max_files
+            )
+            (carry if under else keep).append(cluster)
+        if len(keep) + len(big) < 2 and carry:
+            keep.append(carry.pop(0))  # the node must still split in two
+        if carry:
+            target = min(range(len(big)), key=lambda k: (big[k].tokens, k))
+            host = big[target]
+            extra = tuple(group_of(data, c.runs, c.label) for c in carry)
+            merged = _merge_runs([host.runs, *(g.runs for g in extra)])
+            clusters[target] = Cluster(merged, f"{host.label} +{len(extra)}", extra, host.runs)
+        packed = keep
+    clusters.extend(packed)
+    clusters.sort(key=lambda c: c.runs[0][0])
+    return clusters
+
+
+def _as_groups(data: Sorted, clusters: list[Cluster]) -> list[Group]:
+    return [group_of(data, c.runs, c.label) for c in clusters]
+
+
+def _index_graph(graph: nx.DiGraph | None, data: Sorted) -> Graph | None:
+    """The graph's edges between input files, undirected, as indices."""
+    if graph is None or graph.number_of_edges() == 0:
+        return None
+    position = {p: i for i, p in enumerate(data.paths)}
+    neighbours: dict[int, set[int]] = {}
+    for a, b in graph.edges:
+        i, j = position.get(a), position.get(b)
+        if i is None or j is None or i == j:
+            continue
+        neighbours.setdefault(i, set()).add(j)
+        neighbours.setdefault(j, set()).add(i)
+    if not neighbours:
+        return None
+    return Graph({i: tuple(sorted(n)) for i, n in neighbours.items()}, tuple(sorted(neighbours)))
+
+
+def with_default_budget(cfg: PlanConfig) -> PlanConfig:
+    """``cfg`` with :data:`DEFAULT_MAX_TOKENS` when it sets no budget."""
+    return cfg if cfg.has_budget else replace(cfg, max_tokens=DEFAULT_MAX_TOKENS)
 
 
 def decompose_levels(
@@ -176,7 +260,8 @@ def decompose_levels(
             file and a directory.
 
     Example:
-        >>> levels = list(decompose_levels(["a/1", "a/2", "a/3", "b/1", "b/2", "b/3"]))
+        >>> files = ["a/1", "a/2", "a/3", "b/1", "b/2", "b/3"]
+        >>> levels = list(decompose_levels(files, max_files=3))
         >>> [len(level) for level in levels]
         [1, 2]
     """
@@ -187,16 +272,13 @@ def decompose_levels(
         max_tokens=max_tokens,
         seed=seed,
     )
+    cfg = with_default_budget(cfg)
     prepared = _prepare(files)
-    strategies: list[Strategy] = [directory_clusters]
-    if import_graph is not None and import_graph.number_of_edges() > 0:
-        strategies.append(import_clusters(import_graph))
-    if cfg.has_budget:
-        strategies.append(chunk_clusters)
+    graph = _index_graph(import_graph, prepared)
 
     every: Runs = [(0, len(prepared.paths))]
     level = [_Pending(every, None, 0, common_dir(prepared, every))]
-    all_paths, all_tokens = prepared.paths, prepared.tokens
+    all_paths = prepared.paths
     ids: dict[tuple[tuple[int, int], ...], str] = {}
 
     def id_of(runs: Runs) -> str:
@@ -212,17 +294,29 @@ def decompose_levels(
         for node in level:
             paths = _slice(all_paths, node.runs)
             node_id = id_of(node.runs)
-            tokens = sum(sum(all_tokens[a:b]) for a, b in node.runs)
-            reason = _leaf_reason(cfg, node.depth, len(paths), tokens)
+            tokens = prepared.tokens_of(node.runs)
+            reason = _leaf_reason(cfg, len(paths), tokens)
             clusters = None
             if reason is None:
-                clusters = _split(prepared, node, tokens, cfg, strategies)
-                if clusters is None:
-                    reason = "no_progress"
+                if node.depth >= cfg.max_depth:
+                    raise ConfigError(
+                        f"max_depth {cfg.max_depth} allows no split, but {len(paths)} files "
+                        f"({tokens} tokens) exceed the budget"
+                    )
+                clusters = _split(prepared, node, cfg, graph)
             children: list[str] = []
             for cluster in clusters or ():
                 children.append(id_of(cluster.runs))
-                next_level.append(_Pending(cluster.runs, node_id, node.depth + 1, cluster.label))
+                next_level.append(
+                    _Pending(
+                        cluster.runs,
+                        node_id,
+                        node.depth + 1,
+                        cluster.label,
+                        cluster.carried,
+                        cluster.own,
+                    )
+                )
             finished.append(
                 Subplan(
                     id=node_id,
@@ -265,9 +359,10 @@ def decompose(
             file and a directory.
 
     Example:
-        >>> plan = decompose(["src/a.py", "src/b.py", "src/c.py", "README.md"])
-        >>> [(leaf.label, leaf.leaf_reason) for leaf in plan.leaves]
-        [('*', 'below_min_files'), ('src', 'no_progress')]
+        >>> files = [FileEntry(p, 4000) for p in ("src/a.py", "src/b.py", "src/c.py", "README.md")]
+        >>> plan = decompose(files, max_tokens=3000)
+        >>> [(leaf.label, leaf.tokens, leaf.leaf_reason) for leaf in plan.leaves]
+        [('*', 1000, 'below_min_files'), ('src', 3000, 'fits_budget')]
     """
     cfg = config or PlanConfig(
         min_files=min_files,
@@ -281,4 +376,4 @@ def decompose(
         for level in decompose_levels(files, import_graph=import_graph, config=cfg)
         for node in level
     ]
-    return Plan(nodes, config=cfg, root=nodes[0].id)
+    return Plan(nodes, config=with_default_budget(cfg), root=nodes[0].id)

@@ -31,7 +31,7 @@ def dependencies_from_imports(plan: Plan, graph: nx.DiGraph) -> dict[str, set[st
     Example:
         >>> import networkx as nx
         >>> from subplan import decompose
-        >>> plan = decompose(["a/1", "a/2", "a/3", "b/1", "b/2", "b/3"])
+        >>> plan = decompose(["a/1", "a/2", "a/3", "b/1", "b/2", "b/3"], max_files=3)
         >>> g = nx.DiGraph([("a/1", "b/1")])
         >>> deps = dependencies_from_imports(plan, g)
         >>> [plan[p].label for p in deps[plan.leaf_for("a/1").id]]
