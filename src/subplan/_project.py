@@ -22,6 +22,7 @@ def plan_project(
     seed: int = 0,
     imports: bool = True,
     exclude: Sequence[str] = (),
+    weigh_all: bool = False,
 ) -> Plan:
     """Plan a directory the way ``subplan plan ROOT`` does.
 
@@ -33,6 +34,8 @@ def plan_project(
         min_files: and the other options: see :func:`~subplan.decompose`.
         imports: read source files for an import graph.
         exclude: extra ``.gitignore``-style patterns to leave out.
+        weigh_all: count binaries, lockfiles, vendored and generated files as bytes/4
+            tokens too (by default they weigh 0).
 
     Returns:
         The plan.
@@ -57,6 +60,6 @@ def plan_project(
         max_tokens=max_tokens,
         seed=seed,
     )
-    inventory = scan(root, exclude=exclude)
+    inventory = scan(root, exclude=exclude, weigh_all=weigh_all)
     graph = import_graph(inventory.root, inventory.paths) if imports and inventory.root else None
     return decompose(inventory.files, config=config, import_graph=graph)

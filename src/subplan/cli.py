@@ -117,7 +117,14 @@ def _add_plan_options(parser: argparse.ArgumentParser) -> None:
         "--max-tokens",
         type=_integer(1),
         metavar="N",
-        help="split until every subplan has at most N tokens (estimated as bytes/4)",
+        help="split until every subplan has at most N tokens (estimated as bytes/4; "
+        "default: 50000 when --max-files is not given either)",
+    )
+    group.add_argument(
+        "--weigh-all",
+        action="store_true",
+        help="count every file as bytes/4 tokens; by default binaries, images, fonts, "
+        "lockfiles, vendored and generated files weigh 0 tokens",
     )
     group.add_argument(
         "--seed", type=_integer(0), default=0, metavar="N", help="import clustering seed"
@@ -419,13 +426,15 @@ def _plan_config(args: argparse.Namespace) -> PlanConfig:
 
 def _read_inventory(args: argparse.Namespace, stdin: TextIO) -> Inventory:
     if args.from_list is None:
-        return scan(args.path, exclude=args.exclude)
+        return scan(args.path, exclude=args.exclude, weigh_all=args.weigh_all)
     root = Path(args.path)
     if args.from_list == "-":
-        return read_path_list(stdin, root=root, source="<stdin>")
+        return read_path_list(stdin, root=root, source="<stdin>", weigh_all=args.weigh_all)
     try:
         with open(args.from_list, encoding="utf-8") as handle:
-            return read_path_list(handle, root=root, source=args.from_list)
+            return read_path_list(
+                handle, root=root, source=args.from_list, weigh_all=args.weigh_all
+            )
     except FileNotFoundError:
         raise InputError(f"no such file: {args.from_list}", path=args.from_list) from None
     except IsADirectoryError:

@@ -120,6 +120,15 @@ def test_os_errors_are_one_line(project: Path) -> None:
     assert "Traceback" not in err
 
 
+def test_plan_weighs_binaries_at_zero_unless_weigh_all(project: Path) -> None:
+    listing = "logo.png\t4000\nb.py\t40\n.git/HEAD\t9\n"
+    _, out, err = call("plan", "--from-list", "-", "--format", "json", stdin=listing)
+    assert 10 == json.loads(out)["nodes"][0]["tokens"]
+    assert "skipped 1 entry (1 in a .git or .subplan directory)" in err
+    _, out, _ = call("plan", "--from-list", "-", "--format", "json", "--weigh-all", stdin=listing)
+    assert 1010 == json.loads(out)["nodes"][0]["tokens"]
+
+
 # -- run ---------------------------------------------------------------------------------
 
 
