@@ -250,6 +250,16 @@ def test_leaves_come_near_the_fewest_the_budget_allows() -> None:
     assert [] == over_budget(plan)
 
 
+def test_a_directory_just_over_budget_becomes_two_full_leaves() -> None:
+    # 53 loose test files of 1,000 tokens and two tiny subdirectories: 55k tokens in all.
+    files = sized([f"tests/test_{i:02d}.py" for i in range(53)])
+    files += sized(["tests/static/a.css", "tests/templates/b.html"], 4000)
+    plan = decompose(files, max_tokens=50_000)
+    assert 2 == len(plan.leaves)
+    assert plan.depth == 1
+    assert [] == over_budget(plan)
+
+
 def test_packing_prefers_directories_tied_by_imports() -> None:
     files = sized([f"{d}/{i}.py" for d in "abcd" for i in range(2)])
     graph = nx.DiGraph([("a/0.py", "c/0.py"), ("b/1.py", "d/1.py")])

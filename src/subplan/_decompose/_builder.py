@@ -58,6 +58,9 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_MAX_TOKENS", "decompose", "decompose_levels"]
 
+# A node that a few leaves could hold is cut in path order when that is no worse.
+_FEW: Final = 4
+
 DEFAULT_MAX_TOKENS: Final = 50_000
 """The token budget of a leaf when neither ``max_tokens`` nor ``max_files`` is given."""
 
@@ -159,16 +162,31 @@ def _split(data: Sorted, node: _Pending, cfg: PlanConfig, graph: Graph | None) -
     last = node.depth + 1 >= cfg.max_depth
     small = [g for g in groups if cfg.fits_budget(g.count, g.tokens)]
     big: list[Group] = []
+    cut: list[Cluster] = []
     for group in groups:
         if cfg.fits_budget(group.count, group.tokens):
             continue
         if last or group.count == 1:
-            small.extend(_as_groups(data, fill_chunks(data, group.runs, cfg)))
+            # Cut on its own, not packed with siblings: its chunks then depend on its
+            # files alone, so they keep their ids when a sibling changes.
+            cut.extend(fill_chunks(data, group.runs, cfg))
         else:
             big.append(group)
     small.extend(node.carried)
     small.sort(key=lambda g: g.runs[0][0])
     packed = pack(data, small, cfg, graph, common_dir(data, node.runs))
+    if (
+        big
+        and all(g.loose for g in big)
+        and _need(cfg, _count(node.runs), data.tokens_of(node.runs)) <= _FEW
+    ):
+        # A directory of a few budgets' worth whose own files are too many for one leaf:
+        # if cutting it in path order takes no more leaves than the structured split
+        # could at best, cut it (fuller, fewer leaves). Subdirectories over the budget
+        # are never cut this way, so their subtrees keep their ids when a sibling changes.
+        chunks = fill_chunks(data, node.runs, cfg)
+        if len(chunks) <= len(packed) + len(cut) + sum(_need(cfg, g.count, g.tokens) for g in big):
+            return chunks
     clusters = [Cluster(g.runs, g.label) for g in big]
     if big and not last:
         half = cfg.max_tokens // 2 if cfg.max_tokens is not None else None
@@ -180,7 +198,7 @@ def _split(data: Sorted, node: _Pending, cfg: PlanConfig, graph: Graph | None) -
                 cfg.max_files is None or 2 * count < cfg.max_files
             )
             (carry if under else keep).append(cluster)
-        if len(keep) + len(big) < 2 and carry:
+        if len(keep) + len(big) + len(cut) < 2 and carry:
             keep.append(carry.pop(0))  # the node must still split in two
         if carry:
             target = min(range(len(big)), key=lambda k: (big[k].tokens, k))
@@ -190,8 +208,23 @@ def _split(data: Sorted, node: _Pending, cfg: PlanConfig, graph: Graph | None) -
             clusters[target] = Cluster(merged, f"{host.label} +{len(extra)}", extra, host.runs)
         packed = keep
     clusters.extend(packed)
+    clusters.extend(cut)
     clusters.sort(key=lambda c: c.runs[0][0])
     return clusters
+
+
+def _need(cfg: PlanConfig, count: int, tokens: int) -> int:
+    """The fewest leaves that could hold ``count`` files of ``tokens`` tokens."""
+    need = 1
+    if cfg.max_files is not None:
+        need = max(need, -(-count // cfg.max_files))
+    if cfg.max_tokens is not None:
+        need = max(need, -(-tokens // cfg.max_tokens))
+    return need
+
+
+def _count(runs: Runs) -> int:
+    return sum(b - a for a, b in runs)
 
 
 def _as_groups(data: Sorted, clusters: list[Cluster]) -> list[Group]:

@@ -102,6 +102,7 @@ class Group:
     label: str
     count: int
     tokens: int
+    loose: bool = False  # the files directly in the node's directory
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,6 +225,8 @@ def directory_groups(data: Sorted, runs: Runs) -> list[Group]:
     if len(groups) < 2:
         return []
     out = [group_of(data, g, _join(prefix, "*" if n is None else n)) for n, g in groups.items()]
+    for group in out:
+        group.loose = group.label.endswith("*") and None in groups and group.runs == groups[None]
     out.sort(key=lambda g: g.runs[0][0])
     return out
 
