@@ -224,9 +224,11 @@ def directory_groups(data: Sorted, runs: Runs) -> list[Group]:
             i = end
     if len(groups) < 2:
         return []
-    out = [group_of(data, g, _join(prefix, "*" if n is None else n)) for n, g in groups.items()]
-    for group in out:
-        group.loose = group.label.endswith("*") and None in groups and group.runs == groups[None]
+    out: list[Group] = []
+    for name, found in groups.items():
+        made = group_of(data, found, _join(prefix, "*" if name is None else name))
+        made.loose = name is None
+        out.append(made)
     out.sort(key=lambda g: g.runs[0][0])
     return out
 
