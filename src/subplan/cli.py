@@ -41,7 +41,7 @@ from ._progress import (
     render_summary,
     run_status_data,
 )
-from ._render import render_tree
+from ._render import render_stats, render_tree
 from ._store._base import RunInfo, Store
 from ._store._open import open_store, redact
 from ._workspace import Workspaces
@@ -170,6 +170,12 @@ def _build_parser() -> _Parser:
         help="tree: an indented tree for people (default); json: the subplan.plan/1 document",
     )
     plan.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+    plan.add_argument(
+        "--stats",
+        action="store_true",
+        help="also report leaves, fill, largest leaf, over-budget leaves, the share of "
+        "import edges inside a leaf, cross-leaf edges and waves (a 'stats' object in JSON)",
+    )
     plan.set_defaults(handler=_cmd_plan)
 
     run = commands.add_parser(
@@ -244,10 +250,17 @@ def _build_parser() -> _Parser:
         "default: a local cluster started for the run",
     )
     group.add_argument(
+        "--no-deps",
+        dest="deps",
+        action="store_false",
+        help="ignore the plan's dependencies: start leaves in plan order, not wave by wave "
+        "(by default a leaf starts after the leaves it imports from have succeeded)",
+    )
+    group.add_argument(
         "--import-order",
         action="store_true",
-        help="start a subplan only after the subplans it imports from have succeeded "
-        "(Python and JS/TS imports; import cycles are run without an order among them)",
+        help="read the import graph for the order even when the plan has none (a --plan "
+        "file made without it); import cycles are run without an order among them",
     )
     group.add_argument(
         "--rate-limit-pattern",
@@ -469,8 +482,15 @@ def _make_plan(
 
 
 def _cmd_plan(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: TextIO) -> int:
-    plan, _ = _make_plan(args, stderr, stdin)
-    text = plan.to_json(indent=2) if args.format == "json" else render_tree(plan)
+    plan, graph = _make_plan(args, stderr, stdin)
+    stats = plan.statistics(graph) if args.stats else None
+    if args.format == "json":
+        document = plan.to_dict()
+        if stats is not None:
+            document["stats"] = stats.to_dict()
+        text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    else:
+        text = render_tree(plan) + ("" if stats is None else render_stats(stats))
     _emit(text, args.output, stdout)
     return EXIT_OK
 
@@ -532,6 +552,8 @@ def _cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: Te
     dependencies = None
     if args.import_order and graph is not None:
         dependencies = {k: sorted(v) for k, v in dependencies_from_imports(plan, graph).items()}
+    elif args.deps and plan.dependencies is not None:
+        dependencies = {k: list(v) for k, v in plan.dependencies.items()}
     runs_dir = _runs_dir(args)
     store = _store_spec(args, runs_dir) if args.use_store else None
     policy = None

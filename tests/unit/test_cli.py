@@ -129,6 +129,29 @@ def test_plan_weighs_binaries_at_zero_unless_weigh_all(project: Path) -> None:
     assert 1010 == json.loads(out)["nodes"][0]["tokens"]
 
 
+def test_plan_shows_waves_and_stats(project: Path) -> None:
+    (project / "alpha" / "m0.py").write_text("import beta.m0\n" + "#" * 60_000 + "\n")
+    status, out, _ = call("plan", "--stats")
+    assert EXIT_OK == status
+    assert "waves: 2 (a leaf starts after the leaves it imports from)" in out
+    assert "  wave 1: 2 leaves  beta, gamma" in out
+    assert "  wave 2: 1 leaf  alpha" in out
+    assert "stats: 3 leaves, fill 90%, largest leaf 45k tokens, 0 over budget" in out
+    assert "edges: 1, 0% inside a leaf, 1 across; waves: 2" in out
+    _, text, _ = call("plan", "--stats", "--format", "json")
+    document = json.loads(text)
+    assert 2 == len(document["waves"])
+    assert {"leaves": 3, "over_budget": 0, "waves": 2, "cross_leaf_edges": 1}.items() <= (
+        document["stats"].items()
+    )
+
+
+def test_plan_without_imports_has_no_waves(project: Path) -> None:
+    _, out, _ = call("plan", "--no-imports", "--stats")
+    assert "waves:" not in out.split("stats:")[0]
+    assert "edges: no dependency graph; waves: 1" in out
+
+
 # -- run ---------------------------------------------------------------------------------
 
 
@@ -317,14 +340,34 @@ def test_a_bad_result_file_fails_the_attempt(project: Path, content: str, messag
     assert message in out
 
 
-def test_import_order_runs_imported_subplans_first(project: Path) -> None:
+@pytest.mark.parametrize("options", [(), ("--import-order",)])
+def test_import_order_runs_imported_subplans_first(project: Path, options: tuple[str, ...]) -> None:
     (project / "alpha" / "m0.py").write_text("import beta.m0\n")
     (project / "beta" / "m0.py").write_text("import gamma.m0\n")
-    status, out, _ = call(
-        "run", "--import-order", "--max-parallel", "3", "--json", "--", PY, "-c", "pass"
-    )
+    status, out, _ = call("run", *options, "--max-parallel", "3", "--json", "--", PY, "-c", "pass")
     assert EXIT_OK == status
     starts = {s["label"]: s["attempts"][0]["started"] for s in json.loads(out)["subplans"]}
     ends = {s["label"]: s["attempts"][0]["ended"] for s in json.loads(out)["subplans"]}
     assert ends["gamma"] <= starts["beta"]
     assert ends["beta"] <= starts["alpha"]
+
+
+def test_no_deps_ignores_the_plans_order(project: Path) -> None:
+    (project / "alpha" / "m0.py").write_text("import beta.m0\n")
+    (project / "beta" / "m0.py").write_text("import gamma.m0\n")
+    call("plan", "--format", "json", "-o", "plan.json")
+    assert 3 == len(json.loads((project / "plan.json").read_text())["waves"])
+    # With the order, three waves of one leaf: never more than one at a time.
+    _, ordered, _ = call("run", "--plan", "plan.json", "--json", "--", PY, "-c", "pass")
+    assert 1 == json.loads(ordered)["peak_concurrency"]
+    # Without it, every leaf is ready at once; each waits for the others to start.
+    wait_all = (
+        "import os, pathlib, sys, time; d = pathlib.Path(sys.argv[1]); d.mkdir(exist_ok=True); "
+        "(d / os.environ['SUBPLAN_ID']).touch(); "
+        "[time.sleep(0.01) for _ in range(3000) if len(list(d.iterdir())) < 3]"
+    )
+    status, free, _ = call(
+        "run", "--plan", "plan.json", "--no-deps", "--json", "--", PY, "-c", wait_all, "gate"
+    )
+    assert EXIT_OK == status
+    assert 3 == json.loads(free)["peak_concurrency"]

@@ -35,6 +35,7 @@ from .._model import (
     normalize_path,
     path_sort_key,
 )
+from ._order import leaf_dependencies
 from ._strategies import (
     Cluster,
     Graph,
@@ -380,7 +381,10 @@ def decompose(
     """Decompose ``files`` into a :class:`~subplan.Plan`: a tree whose leaves partition them.
 
     The same files in any order give the same plan, byte for byte, and a subplan whose
-    files did not change keeps its id when the project is decomposed again. See
+    files did not change keeps its id when the project is decomposed again. With an
+    ``import_graph``, the plan also carries :attr:`Plan.dependencies
+    <subplan.Plan.dependencies>`: a leaf waits for the leaves it imports from (cycles
+    collapsed), and :meth:`Plan.waves <subplan.Plan.waves>` orders the leaves by them. See
     :func:`decompose_levels` for the arguments.
 
     Returns:
@@ -409,4 +413,9 @@ def decompose(
         for level in decompose_levels(files, import_graph=import_graph, config=cfg)
         for node in level
     ]
-    return Plan(nodes, config=with_default_budget(cfg), root=nodes[0].id)
+    plan = Plan(nodes, config=with_default_budget(cfg), root=nodes[0].id)
+    if import_graph is None:
+        return plan
+    # The same tree, carrying the order its leaves' imports give (cycles collapsed).
+    deps = leaf_dependencies(plan, import_graph)
+    return Plan(nodes, config=plan.config, root=plan.root.id, dependencies=deps)
