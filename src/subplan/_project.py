@@ -26,7 +26,7 @@ def plan_project(
 ) -> Plan:
     """Plan a directory the way ``subplan plan ROOT`` does.
 
-    Lists the files (:func:`~subplan.scan`), reads the Python and JS/TS import graph when
+    Lists the files (:func:`~subplan.scan`), reads the dependency graph (imports, includes) when
     ``imports`` is true (:func:`~subplan.import_graph`), and decomposes them.
 
     Args:

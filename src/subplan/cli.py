@@ -133,7 +133,8 @@ def _add_plan_options(parser: argparse.ArgumentParser) -> None:
         "--no-imports",
         dest="imports",
         action="store_false",
-        help="do not read Python/JS/TS sources for an import graph",
+        help="do not read source files (Python, JS/TS, C/C++, Go, Rust, Java/Kotlin) for "
+        "a dependency graph",
     )
     group.add_argument(
         "--exclude",

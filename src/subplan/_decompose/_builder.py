@@ -47,6 +47,7 @@ from ._strategies import (
     fill_chunks,
     group_of,
     import_groups,
+    indices,
     pack,
     prefix_groups,
 )
@@ -155,7 +156,13 @@ def _split(data: Sorted, node: _Pending, cfg: PlanConfig, graph: Graph | None) -
     own = node.runs if node.own is None else node.own
     groups: list[Group] = directory_groups(data, own)
     if len(groups) < 2:
-        groups = import_groups(data, own, graph, cfg.seed)
+        communities = import_groups(data, own, graph, cfg.seed)
+        if len(communities) >= 2:
+            # A flat directory with a graph: fill leaves community after community, so
+            # each community stays in as few leaves as its size allows.
+            order = [i for g in communities for i in indices(g.runs)]
+            chunks = fill_chunks(data, own, cfg, order=order, kind="imports")
+            groups = _as_groups(data, chunks)
     if len(groups) < 2:
         groups = prefix_groups(data, own)
     if len(groups) < 2:

@@ -298,23 +298,41 @@ def prefix_groups(data: Sorted, runs: Runs) -> list[Group]:
     return [group_of(data, r, _join(prefix, word + "*")) for word, r in named]
 
 
-def fill_chunks(data: Sorted, runs: Runs, cfg: PlanConfig) -> list[Cluster]:
+def fill_chunks(
+    data: Sorted,
+    runs: Runs,
+    cfg: PlanConfig,
+    *,
+    order: Sequence[int] | None = None,
+    kind: str = "chunk",
+) -> list[Cluster]:
     """Cut ``runs`` in path order into chunks that each fit the budget: the last resort.
 
     A greedy pass (a chunk takes files until the next would break the token or file
     budget; a file over the token budget is a chunk alone) finds the fewest chunks; the
     same number of chunks balanced by tokens is used instead when each of those fits, so
     the last chunk is not a sliver. Never gives up: every chunk of two or more files fits.
+
+    Args:
+        data: the sorted input.
+        runs: the files to cut.
+        cfg: the budget.
+        order: the files of ``runs`` in the order to cut them (default: path order);
+            import communities one after the other keep each community together.
+        kind: the word in the chunks' labels (``dir [chunk 2/5]``).
     """
-    order = list(indices(runs))
-    chunks = _greedy(data, order, cfg)
-    balanced = _balanced(data, order, len(chunks), cfg)
+    sequence = list(indices(runs)) if order is None else list(order)
+    chunks = _greedy(data, sequence, cfg)
+    balanced = _balanced(data, sequence, len(chunks), cfg)
     if balanced is not None:
         chunks = balanced
     prefix = common_dir(data, runs)
     total = len(chunks)
     return [
-        Cluster(runs_of(chunk), f"{prefix} [chunk {n}/{total}]")
+        Cluster(
+            runs_of(sorted(chunk)),
+            data.paths[chunk[0]] if len(chunk) == 1 else f"{prefix} [{kind} {n}/{total}]",
+        )
         for n, chunk in enumerate(chunks, start=1)
     ]
 
