@@ -296,7 +296,7 @@ def test_import_graph_splits_a_flat_directory_by_communities() -> None:
     plan.validate()
 
 
-def test_import_communities_are_seeded() -> None:
+def test_graph_chunks_are_deterministic() -> None:
     files = [f"m/{i}.py" for i in range(30)]
     graph = nx.gnm_random_graph(30, 60, seed=1, directed=True)
     graph = nx.relabel_nodes(graph, {i: files[i] for i in range(30)})

@@ -33,7 +33,6 @@ from .._model import (
     Subplan,
     id_of_sorted,
     normalize_path,
-    path_sort_key,
 )
 from ._order import leaf_dependencies
 from ._strategies import (
@@ -45,9 +44,8 @@ from ._strategies import (
     common_dir,
     directory_groups,
     fill_chunks,
+    graph_chunks,
     group_of,
-    import_groups,
-    indices,
     pack,
     prefix_groups,
 )
@@ -89,27 +87,43 @@ _UNCLEAN += ("/..\n", "\n./", "\n../", "\n.\n", "\n..\n")
 
 
 def _prepare(files: Iterable[str | FileEntry]) -> Sorted:
-    paths: list[str] = []
-    tokens_of: dict[str, int] = {}
-    for item in files:
-        if type(item) is str:
-            paths.append(item)
-        elif isinstance(item, FileEntry):
-            paths.append(item.path)
-            tokens_of[item.path] = item.tokens
-        else:
-            raise InputError(f"expected a path or a FileEntry, got {type(item).__name__}")
+    items = files if isinstance(files, list | tuple) else list(files)
+    paths: list[str]
+    given: list[int] | None = None
+    if all(type(item) is str for item in items):
+        paths = list(items)  # type: ignore[arg-type]
+    elif all(type(item) is FileEntry for item in items):
+        entries: list[FileEntry] = list(items)  # type: ignore[arg-type]
+        paths = [f.path for f in entries]
+        given = [f.tokens for f in entries]
+    else:
+        paths, given = [], []
+        for item in items:
+            if type(item) is str:
+                paths.append(item)
+                given.append(0)
+            elif isinstance(item, FileEntry):
+                paths.append(item.path)
+                given.append(item.tokens)
+            else:
+                raise InputError(f"expected a path or a FileEntry, got {type(item).__name__}")
     if not paths:
         raise InputError("no files to decompose")
     # One regex pass over all paths at C speed; only a suspicious input pays for the
     # per-path normalization (which cleans what it can and names what it refuses).
     joined = "\n" + "\n".join(paths) + "\n"
     if joined.count("\n") != len(paths) + 1 or any(bad in joined for bad in _UNCLEAN):
-        clean = [normalize_path(p) for p in paths]
-        tokens_of = {normalize_path(p): t for p, t in tokens_of.items()}
-        paths = clean
-    keys = sorted([path_sort_key(p) for p in paths])
-    paths = [k.replace("\x00", "/") for k in keys]
+        paths = [normalize_path(p) for p in paths]
+        joined = "\n" + "\n".join(paths) + "\n"
+    # Sort keys (see path_sort_key) made and split at C speed, not one path at a time.
+    unsorted = joined[1:-1].replace("/", "\x00").split("\n")
+    keys = sorted(unsorted)
+    tokens: tuple[int, ...]
+    if given is None:
+        tokens = (0,) * len(keys)
+    else:
+        token_of = dict(zip(unsorted, given, strict=True))
+        tokens = tuple([token_of[k] for k in keys])
     # Duplicates sort next to each other, and so does a path that is both a file and a
     # directory ("a/b" and "a/b/c"): every path below "a/b" sorts right after it.
     for prev, nxt in itertools.pairwise(keys):
@@ -119,13 +133,10 @@ def _prepare(files: Iterable[str | FileEntry]) -> Sorted:
                 raise InputError(f"duplicate path {shown!r}", path=shown)
             if nxt[len(prev)] == "\x00":
                 raise InputError(f"path {shown!r} is both a file and a directory", path=shown)
-    sorted_paths = tuple(paths)
-    if tokens_of:
-        tokens = tuple([tokens_of.get(p, 0) for p in sorted_paths])
-    else:
-        tokens = (0,) * len(sorted_paths)
+    sorted_paths = tuple("\n".join(keys).replace("\x00", "/").split("\n"))
     cumulative = (0, *itertools.accumulate(tokens))
-    return Sorted(paths=sorted_paths, keys=tuple(keys), tokens=tokens, cumulative=cumulative)
+    slashes = tuple([k.count("\x00") for k in keys])
+    return Sorted(sorted_paths, tuple(keys), tokens, cumulative, slashes)
 
 
 def _slice(paths: tuple[str, ...], runs: Runs) -> tuple[str, ...]:
@@ -156,17 +167,18 @@ def _split(data: Sorted, node: _Pending, cfg: PlanConfig, graph: Graph | None) -
     own = node.runs if node.own is None else node.own
     groups: list[Group] = directory_groups(data, own)
     if len(groups) < 2:
-        communities = import_groups(data, own, graph, cfg.seed)
-        if len(communities) >= 2:
-            # A flat directory with a graph: fill leaves community after community, so
-            # each community stays in as few leaves as its size allows.
-            order = [i for g in communities for i in indices(g.runs)]
-            chunks = fill_chunks(data, own, cfg, order=order, kind="imports")
-            groups = _as_groups(data, chunks)
+        # A flat directory with a graph: chunks grown along its edges.
+        chunks = graph_chunks(data, own, graph, cfg)
+        if chunks and not node.carried:
+            return chunks
+        groups = _as_groups(data, chunks)
     if len(groups) < 2:
         groups = prefix_groups(data, own)
     if len(groups) < 2:
-        groups = _as_groups(data, fill_chunks(data, own, cfg))
+        chunks = fill_chunks(data, own, cfg)
+        if not node.carried:
+            return chunks  # they fit, and greedy chunks do not pack together
+        groups = _as_groups(data, chunks)
     last = node.depth + 1 >= cfg.max_depth
     small = [g for g in groups if cfg.fits_budget(g.count, g.tokens)]
     big: list[Group] = []
@@ -287,7 +299,7 @@ def decompose_levels(
         max_files: when set, a node with at most this many files (and within
             ``max_tokens``) is a leaf (``fits_budget``).
         max_tokens: when set, the token budget of a leaf.
-        seed: seed of the import-graph community detection (Louvain).
+        seed: recorded in the plan's config; decomposition itself uses no randomness.
         import_graph: a directed graph over paths (an edge ``a -> b`` when ``a`` imports
             ``b``); used to split a node that directories cannot split.
         config: all the options above at once; overrides the keyword options.

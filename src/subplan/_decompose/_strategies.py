@@ -4,8 +4,8 @@ A node over the budget is split in three steps:
 
 1. **Group** its files, with the first grouping that yields at least two groups:
    :func:`directory_groups` (the next path component below the node's common directory;
-   files directly in it form one group, ``dir/*``), :func:`import_groups` (Louvain
-   communities of the dependency graph among the node's files, fixed seed), then
+   files directly in it form one group, ``dir/*``); in a flat directory,
+   :func:`graph_chunks` (fitting chunks grown along the dependency graph), then
    :func:`prefix_groups` (file-name prefixes, for a flat directory with no graph).
 2. **Pack** the groups that fit the budget into as few clusters as the budget allows
    (:func:`pack`): groups are taken in path order and each goes to the open cluster it
@@ -25,8 +25,10 @@ Notes:
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import re
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -42,8 +44,8 @@ __all__ = [
     "common_dir",
     "directory_groups",
     "fill_chunks",
+    "graph_chunks",
     "group_of",
-    "import_groups",
     "indices",
     "pack",
     "prefix_groups",
@@ -62,6 +64,7 @@ class Sorted:
     keys: tuple[str, ...]
     tokens: tuple[int, ...]
     cumulative: tuple[int, ...]  # cumulative[i] = sum(tokens[:i])
+    slashes: tuple[int, ...]  # "/" in each path: its number of directories
 
     def parts(self, i: int) -> list[str]:
         """The components of path ``i`` (split on demand: only group starts need them)."""
@@ -202,6 +205,9 @@ def directory_groups(data: Sorted, runs: Runs) -> list[Group]:
     order, found by bisection. Groups come back in path order of their first file.
     """
     depth = common_depth(data, runs)
+    slashes = data.slashes
+    if all(max(slashes[a:b]) == depth for a, b in runs):
+        return []  # every file is directly in the common directory: one group
     prefix = "/".join(data.parts(runs[0][0])[:depth]) or "."
     keys, paths = data.keys, data.paths
     groups: dict[str | None, Runs] = {}
@@ -233,44 +239,112 @@ def directory_groups(data: Sorted, runs: Runs) -> list[Group]:
     return out
 
 
-def import_groups(data: Sorted, runs: Runs, graph: Graph | None, seed: int) -> list[Group]:
-    """Group by Louvain communities of the dependency graph among the node's files.
+def graph_chunks(data: Sorted, runs: Runs, graph: Graph | None, cfg: PlanConfig) -> list[Cluster]:
+    """Cut a flat set of files into fitting chunks grown along the dependency graph.
 
-    Only edges between the node's own files count; files with no such edge form one
-    group. A node with no edge inside it yields no groups.
+    Each chunk starts at the first file (in path order) not yet taken and grows by the
+    file with the most edges into the chunk (ties: path order) while it fits the budget;
+    when no linked file fits, it takes the next files in path order. So files that
+    import each other land together, and every chunk of two or more files fits. No
+    chunks when the node has no edge inside it.
+
+    Notes:
+        O((files + edges) log edges); deterministic, no randomness.
     """
     if graph is None:
         return []
     inside = set(graph.linked_in(runs))
-    edges: list[tuple[int, int]] = []
-    for i in sorted(inside):
-        edges.extend((i, j) for j in graph.neighbours[i] if j > i and j in inside)
-    if not edges:
+    neighbours = graph.neighbours
+    if not any(j in inside for i in inside for j in neighbours[i]):
         return []
-    import networkx as nx
+    members = list(indices(runs))
+    tokens, max_files, max_tokens = data.tokens, cfg.max_files, cfg.max_tokens
+    taken: set[int] = set()
 
-    # Build the graph in sorted order: Louvain's result depends on insertion order.
-    sub = nx.Graph()
-    connected = sorted({i for edge in edges for i in edge})
-    sub.add_nodes_from(connected)
-    sub.add_edges_from(edges)
-    communities = [sorted(c) for c in nx.community.louvain_communities(sub, seed=seed)]
-    linked = set(connected)
-    loose = [i for i in indices(runs) if i not in linked]
-    if loose:
-        communities.append(loose)
-    if len(communities) < 2:
+    def half_full(count: int, size: int) -> bool:
+        return (max_tokens is not None and 2 * size >= max_tokens) or (
+            max_files is not None and 2 * count >= max_files
+        )
+
+    def pulled_away(i: int, into_chunk: int) -> bool:
+        if i not in inside:
+            return False
+        elsewhere = sum(1 for j in neighbours[i] if j in inside and j not in taken)
+        return elsewhere > into_chunk
+
+    chunks: list[list[int]] = []
+    pos = 0
+    while True:
+        while pos < len(members) and members[pos] in taken:
+            pos += 1
+        if pos >= len(members):
+            break
+        seed = members[pos]
+        chunk, size = [seed], tokens[seed]
+        taken.add(seed)
+        gain: dict[int, int] = {}
+        heap: list[tuple[int, int]] = []
+        rejected: set[int] = set()
+        scan = pos
+
+        def grow(i: int, gain: dict[int, int] = gain, heap: list[tuple[int, int]] = heap) -> None:
+            if i not in inside:
+                return
+            for j in neighbours[i]:
+                if j in inside and j not in taken:
+                    g = gain[j] = gain.get(j, 0) + 1
+                    heapq.heappush(heap, (-g, j))
+
+        grow(seed)
+        while True:
+            if max_files is not None and len(chunk) >= max_files:
+                break
+            pick = -1
+            while heap:
+                g, j = heapq.heappop(heap)
+                if j in taken or j in rejected or -g != gain.get(j):
+                    continue
+                pick = j
+                break
+            from_path_order = pick < 0
+            if from_path_order:
+                # Nothing linked is left: the next untaken file in path order, if it fits.
+                while scan < len(members) and members[scan] in taken:
+                    scan += 1
+                if scan >= len(members):
+                    break
+                pick = members[scan]
+                if max_tokens is not None and size + tokens[pick] > max_tokens:
+                    break
+            elif max_tokens is not None and size + tokens[pick] > max_tokens:
+                rejected.add(pick)
+                continue
+            if half_full(len(chunk), size) and pulled_away(pick, gain.get(pick, 0)):
+                # A file more tied to files not yet placed than to this chunk starts
+                # (or joins) another chunk instead: a half-full chunk may stop here.
+                if from_path_order:
+                    break
+                rejected.add(pick)
+                continue
+            chunk.append(pick)
+            size += tokens[pick]
+            taken.add(pick)
+            grow(pick)
+        chunks.append(chunk)
+    if len(chunks) < 2:
         return []
-    communities.sort(key=lambda g: g[0])
     prefix = common_dir(data, runs)
-    total = len(communities)
+    total = len(chunks)
     return [
-        group_of(data, runs_of(c), f"{prefix} [imports {n}/{total}]")
-        for n, c in enumerate(communities, start=1)
+        Cluster(
+            runs_of(sorted(chunk)),
+            data.paths[chunk[0]] if len(chunk) == 1 else f"{prefix} [imports {n}/{total}]",
+        )
+        for n, chunk in enumerate(chunks, start=1)
     ]
 
 
-_PREFIX_RE = re.compile(r"[^_.\-]+")
+_PREFIX_LINES_RE = re.compile(r"^[^_.\-\n]*", re.M)
 
 
 def prefix_groups(data: Sorted, runs: Runs) -> list[Group]:
@@ -280,18 +354,17 @@ def prefix_groups(data: Sorted, runs: Runs) -> list[Group]:
     ``-`` or ``.``. Files with one prefix are contiguous in path order. No groups when
     every file has the same prefix.
     """
+    order = list(indices(runs))
+    paths = data.paths
+    # Every file name's first word, found by one regex pass over all of them at C speed.
+    names = "\n".join([paths[i].rpartition("/")[2] for i in order])
+    words = _PREFIX_LINES_RE.findall(names)
+    distinct = len(set(words))
+    if distinct in (1, len(words)):
+        return []  # one prefix, or one file per prefix: nothing groups
     named: list[tuple[str, Runs]] = []
-    for i in indices(runs):
-        name = data.paths[i].rsplit("/", 1)[-1]
-        found = _PREFIX_RE.match(name)
-        word = found.group(0) if found else name
-        if named and named[-1][0] == word and named[-1][1][-1][1] == i:
-            last = named[-1][1]
-            last[-1] = (last[-1][0], i + 1)
-        elif named and named[-1][0] == word:
-            named[-1][1].append((i, i + 1))
-        else:
-            named.append((word, [(i, i + 1)]))
+    for word, group in itertools.groupby(zip(words, order, strict=True), key=lambda x: x[0]):
+        named.append((word or "", runs_of([i for _, i in group])))
     if len(named) < 2 or all(r == [(r[0][0], r[0][0] + 1)] for _, r in named):
         return []  # one prefix, or one file per prefix: nothing groups
     prefix = common_dir(data, runs)
@@ -321,12 +394,19 @@ def fill_chunks(
             import communities one after the other keep each community together.
         kind: the word in the chunks' labels (``dir [chunk 2/5]``).
     """
+    prefix = common_dir(data, runs)
+    if order is None and len(runs) == 1:
+        spans = _contiguous_chunks(data, runs[0][0], runs[0][1], cfg)
+        total = len(spans)
+        return [
+            Cluster([(a, b)], data.paths[a] if b - a == 1 else f"{prefix} [{kind} {n}/{total}]")
+            for n, (a, b) in enumerate(spans, start=1)
+        ]
     sequence = list(indices(runs)) if order is None else list(order)
     chunks = _greedy(data, sequence, cfg)
     balanced = _balanced(data, sequence, len(chunks), cfg)
     if balanced is not None:
         chunks = balanced
-    prefix = common_dir(data, runs)
     total = len(chunks)
     return [
         Cluster(
@@ -335,6 +415,52 @@ def fill_chunks(
         )
         for n, chunk in enumerate(chunks, start=1)
     ]
+
+
+def _contiguous_chunks(
+    data: Sorted, start: int, stop: int, cfg: PlanConfig
+) -> list[tuple[int, int]]:
+    """:func:`fill_chunks` of one contiguous run, by bisection on the token prefix sums.
+
+    The same cut as the general path: greedy for the count, then balanced by tokens
+    (each file in the chunk holding the middle of its weight) when every chunk fits.
+    O(chunks x log files) instead of O(files).
+    """
+    cum, max_files, max_tokens = data.cumulative, cfg.max_files, cfg.max_tokens
+    greedy: list[tuple[int, int]] = []
+    a = start
+    while a < stop:
+        b = stop
+        if max_tokens is not None:
+            b = max(a + 1, bisect_right(cum, cum[a] + max_tokens, a + 1, stop + 1) - 1)
+        if max_files is not None:
+            b = min(b, a + max_files)
+        greedy.append((a, b))
+        a = b
+    count = len(greedy)
+    if count < 2:
+        return greedy
+    total = cum[stop] - cum[start]
+    spans: list[tuple[int, int]] = []
+    first = start
+    for j in range(1, count):
+        if max_tokens is not None and total > 0:
+            # First file whose middle, 2*cum[i] + t_i = cum[i] + cum[i+1], passes j/count.
+            target = 2 * cum[start] + 2 * total * j / count
+            cut = bisect_left(range(start, stop), target, key=lambda i: cum[i] + cum[i + 1])
+            boundary = start + cut
+        else:
+            boundary = start + ((stop - start) * j * 2 + count) // (2 * count)
+        boundary = max(first, min(stop, boundary))
+        if boundary > first:
+            spans.append((first, boundary))
+            first = boundary
+    spans.append((first, stop))
+    spans = [(x, y) for x, y in spans if y > x]
+    for x, y in spans:
+        if y - x > 1 and not cfg.fits_budget(y - x, cum[y] - cum[x]):
+            return greedy
+    return spans
 
 
 def _balanced(
