@@ -167,10 +167,15 @@ def _split(data: Sorted, node: _Pending, cfg: PlanConfig, graph: Graph | None) -
     own = node.runs if node.own is None else node.own
     groups: list[Group] = directory_groups(data, own)
     if len(groups) < 2:
-        # A flat directory with a graph: chunks grown along its edges.
+        # A flat directory with a graph: chunks grown along its edges, unless cutting in
+        # path order takes fewer leaves or keeps more edges inside them.
         chunks = graph_chunks(data, own, graph, cfg)
-        if chunks and not node.carried:
-            return chunks
+        if chunks:
+            plain = fill_chunks(data, own, cfg)
+            if _score(plain, graph) > _score(chunks, graph):
+                chunks = plain
+            if not node.carried:
+                return chunks
         groups = _as_groups(data, chunks)
     if len(groups) < 2:
         groups = prefix_groups(data, own)
@@ -231,6 +236,19 @@ def _split(data: Sorted, node: _Pending, cfg: PlanConfig, graph: Graph | None) -
     clusters.extend(cut)
     clusters.sort(key=lambda c: c.runs[0][0])
     return clusters
+
+
+def _score(chunks: list[Cluster], graph: Graph | None) -> tuple[int, int]:
+    """Fewer chunks first, then more edges inside a chunk."""
+    inside = 0
+    if graph is not None:
+        chunk_of: dict[int, int] = {}
+        for n, chunk in enumerate(chunks):
+            for i in graph.linked_in(chunk.runs):
+                chunk_of[i] = n
+        for i, n in chunk_of.items():
+            inside += sum(1 for j in graph.neighbours[i] if chunk_of.get(j) == n)
+    return (-len(chunks), inside)
 
 
 def _need(cfg: PlanConfig, count: int, tokens: int) -> int:
