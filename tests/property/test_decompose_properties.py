@@ -201,3 +201,33 @@ def test_levels_are_the_plan(files: list[str], cfg: PlanConfig) -> None:
     plan = decompose(files, config=cfg)
     assert [tuple(level) for level in plan.levels()] == levels
     assert len(levels) == plan.depth + 1
+
+
+@st.composite
+def sized_graphs(draw: st.DrawFn) -> tuple[list[FileEntry], nx.DiGraph]:
+    items = draw(entries(min_size=2, max_size=150))
+    paths = [e.path for e in items]
+    pairs = st.tuples(st.sampled_from(paths), st.sampled_from(paths))
+    graph = nx.DiGraph()
+    graph.add_edges_from((a, b) for a, b in draw(st.lists(pairs, max_size=200)) if a != b)
+    return items, graph
+
+
+@given(sized_graphs(), configs, st.integers(1, 4000), st.randoms(use_true_random=False))
+def test_with_a_graph_the_budget_is_hard_and_the_plan_deterministic(
+    case: tuple[list[FileEntry], nx.DiGraph], cfg: PlanConfig, budget: int, rnd: random.Random
+) -> None:
+    items, graph = case
+    cfg = replace(cfg, max_tokens=budget, max_depth=max(cfg.max_depth, 1))
+    plan = decompose(items, config=cfg, import_graph=graph)
+    check_invariants(plan, [e.path for e in items])
+    for leaf in plan.leaves:
+        if leaf.file_count >= 2:
+            assert leaf.tokens <= budget
+    # every dependency goes to an earlier wave
+    wave_of = {leaf_id: n for n, wave in enumerate(plan.waves()) for leaf_id in wave}
+    for dependant, prerequisites in (plan.dependencies or {}).items():
+        assert all(wave_of[p] < wave_of[dependant] for p in prerequisites)
+    shuffled = list(items)
+    rnd.shuffle(shuffled)
+    assert plan.to_json() == decompose(shuffled, config=cfg, import_graph=graph).to_json()
