@@ -83,7 +83,7 @@ Feature: Decomposing a project into subplans
     And the project is decomposed with max_files 10
     When 5 files are added under "docs" and the project is decomposed again
     Then the subplans under "src" and "tests" keep their ids
-    And the leaf holding "docs/d0.md" gets a new id
+    And the leaf holding "docs/new0.md" is a new subplan
 
   Scenario: The same files in any order give the same plan
     Given a project with 40 files over 3 directory levels

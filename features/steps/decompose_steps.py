@@ -199,6 +199,6 @@ def step_hard_budget(context: Any, tokens: int) -> None:
     assert [] == over, over
 
 
-@then('the leaf holding "{path}" gets a new id')
-def step_new_leaf_id(context: Any, path: str) -> None:
-    assert context.before.leaf_for(path).id != context.plan.leaf_for(path).id
+@then('the leaf holding "{path}" is a new subplan')
+def step_new_leaf(context: Any, path: str) -> None:
+    assert context.plan.leaf_for(path).id not in context.before
