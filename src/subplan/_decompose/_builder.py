@@ -34,7 +34,7 @@ from .._model import (
     id_of_sorted,
     normalize_path,
 )
-from ._order import leaf_dependencies
+from ._order import adjacency, leaf_dependencies
 from ._strategies import (
     Cluster,
     Graph,
@@ -172,7 +172,9 @@ def _split(data: Sorted, node: _Pending, cfg: PlanConfig, graph: Graph | None) -
         chunks = graph_chunks(data, own, graph, cfg)
         if chunks:
             plain = fill_chunks(data, own, cfg)
-            if _score(plain, graph) > _score(chunks, graph):
+            if len(plain) < len(chunks) or (
+                len(plain) == len(chunks) and _score(plain, graph) > _score(chunks, graph)
+            ):
                 chunks = plain
             if not node.carried:
                 return chunks
@@ -275,12 +277,24 @@ def _index_graph(graph: nx.DiGraph | None, data: Sorted) -> Graph | None:
         return None
     position = {p: i for i, p in enumerate(data.paths)}
     neighbours: dict[int, set[int]] = {}
-    for a, b in graph.edges:
-        i, j = position.get(a), position.get(b)
-        if i is None or j is None or i == j:
+    for a, successors in adjacency(graph).items():
+        i = position.get(a)
+        if i is None:
             continue
-        neighbours.setdefault(i, set()).add(j)
-        neighbours.setdefault(j, set()).add(i)
+        for b in successors:
+            j = position.get(b)
+            if j is None or j == i:
+                continue
+            found = neighbours.get(i)
+            if found is None:
+                neighbours[i] = {j}
+            else:
+                found.add(j)
+            found = neighbours.get(j)
+            if found is None:
+                neighbours[j] = {i}
+            else:
+                found.add(i)
     if not neighbours:
         return None
     return Graph({i: tuple(sorted(n)) for i, n in neighbours.items()}, tuple(sorted(neighbours)))
