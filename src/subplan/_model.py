@@ -149,7 +149,7 @@ class PlanConfig:
         max_files: when set, a node with at most this many files (and within
             ``max_tokens``) is a leaf (``fits_budget``).
         max_tokens: when set, the token budget of a leaf.
-        seed: seed of the import-graph community detection.
+        seed: kept in the config for compatibility; decomposition uses no randomness.
 
     Raises:
         ConfigError: an option is out of range.

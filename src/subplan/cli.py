@@ -127,7 +127,11 @@ def _add_plan_options(parser: argparse.ArgumentParser) -> None:
         "lockfiles, vendored and generated files weigh 0 tokens",
     )
     group.add_argument(
-        "--seed", type=_integer(0), default=0, metavar="N", help="import clustering seed"
+        "--seed",
+        type=_integer(0),
+        default=0,
+        metavar="N",
+        help="recorded in the plan (decomposition uses no randomness)",
     )
     group.add_argument(
         "--no-imports",

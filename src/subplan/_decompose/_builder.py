@@ -326,21 +326,27 @@ def decompose_levels(
     Args:
         files: relative ``/``-separated paths, or :class:`~subplan.FileEntry` items (which
             carry token counts for the ``max_tokens`` budget).
-        min_files: a node with fewer files is a leaf (``below_min_files``).
-        max_depth: nodes at this depth are leaves (``max_depth``).
-        max_files: when set, a node with at most this many files (and within
-            ``max_tokens``) is a leaf (``fits_budget``).
-        max_tokens: when set, the token budget of a leaf.
+        min_files: a leaf that fits with fewer files is labelled ``below_min_files``;
+            it never keeps a node over the budget from being split.
+        max_depth: the deepest level; the level above it cuts every group over the
+            budget into fitting chunks, so no leaf breaks the budget. With 0, files over
+            the budget are refused (``ConfigError``).
+        max_files: when set, the most files a leaf of two or more files may hold.
+        max_tokens: the token budget of a leaf (default :data:`DEFAULT_MAX_TOKENS`
+            when ``max_files`` is not set either); only a single larger file exceeds it
+            (``oversized_file``).
         seed: recorded in the plan's config; decomposition itself uses no randomness.
         import_graph: a directed graph over paths (an edge ``a -> b`` when ``a`` imports
-            ``b``); used to split a node that directories cannot split.
+            ``b``); ties groups when packing (across directories too), grows chunks in
+            flat directories, and orders the leaves (:attr:`Plan.dependencies`).
         config: all the options above at once; overrides the keyword options.
 
     Yields:
         Tuples of :class:`~subplan.Subplan`, one per depth.
 
     Raises:
-        ConfigError: an option is out of range.
+        ConfigError: an option is out of range, or ``max_depth`` is 0 and the files
+            exceed the budget.
         InputError: no files, a duplicate path, an unsafe path, or a path that is both a
             file and a directory.
 
