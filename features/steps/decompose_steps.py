@@ -172,14 +172,6 @@ def step_kept(context: Any, first: str, second: str) -> None:
         assert before <= after, before - after
 
 
-@then('the subplans under "{prefix}" get new ids')
-def step_new_ids(context: Any, prefix: str) -> None:
-    before = {n.id for n in context.before if all(f.startswith(prefix + "/") for f in n.files)}
-    after = {n.id for n in context.plan if all(f.startswith(prefix + "/") for f in n.files)}
-    assert before
-    assert not before & after
-
-
 @then("both plans are identical, byte for byte")
 def step_identical(context: Any) -> None:
     first, second = context.texts
