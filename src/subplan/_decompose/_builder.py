@@ -273,7 +273,7 @@ def _as_groups(data: Sorted, clusters: list[Cluster]) -> list[Group]:
 
 def _index_graph(graph: nx.DiGraph | None, data: Sorted) -> Graph | None:
     """The graph's edges between input files, undirected, as indices."""
-    if graph is None or graph.number_of_edges() == 0:
+    if graph is None:
         return None
     position = {p: i for i, p in enumerate(data.paths)}
     neighbours: dict[int, set[int]] = {}
