@@ -22,7 +22,7 @@ WORKERS = 10
 
 
 def _plan(n: int) -> Plan:
-    return decompose([f"d{i:05d}/f.py" for i in range(n)], min_files=1)
+    return decompose([f"d{i:05d}/f.py" for i in range(n)], min_files=1, max_files=1)
 
 
 class _OnCluster:

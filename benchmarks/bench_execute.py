@@ -18,7 +18,7 @@ def leaves_plan(n: int) -> Plan:
     """A plan whose root has ``n`` one-file leaves."""
     if n == 1:
         return decompose(["only.py"], min_files=1)
-    return decompose([f"d{i:05d}/f.py" for i in range(n)], min_files=1)
+    return decompose([f"d{i:05d}/f.py" for i in range(n)], min_files=1, max_files=1)
 
 
 def noop(subplan: Subplan, ctx: AttemptContext) -> None:

@@ -12,7 +12,7 @@ from .bench_execute import _best, best_ratio
 
 
 def _plan(n: int) -> Plan:
-    return decompose([f"d{i:05d}/f.py" for i in range(n)], min_files=1)
+    return decompose([f"d{i:05d}/f.py" for i in range(n)], min_files=1, max_files=1)
 
 
 def _noop() -> None:

@@ -20,8 +20,9 @@ from subplan.cli import main
 def flat_plan(leaves: int, files_per_leaf: int = 3) -> Plan:
     """A plan whose root has ``leaves`` leaf children (one directory each)."""
     if leaves == 1:
-        return decompose([f"only/{i}.py" for i in range(files_per_leaf)])
-    return decompose([f"d{n:04d}/{i}.py" for n in range(leaves) for i in range(files_per_leaf)])
+        return decompose([f"only/{i}.py" for i in range(files_per_leaf)], max_files=files_per_leaf)
+    files = [f"d{n:04d}/{i}.py" for n in range(leaves) for i in range(files_per_leaf)]
+    return decompose(files, max_files=files_per_leaf)
 
 
 def nested_plan() -> Plan:
@@ -33,7 +34,7 @@ def nested_plan() -> Plan:
         for n in range(4)
         for i in range(3)
     ]
-    return decompose(files)
+    return decompose(files, max_files=3)
 
 
 def intervals(report: RunReport, ids: Iterable[str] | None = None) -> list[tuple[float, float]]:

@@ -9,7 +9,7 @@ Feature: Decomposing a project into subplans
     And the plan is at most 2 levels deep
 
   Scenario: A large project goes deep
-    Given a project of 6 files per directory, 4 subdirectories each, 5 levels deep
+    Given a project of 6 files of 4000 bytes per directory, 4 subdirectories each, 5 levels deep
     When the project is decomposed with defaults
     Then every file is in exactly one leaf
     And the plan is at least 4 levels deep
@@ -23,13 +23,27 @@ Feature: Decomposing a project into subplans
       | files | options      | reason          |
       | 2     | defaults     | below_min_files |
       | 50    | max_files 50 | fits_budget     |
-      | 50    | max_depth 0  | max_depth       |
-      | 50    | defaults     | no_progress     |
+      | 50    | max_depth 0  | fits_budget     |
+      | 50    | defaults     | fits_budget     |
 
-  Scenario: A directory that nothing can split stops instead of recursing
-    Given a flat directory of 500 files
-    When the project is decomposed with max_depth 6
-    Then the whole project is one subplan, left whole because of "no_progress"
+  Scenario: A flat directory over the budget is cut into chunks that fit, in one level
+    Given a flat directory of 500 files of 400 bytes each
+    When the project is decomposed with max_tokens 10000
+    Then no subplan holds more than 100 files or 10000 tokens
+    And the plan is at most 1 levels deep
+    And there are 5 leaves
+
+  Scenario Outline: The budget is a hard bound, whatever max_depth and min_files say
+    Given a project of 6 files of 4000 bytes per directory, 4 subdirectories each, 3 levels deep
+    When the project is decomposed with <options>
+    Then no leaf of two or more files holds more than <tokens> tokens
+    And every file is in exactly one leaf
+
+    Examples:
+      | options                                | tokens |
+      | max_tokens 5000, max_depth 1           | 5000   |
+      | max_tokens 5000, min_files 1000        | 5000   |
+      | max_tokens 20000, max_depth 2          | 20000  |
 
   Scenario Outline: A budget bounds every subplan
     Given a flat directory of 100 files of 400 bytes each
@@ -43,7 +57,7 @@ Feature: Decomposing a project into subplans
       | max_files 7    | 7     | 700    |
       | max_tokens 900 | 9     | 900    |
 
-  Scenario: Small directories are packed together instead of becoming single-file subplans
+  Scenario: Small directories are packed together by the budget instead of becoming single-file subplans
     Given a project with these files:
       | path           |
       | one/a.py       |
@@ -53,11 +67,11 @@ Feature: Decomposing a project into subplans
       | big/1.py       |
       | big/2.py       |
       | big/3.py       |
-    When the project is decomposed with defaults
+    When the project is decomposed with max_files 4
     Then the top level has these subplans:
       | label            | files |
-      | big              | 3     |
-      | {four,one,three,...} | 4 |
+      | {big,four}       | 4     |
+      | {one,three,two}  | 3     |
 
   Scenario: Files that import each other stay together
     Given a flat directory where 4 files import each other and 4 other files import each other
@@ -66,10 +80,10 @@ Feature: Decomposing a project into subplans
 
   Scenario: Re-decomposing an edited project keeps the ids of unchanged subplans
     Given a project with 40 files over 3 directory levels
-    And the project is decomposed with defaults
+    And the project is decomposed with max_files 10
     When 5 files are added under "docs" and the project is decomposed again
     Then the subplans under "src" and "tests" keep their ids
-    And the subplans under "docs" get new ids
+    And the leaf holding "docs/new0.md" is a new subplan
 
   Scenario: The same files in any order give the same plan
     Given a project with 40 files over 3 directory levels

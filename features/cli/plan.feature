@@ -17,11 +17,16 @@ Feature: subplan plan on the command line
       | tests/test_c.py   | 200   |
 
   Scenario: The tree shows each subplan with its counts and leaf reason
+    When I run "subplan plan . --max-tokens 500"
+    Then the exit status is 0
+    And the output starts with "plan: 10 files, 4 leaves, depth 3"
+    And the output has a line for "src/lib" with "3 files, 300 tokens" and "[fits_budget]"
+    And the output has a line for "{*,tests}" with "4 files" and "[fits_budget]"
+
+  Scenario: Without a budget, a leaf holds up to 50,000 tokens
     When I run "subplan plan ."
     Then the exit status is 0
-    And the output starts with "plan: 10 files, 4 leaves, depth 2"
-    And the output has a line for "src/app" with "3 files, 600 tokens" and "[no_progress]"
-    And the output has a line for "*" with "1 file" and "[below_min_files]"
+    And the output starts with "plan: 10 files, 1 leaves, depth 0 (min_files 3, max_depth 6, max_tokens 50000)"
 
   Scenario: The JSON plan follows the subplan.plan/1 schema
     When I run "subplan plan . --format json -o plan.json"

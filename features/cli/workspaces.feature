@@ -16,19 +16,19 @@ Feature: Every attempt works in its own git worktree
       """
 
   Scenario: Each subplan edits only its worktree and its patch is collected
-    When I run "subplan run repo --exclude agent.py --exclude README.md --min-files 2 --workspaces --run-id ws -- python agent.py"
+    When I run "subplan run repo --exclude agent.py --exclude README.md --min-files 2 --max-files 2 --workspaces --run-id ws -- python agent.py"
     Then the exit status is 0
     And the output mentions "workspaces: 3 of 3 subplans changed files"
     And the repository "repo" has no uncommitted changes
     And every subplan of run "ws" has a "changes.patch" that applies to "repo"
 
   Scenario: A subplan that edits outside its files is flagged
-    When I run "subplan run repo --exclude agent.py --exclude README.md --min-files 2 --workspaces -- python agent.py" with TRESPASS=dir1
+    When I run "subplan run repo --exclude agent.py --exclude README.md --min-files 2 --max-files 2 --workspaces -- python agent.py" with TRESPASS=dir1
     Then the exit status is 0
     And the output mentions "changed 1 file outside its own set: README.md"
 
   Scenario: Kept workspaces are listed, then cleaned with their work saved
-    When I run "subplan run repo --exclude agent.py --exclude README.md --min-files 2 --workspaces --keep-workspaces --run-id keep -- python agent.py"
+    When I run "subplan run repo --exclude agent.py --exclude README.md --min-files 2 --max-files 2 --workspaces --keep-workspaces --run-id keep -- python agent.py"
     And I run "subplan workspaces list --repo repo"
     Then the exit status is 0
     And the output has 3 lines mentioning "ready"

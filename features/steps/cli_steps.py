@@ -101,11 +101,13 @@ def step_nothing(context: Any, name: str) -> None:
 
 @given("a project directory of {dirs:d} directories with {files:d} files each")
 def step_dirs(context: Any, dirs: int, files: int) -> None:
+    # 30k tokens a directory: under the default 50k budget each directory is one subplan.
+    size = 120_000 // files
     for d in range(dirs):
         for f in range(files):
             path = context.workdir / f"dir{d}" / f"file{f}.txt"
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text("x\n")
+            path.write_text("x" * (size - 1) + "\n")
 
 
 @then('each of the {count:d} subplans of run "{run_id}" printed its id and its files')

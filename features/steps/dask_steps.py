@@ -38,7 +38,7 @@ def step_pool(context: Any, name: str, size: int) -> None:
 def step_two_runs(context: Any, count: int, limit: int, seconds: float) -> None:
     from subplan._execute._dask import ClusterPool
 
-    plan = decompose([f"d{n:04d}/{i}.py" for n in range(count) for i in range(3)])
+    plan = decompose([f"d{n:04d}/{i}.py" for n in range(count) for i in range(3)], max_files=3)
     context.reports = []
 
     def one(n: int) -> None:

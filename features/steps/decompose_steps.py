@@ -48,19 +48,19 @@ def step_small_project(context: Any) -> None:
 
 
 LARGE = (
-    "a project of {per_dir:d} files per directory, {fanout:d} subdirectories each, "
-    "{levels:d} levels deep"
+    "a project of {per_dir:d} files of {size:d} bytes per directory, {fanout:d} subdirectories "
+    "each, {levels:d} levels deep"
 )
 
 
 @given(LARGE)
-def step_large_project(context: Any, per_dir: int, fanout: int, levels: int) -> None:
+def step_large_project(context: Any, per_dir: int, size: int, fanout: int, levels: int) -> None:
     paths: list[str] = []
     dirs = [""]
     for _ in range(levels + 1):
         paths.extend(f"{d}f{i}.c" for d in dirs for i in range(per_dir))
         dirs = [f"{d}d{b}/" for d in dirs for b in range(fanout)]
-    context.files = [FileEntry(p) for p in paths]
+    context.files = [FileEntry(p, size) for p in paths]
     context.graph = None
 
 
@@ -172,15 +172,25 @@ def step_kept(context: Any, first: str, second: str) -> None:
         assert before <= after, before - after
 
 
-@then('the subplans under "{prefix}" get new ids')
-def step_new_ids(context: Any, prefix: str) -> None:
-    before = {n.id for n in context.before if all(f.startswith(prefix + "/") for f in n.files)}
-    after = {n.id for n in context.plan if all(f.startswith(prefix + "/") for f in n.files)}
-    assert before
-    assert not before & after
-
-
 @then("both plans are identical, byte for byte")
 def step_identical(context: Any) -> None:
     first, second = context.texts
     assert first == second
+
+
+@then("there are {count:d} leaves")
+def step_leaf_count(context: Any, count: int) -> None:
+    assert count == len(context.plan.leaves), len(context.plan.leaves)
+
+
+@then("no leaf of two or more files holds more than {tokens:d} tokens")
+def step_hard_budget(context: Any, tokens: int) -> None:
+    over = [
+        leaf.label for leaf in context.plan.leaves if leaf.file_count > 1 and leaf.tokens > tokens
+    ]
+    assert [] == over, over
+
+
+@then('the leaf holding "{path}" is a new subplan')
+def step_new_leaf(context: Any, path: str) -> None:
+    assert context.plan.leaf_for(path).id not in context.before

@@ -21,7 +21,8 @@ ORDINALS = {"first": 0, "second": 1, "third": 2}
 
 @given("a plan with {count:d} leaf subplans")
 def step_flat_plan(context: Any, count: int) -> None:
-    context.plan = decompose([f"d{n:04d}/{i}.py" for n in range(count) for i in range(3)])
+    files = [f"d{n:04d}/{i}.py" for n in range(count) for i in range(3)]
+    context.plan = decompose(files, max_files=3)
     context.dependencies = {}
 
 
@@ -34,7 +35,7 @@ def step_nested_plan(context: Any, subtrees: int, leaves: int) -> None:
         for n in range(leaves // 2)
         for i in range(3)
     ]
-    context.plan = decompose(files)
+    context.plan = decompose(files, max_files=3)
     context.dependencies = {}
 
 

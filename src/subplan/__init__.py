@@ -94,6 +94,7 @@ from ._model import FileEntry as FileEntry
 from ._model import LeafReason as LeafReason
 from ._model import Plan as Plan
 from ._model import PlanConfig as PlanConfig
+from ._model import PlanStatistics as PlanStatistics
 from ._model import Subplan as Subplan
 from ._model import estimate_tokens as estimate_tokens
 from ._model import subplan_id as subplan_id
@@ -161,6 +162,7 @@ __all__ = [
     "Plan",
     "PlanConfig",
     "PlanError",
+    "PlanStatistics",
     "ProcessGroupAliveError",
     "RateLimitDetector",
     "RateLimitInfo",

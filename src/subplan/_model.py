@@ -23,6 +23,7 @@ __all__ = [
     "LeafReason",
     "Plan",
     "PlanConfig",
+    "PlanStatistics",
     "Subplan",
     "estimate_tokens",
     "normalize_path",
@@ -32,7 +33,7 @@ __all__ = [
 
 PLAN_SCHEMA: Final = "subplan.plan/1"
 
-LeafReason = Literal["below_min_files", "fits_budget", "max_depth", "no_progress"]
+LeafReason = Literal["below_min_files", "fits_budget", "oversized_file", "max_depth", "no_progress"]
 LEAF_REASONS: Final[frozenset[str]] = frozenset(get_args(LeafReason))
 
 _ID_RE: Final = re.compile(r"^sp-[0-9a-f]{16}$")
@@ -148,7 +149,7 @@ class PlanConfig:
         max_files: when set, a node with at most this many files (and within
             ``max_tokens``) is a leaf (``fits_budget``).
         max_tokens: when set, the token budget of a leaf.
-        seed: seed of the import-graph community detection.
+        seed: kept in the config for compatibility; decomposition uses no randomness.
 
     Raises:
         ConfigError: an option is out of range.
@@ -249,6 +250,85 @@ class Subplan:
         return out
 
 
+def _waves(
+    leaves: Sequence[Subplan], deps: Mapping[str, Sequence[str]]
+) -> tuple[tuple[str, ...], ...]:
+    """Leaf ids by wave (longest chain of prerequisites before them), in plan order."""
+    order = {leaf.id: n for n, leaf in enumerate(leaves)}
+    wave: dict[str, int] = {}
+    for start in order:
+        if start in wave:
+            continue
+        # Iterative depth-first walk: plans can hold long chains.
+        stack: list[tuple[str, int]] = [(start, 0)]
+        on_path = {start}
+        while stack:
+            node, i = stack[-1]
+            prerequisites = deps.get(node, ())
+            if i < len(prerequisites):
+                stack[-1] = (node, i + 1)
+                nxt = prerequisites[i]
+                if nxt in wave:
+                    continue
+                if nxt in on_path:
+                    raise PlanError(f"the dependencies form a cycle through {nxt}")
+                if nxt not in order:
+                    raise PlanError(f"dependency on {nxt}, which is not a leaf")
+                on_path.add(nxt)
+                stack.append((nxt, 0))
+                continue
+            stack.pop()
+            on_path.discard(node)
+            wave[node] = 1 + max((wave[p] for p in prerequisites), default=-1)
+    count = max(wave.values(), default=-1) + 1
+    out: list[list[str]] = [[] for _ in range(count)]
+    for leaf_id in order:
+        out[wave[leaf_id]].append(leaf_id)
+    return tuple(tuple(w) for w in out)
+
+
+@dataclass(frozen=True, slots=True)
+class PlanStatistics:
+    """How good a plan is for agents: a frozen snapshot from :meth:`Plan.statistics`.
+
+    Attributes:
+        leaves: number of leaves.
+        fill: mean leaf size over the budget (tokens over ``max_tokens``, else files over
+            ``max_files``); 1.0 means every leaf is full. ``None`` without a budget.
+        largest_leaf_tokens: tokens of the largest leaf.
+        over_budget: leaves of two or more files over the budget (0 for a sound plan).
+        oversized_files: single-file leaves over the budget.
+        edges: dependency edges between files of the plan; ``None`` without a graph.
+        intra_leaf_edge_fraction: the fraction of those edges inside one leaf.
+        cross_leaf_edges: the edges between two leaves.
+        waves: the number of waves (see :meth:`Plan.waves`).
+    """
+
+    leaves: int
+    fill: float | None
+    largest_leaf_tokens: int
+    over_budget: int
+    oversized_files: int
+    edges: int | None
+    intra_leaf_edge_fraction: float | None
+    cross_leaf_edges: int | None
+    waves: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """The statistics as a JSON object."""
+        return {
+            "leaves": self.leaves,
+            "fill": self.fill,
+            "largest_leaf_tokens": self.largest_leaf_tokens,
+            "over_budget": self.over_budget,
+            "oversized_files": self.oversized_files,
+            "edges": self.edges,
+            "intra_leaf_edge_fraction": self.intra_leaf_edge_fraction,
+            "cross_leaf_edges": self.cross_leaf_edges,
+            "waves": self.waves,
+        }
+
+
 class Plan:
     """A tree of subplans: the result of decomposition.
 
@@ -259,6 +339,9 @@ class Plan:
         nodes: every node of the tree, in any order.
         config: the options the plan was made with.
         root: id of the root; found from the nodes when omitted.
+        dependencies: ``{leaf id: ids of the leaves it waits for}``, or ``None`` (the
+            default) when the order of the leaves is not known. In the JSON form they
+            appear as ``dependencies`` and ``waves``; a plan without them has neither key.
 
     Raises:
         PlanError: the nodes do not form one tree (missing root, dangling or repeated ids).
@@ -266,12 +349,13 @@ class Plan:
 
     Example:
         >>> from subplan import decompose
-        >>> plan = decompose(["a/x.py", "a/y.py", "a/z.py", "b/x.py", "b/y.py", "b/z.py"])
+        >>> files = ["a/x.py", "a/y.py", "a/z.py", "b/x.py", "b/y.py", "b/z.py"]
+        >>> plan = decompose(files, max_files=3)
         >>> [leaf.label for leaf in plan.leaves]
         ['a', 'b']
     """
 
-    __slots__ = ("_by_id", "_config", "_leaf_of", "_leaves", "_root")
+    __slots__ = ("_by_id", "_config", "_deps", "_leaf_of", "_leaves", "_root", "_waves")
 
     def __init__(
         self,
@@ -279,6 +363,7 @@ class Plan:
         *,
         config: PlanConfig | None = None,
         root: str | None = None,
+        dependencies: Mapping[str, Iterable[str]] | None = None,
     ) -> None:
         by_id: dict[str, Subplan] = {}
         for node in nodes:
@@ -311,6 +396,14 @@ class Plan:
         self._config = config if config is not None else PlanConfig()
         self._leaves = tuple(n for n in ordered.values() if n.is_leaf)
         self._leaf_of: dict[str, str] | None = None
+        self._deps: dict[str, tuple[str, ...]] | None = None
+        if dependencies is not None:
+            self._deps = {
+                k: tuple(sorted(set(v)))
+                for k, v in sorted(dependencies.items())
+                if v  # a leaf without prerequisites is not listed
+            }
+        self._waves: tuple[tuple[str, ...], ...] | None = None
 
     # -- lookups ---------------------------------------------------------------------
 
@@ -318,6 +411,98 @@ class Plan:
     def config(self) -> PlanConfig:
         """The options the plan was made with."""
         return self._config
+
+    @property
+    def dependencies(self) -> Mapping[str, tuple[str, ...]] | None:
+        """``{leaf id: ids of the leaves it waits for}``, or ``None`` when unknown.
+
+        Decomposing with an import graph fills it: a leaf waits for the leaves it imports
+        from, with import cycles between leaves collapsed (no order among them). Only
+        leaves with prerequisites are listed.
+        """
+        return self._deps
+
+    def waves(self) -> tuple[tuple[str, ...], ...]:
+        """The leaves in waves: each wave's leaves wait only for leaves of earlier waves.
+
+        Without dependencies every leaf is in the first wave. Within a wave, leaves are
+        in plan order.
+
+        Raises:
+            PlanError: the dependencies form a cycle or name an unknown leaf.
+
+        Example:
+            >>> from subplan import decompose
+            >>> plan = decompose(["a/1", "b/1"], max_files=1)
+            >>> [len(wave) for wave in plan.waves()]
+            [2]
+        """
+        if self._waves is None:
+            self._waves = _waves(self._leaves, self._deps or {})
+        return self._waves
+
+    def statistics(self, import_graph: Any = None) -> PlanStatistics:
+        """Leaves, fill, largest leaf, budget breaches, edge locality and waves.
+
+        Args:
+            import_graph: a directed graph over the plan's files (anything with an
+                ``edges`` iterable of path pairs, such as a ``networkx.DiGraph``), for
+                the edge counts; ``None`` leaves them ``None``.
+
+        Returns:
+            A frozen :class:`PlanStatistics`.
+
+        Example:
+            >>> from subplan import FileEntry, decompose
+            >>> plan = decompose([FileEntry(f"d/{i}", 400) for i in range(10)], max_tokens=500)
+            >>> stats = plan.statistics()
+            >>> stats.leaves, stats.fill, stats.over_budget
+            (2, 1.0, 0)
+        """
+        cfg = self._config
+        leaves = self._leaves
+        fill: float | None = None
+        if cfg.max_tokens is not None:
+            fill = sum(leaf.tokens for leaf in leaves) / len(leaves) / cfg.max_tokens
+        elif cfg.max_files is not None:
+            fill = sum(leaf.file_count for leaf in leaves) / len(leaves) / cfg.max_files
+        over = sum(
+            1
+            for leaf in leaves
+            if cfg.has_budget
+            and not cfg.fits_budget(leaf.file_count, leaf.tokens)
+            and leaf.file_count > 1
+        )
+        oversized = sum(
+            1
+            for leaf in leaves
+            if cfg.has_budget and not cfg.fits_budget(1, leaf.tokens) and leaf.file_count == 1
+        )
+        edges = intra = cross = None
+        fraction = None
+        if import_graph is not None:
+            if self._leaf_of is None:
+                self._leaf_of = {f: leaf.id for leaf in leaves for f in leaf.files}
+            leaf_of = self._leaf_of
+            edges = intra = 0
+            for a, b in import_graph.edges:
+                la, lb = leaf_of.get(a), leaf_of.get(b)
+                if la is not None and lb is not None and a != b:
+                    edges += 1
+                    intra += la == lb
+            cross = edges - intra
+            fraction = intra / edges if edges else None
+        return PlanStatistics(
+            leaves=len(leaves),
+            fill=fill,
+            largest_leaf_tokens=max(leaf.tokens for leaf in leaves),
+            over_budget=over,
+            oversized_files=oversized,
+            edges=edges,
+            intra_leaf_edge_fraction=fraction,
+            cross_leaf_edges=cross,
+            waves=len(self.waves()),
+        )
 
     @property
     def root(self) -> Subplan:
@@ -365,6 +550,7 @@ class Plan:
         return (
             self._root == other._root
             and self._config == other._config
+            and self._deps == other._deps
             and list(self._by_id.values()) == list(other._by_id.values())
         )
 
@@ -478,6 +664,19 @@ class Plan:
                 out.extend(self._leaf_problems(node, where))
             else:
                 out.extend(self._internal_problems(node, where))
+        if self._deps is not None:
+            leaf_ids = {leaf.id for leaf in self._leaves}
+            for dependant, prerequisites in self._deps.items():
+                for node_id in (dependant, *prerequisites):
+                    if node_id not in leaf_ids:
+                        out.append(f"dependency on or of {node_id}, which is not a leaf")
+                if dependant in prerequisites:
+                    out.append(f"leaf {dependant} depends on itself")
+            if not out:
+                try:
+                    _waves(self._leaves, self._deps)
+                except PlanError as exc:
+                    out.append(str(exc))
         for path in root.files:
             try:
                 if normalize_path(path) != path:
@@ -497,6 +696,8 @@ class Plan:
         # The reasons are tried in order; the recorded one must be the first that holds.
         if reason == "below_min_files":
             ok = n < cfg.min_files
+        elif reason == "oversized_file":
+            ok = n == 1 and cfg.has_budget and not cfg.fits_budget(n, tokens)
         elif reason == "fits_budget":
             ok = n >= cfg.min_files and cfg.fits_budget(n, tokens)
         elif reason == "max_depth":
@@ -518,7 +719,8 @@ class Plan:
             out.append(f"{where}: internal node with leaf_reason {node.leaf_reason}")
         if len(node.children) < 2:
             out.append(f"{where}: internal node with {len(node.children)} child(ren)")
-        if node.file_count < cfg.min_files:
+        # With a budget, a node over it is split whatever min_files says (a hard bound).
+        if node.file_count < cfg.min_files and not cfg.has_budget:
             out.append(f"{where}: split although below min_files")
         if cfg.fits_budget(node.file_count, node.tokens):
             out.append(f"{where}: split although it fits the budget")
@@ -554,12 +756,17 @@ class Plan:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form as Python objects (schema ``subplan.plan/1``)."""
-        return {
+        out: dict[str, Any] = {
             "schema": PLAN_SCHEMA,
             "config": self._config.to_dict(),
             "root": self._root,
             "nodes": [n.to_dict() for n in self._by_id.values()],
         }
+        if self._deps is not None:
+            # Additive keys: readers of plans without them see the same document as before.
+            out["dependencies"] = {k: list(v) for k, v in self._deps.items()}
+            out["waves"] = [list(wave) for wave in self.waves()]
+        return out
 
     def to_json(self, *, indent: int | None = None) -> str:
         """The JSON form as text; the same plan always gives the same bytes."""
@@ -632,7 +839,13 @@ class Plan:
                     leaf_reason=reason,
                 )
             )
-        plan = cls(nodes, config=config, root=str(data["root"]))
+        raw_deps = data.get("dependencies")
+        deps: dict[str, list[str]] | None = None
+        if raw_deps is not None:
+            if not isinstance(raw_deps, Mapping):
+                raise PlanError("dependencies must be a JSON object")
+            deps = {str(k): [str(x) for x in v] for k, v in raw_deps.items()}
+        plan = cls(nodes, config=config, root=str(data["root"]), dependencies=deps)
         plan.validate()
         return plan
 

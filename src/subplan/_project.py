@@ -22,10 +22,11 @@ def plan_project(
     seed: int = 0,
     imports: bool = True,
     exclude: Sequence[str] = (),
+    weigh_all: bool = False,
 ) -> Plan:
     """Plan a directory the way ``subplan plan ROOT`` does.
 
-    Lists the files (:func:`~subplan.scan`), reads the Python and JS/TS import graph when
+    Lists the files (:func:`~subplan.scan`), reads the dependency graph (imports, includes) when
     ``imports`` is true (:func:`~subplan.import_graph`), and decomposes them.
 
     Args:
@@ -33,6 +34,8 @@ def plan_project(
         min_files: and the other options: see :func:`~subplan.decompose`.
         imports: read source files for an import graph.
         exclude: extra ``.gitignore``-style patterns to leave out.
+        weigh_all: count binaries, lockfiles, vendored and generated files as bytes/4
+            tokens too (by default they weigh 0).
 
     Returns:
         The plan.
@@ -47,7 +50,7 @@ def plan_project(
         >>> for name in ["a/1.py", "a/2.py", "a/3.py", "b/1.py", "b/2.py", "b/3.py"]:
         ...     (root / name).parent.mkdir(exist_ok=True)
         ...     _ = (root / name).write_text("x = 1\\n")
-        >>> [leaf.label for leaf in plan_project(root).leaves]
+        >>> [leaf.label for leaf in plan_project(root, max_files=3).leaves]
         ['a', 'b']
     """
     config = PlanConfig(
@@ -57,6 +60,6 @@ def plan_project(
         max_tokens=max_tokens,
         seed=seed,
     )
-    inventory = scan(root, exclude=exclude)
+    inventory = scan(root, exclude=exclude, weigh_all=weigh_all)
     graph = import_graph(inventory.root, inventory.paths) if imports and inventory.root else None
     return decompose(inventory.files, config=config, import_graph=graph)

@@ -193,7 +193,7 @@ def timeline_data(report: RunReport) -> TimelineData:
     Example:
         >>> from subplan import decompose
         >>> from subplan.testing import ScriptedWork, Step, simulate
-        >>> plan = decompose(["a/1", "a/2", "a/3", "b/1", "b/2", "b/3"])
+        >>> plan = decompose(["a/1", "a/2", "a/3", "b/1", "b/2", "b/3"], max_files=3)
         >>> work = ScriptedWork({"a": [Step(2.0, fail=True), Step(1.0)]}, default=Step(1.0))
         >>> data = timeline_data(simulate(plan, work, max_parallel=1, retries=1))
         >>> [(b.subplan_id == data.rows[b.row].subplan_id, b.status) for b in data.bars]

@@ -44,7 +44,7 @@ from ._progress import (
     render_summary,
     run_status_data,
 )
-from ._render import render_tree
+from ._render import render_stats, render_tree
 from ._store._base import RunInfo, Store
 from ._store._open import open_store, redact
 from ._workspace import Workspaces
@@ -149,16 +149,28 @@ def _add_plan_options(parser: argparse.ArgumentParser) -> None:
         "--max-tokens",
         type=_integer(1),
         metavar="N",
-        help="split until every subplan has at most N tokens (estimated as bytes/4)",
+        help="split until every subplan has at most N tokens (estimated as bytes/4; "
+        "default: 50000 when --max-files is not given either)",
     )
     group.add_argument(
-        "--seed", type=_integer(0), default=0, metavar="N", help="import clustering seed"
+        "--weigh-all",
+        action="store_true",
+        help="count every file as bytes/4 tokens; by default binaries, images, fonts, "
+        "lockfiles, vendored and generated files weigh 0 tokens",
+    )
+    group.add_argument(
+        "--seed",
+        type=_integer(0),
+        default=0,
+        metavar="N",
+        help="recorded in the plan (decomposition uses no randomness)",
     )
     group.add_argument(
         "--no-imports",
         dest="imports",
         action="store_false",
-        help="do not read Python/JS/TS sources for an import graph",
+        help="do not read source files (Python, JS/TS, C/C++, Go, Rust, Java/Kotlin) for "
+        "a dependency graph",
     )
     group.add_argument(
         "--exclude",
@@ -195,6 +207,12 @@ def _build_parser() -> _Parser:
         help="tree: an indented tree for people (default); json: the subplan.plan/1 document",
     )
     plan.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+    plan.add_argument(
+        "--stats",
+        action="store_true",
+        help="also report leaves, fill, largest leaf, over-budget leaves, the share of "
+        "import edges inside a leaf, cross-leaf edges and waves (a 'stats' object in JSON)",
+    )
     plan.set_defaults(handler=_cmd_plan)
 
     run = commands.add_parser(
@@ -279,10 +297,17 @@ def _build_parser() -> _Parser:
         "default: a local cluster started for the run",
     )
     group.add_argument(
+        "--no-deps",
+        dest="deps",
+        action="store_false",
+        help="ignore the plan's dependencies: start leaves in plan order, not wave by wave "
+        "(by default a leaf starts after the leaves it imports from have succeeded)",
+    )
+    group.add_argument(
         "--import-order",
         action="store_true",
-        help="start a subplan only after the subplans it imports from have succeeded "
-        "(Python and JS/TS imports; import cycles are run without an order among them)",
+        help="read the import graph for the order even when the plan has none (a --plan "
+        "file made without it); import cycles are run without an order among them",
     )
     group.add_argument(
         "--rate-limit-pattern",
@@ -567,13 +592,15 @@ def _plan_config(args: argparse.Namespace) -> PlanConfig:
 
 def _read_inventory(args: argparse.Namespace, stdin: TextIO) -> Inventory:
     if args.from_list is None:
-        return scan(args.path, exclude=args.exclude)
+        return scan(args.path, exclude=args.exclude, weigh_all=args.weigh_all)
     root = Path(args.path)
     if args.from_list == "-":
-        return read_path_list(stdin, root=root, source="<stdin>")
+        return read_path_list(stdin, root=root, source="<stdin>", weigh_all=args.weigh_all)
     try:
         with open(args.from_list, encoding="utf-8") as handle:
-            return read_path_list(handle, root=root, source=args.from_list)
+            return read_path_list(
+                handle, root=root, source=args.from_list, weigh_all=args.weigh_all
+            )
     except FileNotFoundError:
         raise InputError(f"no such file: {args.from_list}", path=args.from_list) from None
     except IsADirectoryError:
@@ -608,7 +635,8 @@ def _make_plan(
 
 
 def _cmd_plan(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: TextIO) -> int:
-    plan, _ = _make_plan(args, stderr, stdin)
+    plan, graph = _make_plan(args, stderr, stdin)
+    stats = plan.statistics(graph) if args.stats else None
     if args.format == "json":
         # The plan's paths are relative to PATH: record where PATH is, relative to the
         # plan file's directory (or to here, for stdout), so `run --plan FILE` runs there
@@ -618,9 +646,11 @@ def _cmd_plan(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: T
         document[PROJECT_ROOT_KEY] = Path(
             os.path.relpath(Path(args.path).absolute(), where or Path.cwd())
         ).as_posix()
+        if stats is not None:
+            document["stats"] = stats.to_dict()
         text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
     else:
-        text = render_tree(plan)
+        text = render_tree(plan) + ("" if stats is None else render_stats(stats))
     _emit(text, args.output, stdout)
     return EXIT_OK
 
@@ -693,6 +723,8 @@ def _cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: Te
     dependencies = None
     if args.import_order and graph is not None:
         dependencies = {k: sorted(v) for k, v in dependencies_from_imports(plan, graph).items()}
+    elif args.deps and plan.dependencies is not None:
+        dependencies = {k: list(v) for k, v in plan.dependencies.items()}
     if args.branches and not args.workspaces:
         raise UsageError("subplan run: --branches needs --workspaces")
     runs_dir = _runs_dir(args)

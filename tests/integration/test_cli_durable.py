@@ -31,7 +31,7 @@ def here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def first_run(*extra: str) -> tuple[int, str, str]:
     return call(
-        "run", "proj", "--min-files", "1", "--run-id", "n", *extra, "--",
+        "run", "proj", "--min-files", "1", "--max-files", "1", "--run-id", "n", *extra, "--",
         sys.executable, "-c", FAIL_IF_D1,
     )  # fmt: skip
 
@@ -82,7 +82,9 @@ def test_status_report_and_resume_of_a_failed_run(
 def test_resume_with_a_new_plan_file(here: Path) -> None:
     first_run()
     (here / "proj" / "d1" / "b.py").write_text("y = 2\n")
-    status, _, _ = call("plan", "proj", "--min-files", "1", "--format", "json", "-o", "p.json")
+    status, _, _ = call(
+        "plan", "proj", "--min-files", "1", "--max-files", "2", "--format", "json", "-o", "p.json"
+    )
     assert EXIT_OK == status
     status, _, err = call("resume", "n", "--plan", "p.json")
     assert EXIT_FAILED == status, err  # d1 (a new id now) runs, and fails again
@@ -123,7 +125,8 @@ def test_workspaces_list_and_clean(here: Path) -> None:
     git(repo, "commit", "-qm", "base")
     edit = "import pathlib; pathlib.Path('new.txt').write_text('x')"
     status, out, err = call(
-        "run", "proj", "--min-files", "1", "--workspaces", "--keep-workspaces", "--json",
+        "run", "proj", "--min-files", "1", "--max-files", "1",
+        "--workspaces", "--keep-workspaces", "--json",
         "--", sys.executable, "-c", edit,
     )  # fmt: skip
     assert EXIT_OK == status, err
@@ -145,7 +148,8 @@ def test_the_dask_backend_from_the_command_line(here: Path) -> None:
     status, _, err = call("run", "proj", "--scheduler", "tcp://127.0.0.1:1", "--", "true")
     assert EXIT_USAGE == status and 1 == len(err.splitlines())
     status, out, err = call(
-        "run", "proj", "--min-files", "1", "--backend", "dask", "--max-parallel", "2",
+        "run", "proj", "--min-files", "1", "--max-files", "1",
+        "--backend", "dask", "--max-parallel", "2",
         "--json", "--", sys.executable, "-c", "pass",
     )  # fmt: skip
     assert EXIT_OK == status, err

@@ -64,7 +64,9 @@ def here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_a_bad_pool_size_is_one_line_and_nothing_runs(
     here: Path, options: list[str], message: str
 ) -> None:
-    status, out, err = call("run", "proj", "--min-files", "1", *options, "--", "touch", "ran")
+    status, out, err = call(
+        "run", "proj", "--min-files", "1", "--max-files", "1", *options, "--", "touch", "ran"
+    )
     assert (EXIT_USAGE, "") == (status, out)
     assert 1 == len(err.splitlines()) and message in err, err
     assert not (here / "ran").exists() and not (here / ".subplan").exists()
@@ -87,7 +89,7 @@ def start(here: Path, *args: str) -> subprocess.Popen[str]:
 
 def run_argv(here: Path) -> list[str]:
     return [
-        "run", "proj", "--min-files", "1", "--run-id", "r", "--json",
+        "run", "proj", "--min-files", "1", "--max-files", "1", "--run-id", "r", "--json",
         "--pool", POOL, "--pool-size", "3", "--max-parallel", "2",
         "--", sys.executable, "-c", SCRIPT, str(here), "{label}", "{attempt}",
     ]  # fmt: skip
@@ -174,7 +176,8 @@ def test_a_cluster_pool_of_another_size_is_refused(here: Path) -> None:
 
     def on_cluster(size: str) -> tuple[int, str, str]:
         return call(
-            "run", "proj", "--min-files", "1", "--no-store", "--backend", "dask",
+            "run", "proj", "--min-files", "1", "--max-files", "1",
+            "--no-store", "--backend", "dask",
             "--scheduler", address, "--pool", POOL, "--pool-size", size, "--", "touch", size,
         )  # fmt: skip
 
@@ -197,7 +200,8 @@ def test_a_pool_in_use_with_another_size_is_refused_before_anything_is_recorded(
     assert held is not None
     try:
         status, out, err = call(
-            "run", "proj", "--min-files", "1", "--pool", POOL, "--pool-size", "4",
+            "run", "proj", "--min-files", "1", "--max-files", "1",
+            "--pool", POOL, "--pool-size", "4",
             "--", "touch", "ran",
         )  # fmt: skip
         assert (EXIT_USAGE, "") == (status, out)
@@ -207,9 +211,9 @@ def test_a_pool_in_use_with_another_size_is_refused_before_anything_is_recorded(
         status, out, err = call("status", "--json")
         assert EXIT_USAGE == status and "no state database at" in err, err  # nothing made
         # The same size joins the pool; once nobody holds it, any size may.
-        assert 0 == call("run", "proj", "--min-files", "1", "--pool", POOL,
+        assert 0 == call("run", "proj", "--min-files", "1", "--max-files", "1", "--pool", POOL,
                          "--pool-size", "3", "--", "true")[0]  # fmt: skip
     finally:
         other.close()
-    assert 0 == call("run", "proj", "--min-files", "1", "--pool", POOL,
+    assert 0 == call("run", "proj", "--min-files", "1", "--max-files", "1", "--pool", POOL,
                      "--pool-size", "5", "--", "true")[0]  # fmt: skip

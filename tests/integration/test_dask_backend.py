@@ -629,6 +629,8 @@ def test_the_cli_says_in_one_line_that_it_lost_the_scheduler_and_resumes_elsewhe
                 str(listing),
                 "--min-files",
                 "1",
+                "--max-files",
+                "1",
                 "--backend",
                 "dask",
                 "--scheduler",

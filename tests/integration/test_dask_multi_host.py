@@ -149,7 +149,8 @@ def test_a_run_killed_on_one_host_is_finished_by_another_without_redoing_work(
     for host in (host_a, host_b, host_c):
         host.mkdir()
     argv = cli(
-        "run", str(tmp_path / "proj"), "--min-files", "1", "--max-parallel", str(MAX_PARALLEL),
+        "run", str(tmp_path / "proj"), "--min-files", "1", "--max-files", "1",
+        "--max-parallel", str(MAX_PARALLEL),
         "--run-id", run_id, "--runs-dir", "runs", "--store", store_url,
         "--backend", "dask", "--scheduler", scheduler,
         "--", sys.executable, "-c", SCRIPT, str(box.root), "{label}", "{attempt}",

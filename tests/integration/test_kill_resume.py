@@ -81,6 +81,8 @@ def trial(tmp: Path, kill_at: str | None, delay: float | None) -> dict[str, int]
         str(root),
         "--min-files",
         "1",
+        "--max-files",
+        "1",
         "--max-parallel",
         "4",
         "--run-id",
@@ -122,6 +124,9 @@ def trial(tmp: Path, kill_at: str | None, delay: float | None) -> dict[str, int]
         rows = store.attempts("k")
         final = store.get_run("k").status
         plan = Plan.from_json(store.get_run("k").plan_json)
+    if resumed.returncode != 0 or final != "succeeded":  # shown with the failure
+        print(f"resume after {kill_at or delay}: exit {resumed.returncode}, {final}")  # noqa: T201
+        print(resumed.stderr[-2000:])  # noqa: T201
     label = {leaf.id: leaf.label for leaf in plan.leaves}
     succeeded = Counter(r.subplan_id for r in rows if r.status == "succeeded")
     # Commands started after the kill, per label (from the log).
@@ -195,6 +200,8 @@ def test_a_kill_while_commands_run_leaves_them_to_the_resume_to_kill(tmp_path: P
         str(root),
         "--min-files",
         "1",
+        "--max-files",
+        "1",
         "--max-parallel",
         "2",
         "--run-id",
@@ -264,7 +271,8 @@ def test_ctrl_c_leaves_a_resumable_run(tmp_path: Path) -> None:
         "while os.path.exists(sys.argv[4]) and time.time() < deadline: time.sleep(0.05)\n"
     )
     argv = cli(
-        "run", str(root), "--min-files", "1", "--max-parallel", "3", "--run-id", "c",
+        "run", str(root), "--min-files", "1", "--max-files", "1",
+        "--max-parallel", "3", "--run-id", "c",
         "--runs-dir", str(runs), "--",
         sys.executable, "-c", script, str(log), "{label}", "{attempt}", str(hold),
     )  # fmt: skip
@@ -304,7 +312,8 @@ def test_two_orchestrators_racing_for_one_run_id_exactly_one_runs(tmp_path: Path
     for round_ in range(3):
         runs, log = tmp_path / f"runs{round_}", tmp_path / f"log{round_}"
         argv = cli(
-            "run", str(root), "--min-files", "1", "--run-id", "same", "--runs-dir", str(runs),
+            "run", str(root), "--min-files", "1", "--max-files", "1",
+            "--run-id", "same", "--runs-dir", str(runs),
             "--", *command(log, 0.05),
         )  # fmt: skip
         racers = [

@@ -82,9 +82,13 @@ def cli(*args: str) -> list[str]:
 @pytest.mark.parametrize("columns", [80, 200])
 def test_the_line_fits_the_terminal_and_shows_eta_and_labels(tmp_path: Path, columns: int) -> None:
     root = project(tmp_path)
-    labels = {leaf.label for leaf in decompose(scan(root).files).leaves}
+    labels = {leaf.label for leaf in decompose(scan(root).files, max_files=3).leaves}
     output = in_a_terminal(
-        cli("run", ".", "--max-parallel", "2", "--", sys.executable, "-c", SLEEP), root, columns
+        cli(
+            "run", ".", "--max-files", "3", "--max-parallel", "2", "--", sys.executable, "-c", SLEEP
+        ),
+        root,
+        columns,
     )
     shown = redraws(output)
     assert shown, output
@@ -99,11 +103,11 @@ def test_the_line_fits_the_terminal_and_shows_eta_and_labels(tmp_path: Path, col
 
 def test_a_resume_counts_what_succeeded_before(tmp_path: Path) -> None:
     root = project(tmp_path)
-    first = in_a_terminal(
-        cli("run", ".", "--run-id", "r", "--", sys.executable, "-c", FAIL_UNTIL_GO, "{label}"),
-        root,
-        200,
-    )
+    argv = cli(
+        "run", ".", "--max-files", "3", "--run-id", "r",
+        "--", sys.executable, "-c", FAIL_UNTIL_GO, "{label}",
+    )  # fmt: skip
+    first = in_a_terminal(argv, root, 200)
     assert any("3/6 done" in line and "3 failed" in line for line in redraws(first)), first
     (tmp_path / "go").write_text("")
     again = redraws(in_a_terminal(cli("resume", "r"), root, 200))

@@ -212,7 +212,8 @@ def test_every_shell_block_runs_as_written(
     # integrate made its branch, one commit per subplan on top of main, beside the checkout
     assert "main" == git(project, "branch", "--show-current").strip()
     count = git(project, "rev-list", "--count", "main..subplan/integrate/feature-x").strip()
-    assert int(count) >= 2
+    run = json.loads(run_line("subplan status feature-x --json", project, env).stdout)
+    assert len(run["subplans"]["succeeded"]) == int(count) >= 1
 
 
 @pytest.mark.slow

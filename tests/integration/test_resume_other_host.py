@@ -64,7 +64,8 @@ def abandoned_run(runs: Path, *, host: str, pgid: int) -> str:
 
 def resume(runs: Path) -> tuple[int, dict[str, Any], str]:
     out, err = io.StringIO(), io.StringIO()
-    status = main(["resume", "r", "--runs-dir", str(runs), "--json"], stdout=out, stderr=err)
+    argv = ["resume", "r", "--runs-dir", str(runs), "--json", "--progress", "off"]
+    status = main(argv, stdout=out, stderr=err)
     return status, json.loads(out.getvalue()), err.getvalue()
 
 

@@ -49,7 +49,7 @@ def make_repo(root: Path, *, project: str = "") -> tuple[Path, Plan]:
     (root / "README.md").write_text("top\n")
     git(root, "add", "-A")
     git(root, "commit", "-qm", "base")
-    return top, decompose(files, min_files=2)
+    return top, decompose(files, min_files=2, max_files=2)
 
 
 def edit_own_files(subplan: Subplan, ctx: AttemptContext) -> None:

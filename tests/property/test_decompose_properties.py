@@ -14,7 +14,8 @@ import networkx as nx
 from hypothesis import event, given
 from hypothesis import strategies as st
 
-from subplan import FileEntry, Plan, PlanConfig, decompose, subplan_id
+from subplan import ConfigError, FileEntry, Plan, PlanConfig, decompose, subplan_id
+from subplan._decompose._builder import with_default_budget
 
 from strategies import configs, entries, flat_configs, flat_import_graphs, path_sets, reordered
 
@@ -50,35 +51,73 @@ def check_invariants(plan: Plan, files: list[str]) -> None:
         if node.children:
             assert len(child_files) == len(set(child_files)) == node.file_count
             assert len(node.children) >= 2
+    # there is always a budget (the default one when none is given), and it is hard
+    assert cfg.has_budget
+    for leaf in plan.leaves:
+        if leaf.file_count >= 2:
+            assert cfg.fits_budget(leaf.file_count, leaf.tokens), leaf
     # depth bound, and each leaf has the first leaf reason that holds
     for node in nodes:
         assert node.depth <= cfg.max_depth
+        fits = cfg.fits_budget(node.file_count, node.tokens)
         if node.is_leaf:
-            assert node.leaf_reason is not None
             if node.leaf_reason == "below_min_files":
-                assert node.file_count < cfg.min_files
+                assert fits and node.file_count < cfg.min_files
             elif node.leaf_reason == "fits_budget":
-                assert cfg.fits_budget(node.file_count, node.tokens)
-            elif node.leaf_reason == "max_depth":
-                assert node.depth == cfg.max_depth
+                assert fits and node.file_count >= cfg.min_files
             else:
-                assert node.leaf_reason == "no_progress"
+                assert node.leaf_reason == "oversized_file"
+                assert node.file_count == 1 and not fits
         else:
+            # a node is split exactly when it is over the budget, whatever min_files says
             assert node.leaf_reason is None
-            assert node.file_count >= cfg.min_files
+            assert not fits and node.file_count >= 2
     plan.validate()
+
+
+def plan_or_none(
+    files: list[str] | list[FileEntry], cfg: PlanConfig, graph: nx.DiGraph | None = None
+) -> Plan | None:
+    """The plan, or None when ``max_depth`` 0 cannot hold the files within the budget."""
+    try:
+        return decompose(files, config=cfg, import_graph=graph)
+    except ConfigError:
+        # Only a root that must split but may not is refused.
+        budget = with_default_budget(cfg)
+        tokens = sum(f.tokens for f in files if isinstance(f, FileEntry))
+        assert cfg.max_depth == 0
+        assert len(files) >= 2 and not budget.fits_budget(len(files), tokens)
+        return None
 
 
 @given(path_sets(), configs)
 def test_every_invariant_holds(files: list[str], cfg: PlanConfig) -> None:
-    check_invariants(decompose(files, config=cfg), files)
+    plan = plan_or_none(files, cfg)
+    if plan is not None:
+        check_invariants(plan, files)
 
 
 @given(entries(), configs)
 def test_every_invariant_holds_with_token_budgets(items: list[FileEntry], cfg: PlanConfig) -> None:
+    plan = plan_or_none(items, cfg)
+    if plan is not None:
+        check_invariants(plan, [e.path for e in items])
+        assert plan.root.tokens == sum(e.tokens for e in items)
+
+
+@given(entries(max_size=200), configs, st.integers(1, 4000))
+def test_no_leaf_of_two_or_more_files_exceeds_the_budget(
+    items: list[FileEntry], cfg: PlanConfig, budget: int
+) -> None:
+    cfg = replace(cfg, max_tokens=budget, max_depth=max(cfg.max_depth, 1))
     plan = decompose(items, config=cfg)
+    for leaf in plan.leaves:
+        if leaf.file_count >= 2:
+            assert leaf.tokens <= budget
+            assert cfg.max_files is None or leaf.file_count <= cfg.max_files
+        elif leaf.tokens > budget:
+            assert leaf.leaf_reason == "oversized_file"
     check_invariants(plan, [e.path for e in items])
-    assert plan.root.tokens == sum(e.tokens for e in items)
 
 
 @st.composite
@@ -95,7 +134,9 @@ def test_every_invariant_holds_with_an_import_graph(
     case: tuple[list[str], nx.DiGraph], cfg: PlanConfig
 ) -> None:
     files, graph = case
-    check_invariants(decompose(files, config=cfg, import_graph=graph), files)
+    plan = plan_or_none(files, cfg, graph)
+    if plan is not None:
+        check_invariants(plan, files)
 
 
 @given(graphs(), configs, st.randoms(use_true_random=False))
@@ -106,6 +147,7 @@ def test_same_input_in_any_order_gives_the_same_bytes(
     shuffled = list(files)
     rnd.shuffle(shuffled)
     # The graph too is rebuilt in another order: only its content may matter.
+    cfg = replace(cfg, max_depth=max(cfg.max_depth, 1))
     first = decompose(files, config=cfg, import_graph=graph).to_json()
     second = decompose(shuffled, config=cfg, import_graph=reordered(graph, rnd)).to_json()
     assert first == second
@@ -132,11 +174,11 @@ def test_unchanged_subtrees_keep_their_ids_when_files_change_elsewhere(
 ) -> None:
     # Two top-level directories: "keep/" is untouched, "edit/" gains and loses files.
     keep = [f"keep/{p}" for p in kept]
+    if len(keep) < cfg.min_files or cfg.max_depth == 0:
+        return
     plan1 = decompose(keep + [f"edit/{p}" for p in before], config=cfg)
     plan2 = decompose(keep + [f"edit/{p}" for p in after], config=cfg)
     keep_set = set(keep)
-    if len(keep) < cfg.min_files or cfg.max_depth == 0:
-        return
     if not plan1.root.children or not plan2.root.children:
         return  # the root itself was a leaf (it fit the budget): nothing below to keep
     kept_nodes = [n for n in plan1 if set(n.files) <= keep_set]
@@ -152,6 +194,7 @@ def test_unchanged_subtrees_keep_their_ids_when_files_change_elsewhere(
 
 @given(path_sets(), configs)
 def test_json_round_trip_is_exact(files: list[str], cfg: PlanConfig) -> None:
+    cfg = replace(cfg, max_depth=max(cfg.max_depth, 1))
     plan = decompose(files, config=cfg)
     again = Plan.from_json(plan.to_json())
     assert plan == again
@@ -163,7 +206,38 @@ def test_json_round_trip_is_exact(files: list[str], cfg: PlanConfig) -> None:
 def test_levels_are_the_plan(files: list[str], cfg: PlanConfig) -> None:
     from subplan import decompose_levels
 
+    cfg = replace(cfg, max_depth=max(cfg.max_depth, 1))
     levels = list(decompose_levels(files, config=cfg))
     plan = decompose(files, config=cfg)
     assert [tuple(level) for level in plan.levels()] == levels
     assert len(levels) == plan.depth + 1
+
+
+@st.composite
+def sized_graphs(draw: st.DrawFn) -> tuple[list[FileEntry], nx.DiGraph]:
+    items = draw(entries(min_size=2, max_size=150))
+    paths = [e.path for e in items]
+    pairs = st.tuples(st.sampled_from(paths), st.sampled_from(paths))
+    graph = nx.DiGraph()
+    graph.add_edges_from((a, b) for a, b in draw(st.lists(pairs, max_size=200)) if a != b)
+    return items, graph
+
+
+@given(sized_graphs(), configs, st.integers(1, 4000), st.randoms(use_true_random=False))
+def test_with_a_graph_the_budget_is_hard_and_the_plan_deterministic(
+    case: tuple[list[FileEntry], nx.DiGraph], cfg: PlanConfig, budget: int, rnd: random.Random
+) -> None:
+    items, graph = case
+    cfg = replace(cfg, max_tokens=budget, max_depth=max(cfg.max_depth, 1))
+    plan = decompose(items, config=cfg, import_graph=graph)
+    check_invariants(plan, [e.path for e in items])
+    for leaf in plan.leaves:
+        if leaf.file_count >= 2:
+            assert leaf.tokens <= budget
+    # every dependency goes to an earlier wave
+    wave_of = {leaf_id: n for n, wave in enumerate(plan.waves()) for leaf_id in wave}
+    for dependant, prerequisites in (plan.dependencies or {}).items():
+        assert all(wave_of[p] < wave_of[dependant] for p in prerequisites)
+    shuffled = list(items)
+    rnd.shuffle(shuffled)
+    assert plan.to_json() == decompose(shuffled, config=cfg, import_graph=graph).to_json()

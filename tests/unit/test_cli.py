@@ -34,7 +34,9 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         for i in range(3):
             path = tmp_path / "proj" / d / f"m{i}.py"
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text("import os\n" * (i + 1))
+            # 15k tokens a file, 45k a directory: under the default 50k budget each
+            # directory is one leaf and no two fit together.
+            path.write_text("import os\n" * (i + 1) + "#" * 60_000 + "\n")
     monkeypatch.chdir(tmp_path / "proj")
     monkeypatch.delenv("SUBPLAN_RUNS_DIR", raising=False)
     return tmp_path / "proj"
@@ -137,6 +139,38 @@ def test_os_errors_are_one_line(project: Path) -> None:
     assert EXIT_USAGE == status
     assert 1 == len(err.splitlines())
     assert "Traceback" not in err
+
+
+def test_plan_weighs_binaries_at_zero_unless_weigh_all(project: Path) -> None:
+    listing = "logo.png\t4000\nb.py\t40\n.git/HEAD\t9\n"
+    _, out, err = call("plan", "--from-list", "-", "--format", "json", stdin=listing)
+    assert 10 == json.loads(out)["nodes"][0]["tokens"]
+    assert "skipped 1 entry (1 in a .git or .subplan directory)" in err
+    _, out, _ = call("plan", "--from-list", "-", "--format", "json", "--weigh-all", stdin=listing)
+    assert 1010 == json.loads(out)["nodes"][0]["tokens"]
+
+
+def test_plan_shows_waves_and_stats(project: Path) -> None:
+    (project / "alpha" / "m0.py").write_text("import beta.m0\n" + "#" * 60_000 + "\n")
+    status, out, _ = call("plan", "--stats")
+    assert EXIT_OK == status
+    assert "waves: 2 (a leaf starts after the leaves it imports from)" in out
+    assert "  wave 1: 2 leaves  beta, gamma" in out
+    assert "  wave 2: 1 leaf  alpha" in out
+    assert "stats: 3 leaves, fill 90%, largest leaf 45k tokens, 0 over budget" in out
+    assert "edges: 1, 0% inside a leaf, 1 across; waves: 2" in out
+    _, text, _ = call("plan", "--stats", "--format", "json")
+    document = json.loads(text)
+    assert 2 == len(document["waves"])
+    assert {"leaves": 3, "over_budget": 0, "waves": 2, "cross_leaf_edges": 1}.items() <= (
+        document["stats"].items()
+    )
+
+
+def test_plan_without_imports_has_no_waves(project: Path) -> None:
+    _, out, _ = call("plan", "--no-imports", "--stats")
+    assert "waves:" not in out.split("stats:")[0]
+    assert "edges: no dependency graph; waves: 1" in out
 
 
 # -- run ---------------------------------------------------------------------------------
@@ -337,14 +371,34 @@ def test_a_bad_result_file_fails_the_attempt(project: Path, content: str, messag
     assert message in out
 
 
-def test_import_order_runs_imported_subplans_first(project: Path) -> None:
+@pytest.mark.parametrize("options", [(), ("--import-order",)])
+def test_import_order_runs_imported_subplans_first(project: Path, options: tuple[str, ...]) -> None:
     (project / "alpha" / "m0.py").write_text("import beta.m0\n")
     (project / "beta" / "m0.py").write_text("import gamma.m0\n")
-    status, out, _ = call(
-        "run", "--import-order", "--max-parallel", "3", "--json", "--", PY, "-c", "pass"
-    )
+    status, out, _ = call("run", *options, "--max-parallel", "3", "--json", "--", PY, "-c", "pass")
     assert EXIT_OK == status
     starts = {s["label"]: s["attempts"][0]["started"] for s in json.loads(out)["subplans"]}
     ends = {s["label"]: s["attempts"][0]["ended"] for s in json.loads(out)["subplans"]}
     assert ends["gamma"] <= starts["beta"]
     assert ends["beta"] <= starts["alpha"]
+
+
+def test_no_deps_ignores_the_plans_order(project: Path) -> None:
+    (project / "alpha" / "m0.py").write_text("import beta.m0\n")
+    (project / "beta" / "m0.py").write_text("import gamma.m0\n")
+    call("plan", "--format", "json", "-o", "plan.json")
+    assert 3 == len(json.loads((project / "plan.json").read_text())["waves"])
+    # With the order, three waves of one leaf: never more than one at a time.
+    _, ordered, _ = call("run", "--plan", "plan.json", "--json", "--", PY, "-c", "pass")
+    assert 1 == json.loads(ordered)["peak_concurrency"]
+    # Without it, every leaf is ready at once; each waits for the others to start.
+    wait_all = (
+        "import os, pathlib, sys, time; d = pathlib.Path(sys.argv[1]); d.mkdir(exist_ok=True); "
+        "(d / os.environ['SUBPLAN_ID']).touch(); "
+        "[time.sleep(0.01) for _ in range(3000) if len(list(d.iterdir())) < 3]"
+    )
+    status, free, _ = call(
+        "run", "--plan", "plan.json", "--no-deps", "--json", "--", PY, "-c", wait_all, "gate"
+    )
+    assert EXIT_OK == status
+    assert 3 == json.loads(free)["peak_concurrency"]

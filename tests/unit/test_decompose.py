@@ -1,4 +1,4 @@
-"""Decomposition: leaf rules, strategies, packing, the guard, budgets, and regressions.
+"""Decomposition: leaf rules, strategies, packing, the guard, the hard budget, regressions.
 
 Each regression check is also run against deliberately broken code, to prove it can fail.
 """
@@ -10,9 +10,18 @@ from collections.abc import Sequence
 import networkx as nx
 import pytest
 
-from subplan import ConfigError, FileEntry, InputError, PlanConfig, decompose, decompose_levels
+from subplan import (
+    ConfigError,
+    FileEntry,
+    InputError,
+    Plan,
+    PlanConfig,
+    decompose,
+    decompose_levels,
+)
 from subplan._decompose import _builder, _strategies
-from subplan._decompose._strategies import Cluster, Runs, Sorted, Strategy
+from subplan._decompose._builder import DEFAULT_MAX_TOKENS
+from subplan._decompose._strategies import Cluster, Runs, Sorted
 
 # A ~40-file project over 3 directory levels.
 SMALL_PROJECT = [
@@ -41,75 +50,125 @@ def large_project() -> list[str]:
 FLAT = [f"data/file{i:03d}.txt" for i in range(50)]
 
 
-def depth_of(files: Sequence[str], **options: int) -> int:
+def depth_of(files: Sequence[str | FileEntry], **options: int) -> int:
     """The depth the decomposer reaches, from the levels it yields (no validation)."""
     return len(list(decompose_levels(files, **options))) - 1  # type: ignore[arg-type]
 
 
-# -- the three regressions, each shown to fail against broken code --------------------
+def sized(paths: Sequence[str], size: int = 4000) -> list[FileEntry]:
+    """The paths as files of ``size`` bytes (1000 tokens each by default)."""
+    return [FileEntry(p, size) for p in paths]
 
 
-def broken_guard_split(
-    data: Sorted,
-    node: _builder._Pending,
-    tokens: int,
-    cfg: PlanConfig,
-    strategies: Sequence[Strategy],
-) -> list[Cluster] | None:
-    """A builder without the non-progress guard: one cluster counts as a split."""
-    for strategy in strategies:
-        clusters = [c for c in strategy(data, node.runs, tokens, cfg) if c.runs]
-        if clusters:
-            return clusters
-    return [Cluster(node.runs, node.label)]
+def over_budget(plan: Plan) -> list[str]:
+    """Labels of leaves of two or more files over the plan's budget."""
+    cfg = plan.config
+    return [
+        leaf.label
+        for leaf in plan.leaves
+        if leaf.file_count >= 2 and not cfg.fits_budget(leaf.file_count, leaf.tokens)
+    ]
 
 
-def broken_pack(
-    groups: Sequence[tuple[Runs, str]], min_files: int, merged_label: object
+# -- regressions, each shown to fail against broken code ------------------------------
+
+
+def giving_up_chunks(data: Sorted, runs: Runs, cfg: PlanConfig) -> list[Cluster]:
+    """The old chunker: balanced by weight, giving up once there are as many chunks as files."""
+    order = list(_strategies.indices(runs))
+    total = sum(data.tokens[i] for i in order) or 1
+    want = 2
+    while True:
+        chunks: list[list[int]] = [[] for _ in range(want)]
+        before = 0
+        for i in order:
+            t = data.tokens[i]
+            chunks[min(want - 1, int((before + t / 2) * want / total))].append(i)
+            before += t
+        chunks = [c for c in chunks if c]
+        fits = all(
+            len(c) == 1 or cfg.fits_budget(len(c), sum(data.tokens[i] for i in c)) for c in chunks
+        )
+        if fits or want >= min(len(order), 4):
+            break
+        want += 1
+    return [Cluster(_strategies.runs_of(c), "chunk") for c in chunks]
+
+
+def one_cluster_split(
+    data: Sorted, node: _builder._Pending, cfg: PlanConfig, graph: object
 ) -> list[Cluster]:
-    """Packing that lumps every group together: no directory split ever makes progress."""
-    merged = sorted(i for runs, _ in groups for i in _strategies.indices(runs))
-    return [Cluster(_strategies.runs_of(merged), "all")]
+    """A builder without the progress guard: a grouping of one counts as a split."""
+    if not _strategies.directory_groups(data, node.runs):
+        return [Cluster(node.runs, node.label)]
+    return _real_split(data, node, cfg, graph)  # type: ignore[arg-type]
+
+
+_real_split = _builder._split
 
 
 def test_a_small_project_stays_shallow() -> None:
-    plan = decompose(SMALL_PROJECT)
+    plan = decompose(SMALL_PROJECT, max_files=10)
     assert 40 == len(SMALL_PROJECT)
     assert plan.depth <= 2
-    assert depth_of(SMALL_PROJECT) <= 2
-
-
-def test_the_shallow_check_fails_without_the_guard(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_builder, "_split", broken_guard_split)
-    assert depth_of(SMALL_PROJECT) > 2
+    assert depth_of(SMALL_PROJECT, max_files=10) <= 2
 
 
 def test_a_large_project_goes_deep() -> None:
-    files = large_project()
+    files = sized(large_project())
     plan = decompose(files)
     assert len(files) > 5000
     assert plan.depth >= 4
+    assert [] == over_budget(plan)
     plan.validate()
 
 
-def test_the_deep_check_fails_when_splits_make_no_progress(
+def test_the_budget_is_hard_for_many_small_files_beside_big_ones() -> None:
+    # Big files first pull the balanced cut apart; the small ones then pile up together.
+    entries = [FileEntry(f"flat/x_{i:03d}", 400_000 if i < 3 else 4000) for i in range(200)]
+    plan = decompose(entries, max_tokens=20_000, max_depth=1)
+    assert [] == over_budget(plan)
+    assert all(leaf.tokens <= 20_000 for leaf in plan.leaves if leaf.file_count > 1)
+    plan.validate()
+
+
+def test_the_hard_budget_check_fails_with_a_chunker_that_gives_up(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(_strategies, "pack", broken_pack)
-    assert depth_of(large_project()) < 4
+    monkeypatch.setattr(_builder, "fill_chunks", giving_up_chunks)
+    entries = [FileEntry(f"flat/x_{i:03d}", 400_000 if i < 3 else 4000) for i in range(200)]
+    with pytest.raises(ConfigError, match="allows no split"):
+        decompose(entries, max_tokens=20_000, max_depth=1)
 
 
-def test_an_unsplittable_set_stops_with_no_progress() -> None:
-    plan = decompose(FLAT)
-    assert plan.depth == 0
-    assert plan.root.leaf_reason == "no_progress"
-    assert depth_of(FLAT) == 0
+def test_max_depth_and_min_files_never_keep_a_node_over_budget() -> None:
+    files = sized([f"{d}/{s}/{i}.py" for d in "abcd" for s in "xyz" for i in range(10)])
+    plan = decompose(files, max_tokens=5_000, max_depth=1, min_files=1000)
+    assert plan.depth == 1
+    assert [] == over_budget(plan)
+    assert all(leaf.file_count <= 5 for leaf in plan.leaves)
+    plan.validate()
 
 
-def test_the_no_progress_check_fails_without_the_guard(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_builder, "_split", broken_guard_split)
-    # Without the guard the same files recurse until max_depth.
-    assert depth_of(FLAT) == 6
+def test_a_flat_directory_over_budget_is_chunked_in_one_level() -> None:
+    plan = decompose(sized(FLAT), max_tokens=10_000)
+    assert plan.depth == 1
+    assert 5 == len(plan.leaves)
+    assert depth_of(sized(FLAT), max_tokens=10_000) == 1
+
+
+def test_the_one_level_check_fails_without_the_progress_guard(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_builder, "_split", one_cluster_split)
+    # Without the guard the same files recurse until max_depth refuses them.
+    with pytest.raises(ConfigError, match="max_depth 6 allows no split"):
+        depth_of(sized(FLAT), max_tokens=10_000)
+
+
+def test_max_depth_zero_refuses_files_over_the_budget() -> None:
+    with pytest.raises(ConfigError, match="max_depth 0 allows no split, but 50 files"):
+        decompose(sized(FLAT), max_tokens=10_000, max_depth=0)
 
 
 # -- leaf rules, in order ---------------------------------------------------------------
@@ -121,22 +180,32 @@ def test_the_no_progress_check_fails_without_the_guard(monkeypatch: pytest.Monke
         ({"min_files": 51}, "below_min_files"),
         ({"max_files": 50}, "fits_budget"),
         ({"max_tokens": 10**6}, "fits_budget"),
-        ({"max_depth": 0}, "max_depth"),
-        ({}, "no_progress"),
+        ({"max_depth": 0}, "fits_budget"),
+        ({}, "fits_budget"),
     ],
 )
 def test_the_first_leaf_rule_that_holds_is_recorded(options: dict[str, int], reason: str) -> None:
     assert reason == decompose(FLAT, **options).root.leaf_reason  # type: ignore[arg-type]
 
 
-def test_below_min_files_wins_over_a_budget() -> None:
-    assert "below_min_files" == decompose(["a", "b"], max_files=1).root.leaf_reason
+def test_without_a_budget_the_default_is_50k_tokens() -> None:
+    assert 50_000 == decompose(FLAT).config.max_tokens
+    assert 50_000 == DEFAULT_MAX_TOKENS
+    plan = decompose(sized(FLAT, 4004))  # 1001 tokens each: 50,050 in all
+    assert 2 == len(plan.leaves)
+    assert decompose(FLAT, max_files=5).config.max_tokens is None
+
+
+def test_a_budget_wins_over_min_files() -> None:
+    plan = decompose(["a", "b"], max_files=1)
+    assert ["below_min_files", "below_min_files"] == [leaf.leaf_reason for leaf in plan.leaves]
+    plan.validate()
 
 
 def test_config_object_overrides_keywords() -> None:
     plan = decompose(FLAT, min_files=1, config=PlanConfig(max_depth=0))
-    assert plan.config == PlanConfig(max_depth=0)
-    assert plan.root.leaf_reason == "max_depth"
+    assert plan.config == PlanConfig(max_depth=0, max_tokens=DEFAULT_MAX_TOKENS)
+    assert plan.root.leaf_reason == "fits_budget"
 
 
 def test_bad_options_are_config_errors() -> None:
@@ -149,7 +218,7 @@ def test_bad_options_are_config_errors() -> None:
 
 def test_directory_split_collapses_the_common_prefix() -> None:
     files = [f"repo/src/{d}/{f}.py" for d in "abc" for f in "xyz"]
-    plan = decompose(files)
+    plan = decompose(files, max_files=3)
     assert plan.root.label == "repo/src"
     assert ["repo/src/a", "repo/src/b", "repo/src/c"] == [
         c.label for c in plan.children(plan.root.id)
@@ -157,32 +226,57 @@ def test_directory_split_collapses_the_common_prefix() -> None:
 
 
 def test_loose_files_form_one_cluster_labelled_star() -> None:
-    plan = decompose(["x.py", "y.py", "z.py", "a/1", "a/2", "a/3"])
+    plan = decompose(["x.py", "y.py", "z.py", "a/1", "a/2", "a/3"], max_files=3)
     assert ["a", "*"] == [c.label for c in plan.children(plan.root.id)]
 
 
-def test_small_directories_are_packed_not_singletons() -> None:
-    files = [f"d{i}/f.py" for i in range(7)] + [f"big/{i}" for i in range(5)]
-    plan = decompose(files)
+def test_small_directories_are_packed_by_tokens() -> None:
+    files = sized([f"d{i}/f.py" for i in range(7)] + [f"big/{i}" for i in range(5)])
+    plan = decompose(files, max_tokens=4000)
     children = plan.children(plan.root.id)
-    sizes = sorted(c.file_count for c in children)
-    # seven one-file directories become two packs (3 and 4 files), not seven leaves
-    assert [3, 4, 5] == sizes
-    labels = {c.label for c in children}
-    assert "{d0,d1,d2}" in labels
-    assert "{d3,d4,d5,...}" in labels
+    # seven one-file directories fill two leaves of 4 and 3 files, not seven leaves
+    assert [("big", 5), ("{d0,d1,d2,...}", 4), ("{d4,d5,d6}", 3)] == [
+        (c.label, c.file_count) for c in children
+    ]
+    assert [] == over_budget(plan)
 
 
-def test_a_lone_small_cluster_stays_on_its_own() -> None:
-    plan = decompose(["README.md", *[f"src/{d}/{i}.py" for d in "ab" for i in range(3)]])
-    assert ["*", "src"] == sorted(c.label for c in plan.children(plan.root.id))
-    src = next(c for c in plan.children(plan.root.id) if c.label == "src")
-    assert not src.is_leaf  # README was not merged into src, so src still splits
+def test_leaves_come_near_the_fewest_the_budget_allows() -> None:
+    # 120 directories of 1 to 9 files of 1,000 tokens: packing by tokens, not by count.
+    files = sized([f"pkg{d:03d}/m{i}.py" for d in range(120) for i in range(1 + d % 9)])
+    plan = decompose(files, max_tokens=50_000)
+    ideal = -(-plan.root.tokens // 50_000)
+    assert len(plan.leaves) <= ideal + 1
+    assert [] == over_budget(plan)
 
 
-def test_min_files_one_never_packs() -> None:
-    plan = decompose([f"d{i}/f.py" for i in range(4)], min_files=1)
-    assert 4 == len(plan.root.children)
+def test_a_directory_just_over_budget_becomes_two_full_leaves() -> None:
+    # 53 loose test files of 1,000 tokens and two tiny subdirectories: 55k tokens in all.
+    files = sized([f"tests/test_{i:02d}.py" for i in range(53)])
+    files += sized(["tests/static/a.css", "tests/templates/b.html"], 4000)
+    plan = decompose(files, max_tokens=50_000)
+    assert 2 == len(plan.leaves)
+    assert plan.depth == 1
+    assert [] == over_budget(plan)
+
+
+def test_packing_prefers_directories_tied_by_imports() -> None:
+    files = sized([f"{d}/{i}.py" for d in "abcd" for i in range(2)])
+    graph = nx.DiGraph([("a/0.py", "c/0.py"), ("b/1.py", "d/1.py")])
+    plan = decompose(files, max_tokens=4000, import_graph=graph)
+    assert [["a", "c"], ["b", "d"]] == sorted(
+        sorted({f.split("/")[0] for f in leaf.files}) for leaf in plan.leaves
+    )
+    without = decompose(files, max_tokens=4000)
+    assert [["a", "b"], ["c", "d"]] == sorted(
+        sorted({f.split("/")[0] for f in leaf.files}) for leaf in without.leaves
+    )
+
+
+def test_a_flat_directory_without_a_graph_splits_by_name_prefix() -> None:
+    files = sized([f"t/{w}_{i}.py" for w in ("api", "cli", "db") for i in range(6)])
+    plan = decompose(files, max_tokens=6000)
+    assert [["t/api*"], ["t/cli*"], ["t/db*"]] == [[leaf.label] for leaf in plan.leaves]
 
 
 # -- import graph ------------------------------------------------------------------------------
@@ -195,27 +289,19 @@ def test_import_graph_splits_a_flat_directory_by_communities() -> None:
     graph.add_edges_from((a, b) for a in left for b in left if a < b)
     graph.add_edges_from((a, b) for a in right for b in right if a < b)
     graph.add_edge(left[0], right[0])
-    plan = decompose([*left, *right, "pkg/notes.txt"], import_graph=graph)
-    groups = sorted(sorted(c.files) for c in plan.children(plan.root.id))
-    assert [*left, "pkg/notes.txt"] in groups or sorted(left) in groups
-    assert any(set(g) == set(right) for g in groups)
-    assert all("[imports" in c.label for c in plan.children(plan.root.id))
+    plan = decompose(sized([*left, *right, "pkg/notes.txt"]), max_tokens=5000, import_graph=graph)
+    groups = [set(leaf.files) for leaf in plan.leaves]
+    assert any(set(left) <= g for g in groups)
+    assert any(set(right) <= g for g in groups)
     plan.validate()
 
 
-def test_without_edges_inside_the_node_imports_make_no_progress() -> None:
-    graph = nx.DiGraph()
-    graph.add_edge("elsewhere/a.py", "elsewhere/b.py")
-    plan = decompose(FLAT, import_graph=graph)
-    assert plan.root.leaf_reason == "no_progress"
-
-
-def test_import_communities_are_seeded() -> None:
+def test_graph_chunks_are_deterministic() -> None:
     files = [f"m/{i}.py" for i in range(30)]
     graph = nx.gnm_random_graph(30, 60, seed=1, directed=True)
     graph = nx.relabel_nodes(graph, {i: files[i] for i in range(30)})
-    assert decompose(files, import_graph=graph, seed=3).to_json() == (
-        decompose(files, import_graph=graph, seed=3).to_json()
+    assert decompose(files, import_graph=graph, seed=3, max_files=5).to_json() == (
+        decompose(files, import_graph=graph, seed=3, max_files=5).to_json()
     )
 
 
@@ -226,8 +312,7 @@ def test_max_files_chunks_a_flat_directory_within_the_budget() -> None:
     plan = decompose(FLAT, max_files=8)
     assert all(leaf.file_count <= 8 for leaf in plan.leaves)
     assert all(leaf.leaf_reason == "fits_budget" for leaf in plan.leaves)
-    sizes = [leaf.file_count for leaf in plan.leaves]
-    assert max(sizes) - min(sizes) <= 1  # balanced
+    assert 7 == len(plan.leaves)
     assert [leaf.files for leaf in plan.leaves] == sorted(leaf.files for leaf in plan.leaves)
     assert plan.leaves[0].label == "data [chunk 1/7]"
 
@@ -237,6 +322,7 @@ def test_max_tokens_chunks_by_tokens() -> None:
     plan = decompose(entries, max_tokens=350)
     assert all(leaf.tokens <= 350 for leaf in plan.leaves)
     assert plan.root.tokens == 2000
+    assert 7 == len(plan.leaves)
 
 
 def test_a_file_over_the_token_budget_gets_a_leaf_alone() -> None:
@@ -244,7 +330,7 @@ def test_a_file_over_the_token_budget_gets_a_leaf_alone() -> None:
     plan = decompose(entries, max_tokens=100, min_files=1)
     huge = plan.leaf_for("f/huge")
     assert huge.files == ("f/huge",)
-    assert huge.leaf_reason == "no_progress"
+    assert huge.leaf_reason == "oversized_file"
     plan.validate()
 
 

@@ -91,7 +91,7 @@ def test_the_cli_halts_and_exits_1(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.chdir(tmp_path)
     fail = "import sys; sys.exit(3)"
     status, out, err = cli_call(
-        "run", ".", "--max-parallel", "1", "--halt", "soon,fail=1", "--json",
+        "run", ".", "--max-files", "3", "--max-parallel", "1", "--halt", "soon,fail=1", "--json",
         "--", sys.executable, "-c", fail,
     )  # fmt: skip
     assert 1 == status, err

@@ -146,7 +146,7 @@ def test_a_stored_run_reads_back_as_far_as_it_got(tmp_path: Path) -> None:
     from subplan._execute._durable import report_from_store
     from subplan._store._base import AttemptEnded
 
-    plan = decompose([f"d{i}/a.py" for i in range(4)], min_files=1)
+    plan = decompose([f"d{i}/a.py" for i in range(4)], min_files=1, max_files=1)
     a, b, c, _ = (leaf.id for leaf in plan.leaves)
     with open_store(None, tmp_path) as store:
         for status in ("failed", "cancelled"):

@@ -39,7 +39,7 @@ FILES = [
 
 @pytest.fixture
 def plan() -> Plan:
-    return decompose(FILES)
+    return decompose(FILES, max_files=3)
 
 
 def test_public_names_are_exactly_all() -> None:
@@ -147,8 +147,8 @@ def test_lookups(plan: Plan) -> None:
 
 
 def test_plan_equality(plan: Plan) -> None:
-    assert plan == decompose(list(reversed(FILES)))
-    assert plan != decompose(FILES, min_files=2)
+    assert plan == decompose(list(reversed(FILES)), max_files=3)
+    assert plan != decompose(FILES, max_files=3, min_files=2)
     assert plan != "plan"
 
 
@@ -158,7 +158,7 @@ def test_leaves_carry_files_and_internal_nodes_only_counts(plan: Plan) -> None:
     assert data["config"] == {
         "min_files": 3,
         "max_depth": 6,
-        "max_files": None,
+        "max_files": 3,
         "max_tokens": None,
         "seed": 0,
     }
@@ -241,7 +241,7 @@ def test_validate_catches_unsorted_and_unnormalized_files() -> None:
 
 
 def test_validate_catches_a_single_child_split() -> None:
-    plan = decompose(["a/1", "a/2", "a/3", "b/1", "b/2", "b/3"])
+    plan = decompose(["a/1", "a/2", "a/3", "b/1", "b/2", "b/3"], max_files=3)
     root, first = plan.root, plan.children(plan.root.id)[0]
     lonely = replace(root, children=(first.id,))
     broken = Plan([lonely, first], config=plan.config, root=root.id)
@@ -319,3 +319,86 @@ def test_from_json_refuses_bad_documents(plan: Plan, mutate: Any, message: str) 
 def test_from_json_refuses_non_plans(text: str | bytes, message: str) -> None:
     with pytest.raises(PlanError, match=message):
         Plan.from_json(text)
+
+
+# -- dependencies and waves ---------------------------------------------------------------
+
+
+def _chain_plan() -> Plan:
+    import networkx as nx
+
+    files = [f"{d}/{i}.py" for d in "abc" for i in range(3)]
+    graph = nx.DiGraph([("a/0.py", "b/0.py"), ("b/1.py", "c/2.py"), ("c/0.py", "c/1.py")])
+    return decompose(files, max_files=3, import_graph=graph)
+
+
+def test_a_plan_made_with_a_graph_carries_waves_and_round_trips() -> None:
+    plan = _chain_plan()
+    a, b, c = (plan.leaf_for(f"{d}/0.py").id for d in "abc")
+    assert {a: (b,), b: (c,)} == dict(plan.dependencies or {})
+    assert ((c,), (b,), (a,)) == plan.waves()
+    data = plan.to_dict()
+    assert {a: [b], b: [c]} == data["dependencies"]
+    assert [[c], [b], [a]] == data["waves"]
+    again = Plan.from_json(plan.to_json())
+    assert again == plan
+    assert again.to_json() == plan.to_json()
+
+
+def test_a_plan_without_dependencies_has_no_new_keys_and_loads_as_before(plan: Plan) -> None:
+    data = plan.to_dict()
+    assert "dependencies" not in data and "waves" not in data
+    assert plan.dependencies is None
+    assert (tuple(leaf.id for leaf in plan.leaves),) == plan.waves()
+    assert Plan.from_dict(data) == plan
+
+
+def test_import_cycles_between_leaves_are_collapsed() -> None:
+    import networkx as nx
+
+    files = [f"{d}/{i}.py" for d in "ab" for i in range(3)]
+    graph = nx.DiGraph([("a/0.py", "b/0.py"), ("b/1.py", "a/1.py")])
+    plan = decompose(files, max_files=3, import_graph=graph)
+    assert {} == dict(plan.dependencies or {})
+    assert 1 == len(plan.waves())
+
+
+def test_validate_catches_dependency_cycles_and_unknown_leaves() -> None:
+    plan = _chain_plan()
+    a, b, c = (plan.leaf_for(f"{d}/0.py").id for d in "abc")
+    cyclic = Plan(list(plan), config=plan.config, dependencies={a: [b], b: [a]})
+    assert "cycle" in " ".join(cyclic.problems())
+    with pytest.raises(PlanError, match="cycle"):
+        cyclic.waves()
+    unknown = Plan(list(plan), config=plan.config, dependencies={a: [plan.root.id]})
+    assert "which is not a leaf" in " ".join(unknown.problems())
+    data = plan.to_dict()
+    data["dependencies"] = {a: [b], b: [c], c: [a]}
+    with pytest.raises(PlanError, match="cycle"):
+        Plan.from_dict(data)
+
+
+def test_statistics_count_fill_breaches_and_edge_locality() -> None:
+    import networkx as nx
+
+    plan = _chain_plan()
+    graph = nx.DiGraph([("a/0.py", "b/0.py"), ("b/1.py", "c/2.py"), ("c/0.py", "c/1.py")])
+    stats = plan.statistics(graph)
+    assert (3, 1.0, 0, 0, 1) == (
+        stats.leaves,
+        stats.fill,
+        stats.over_budget,
+        stats.oversized_files,
+        stats.edges and 1,
+    )
+    assert (3, 2) == (stats.edges, stats.cross_leaf_edges)
+    assert pytest.approx(1 / 3) == stats.intra_leaf_edge_fraction
+    assert 3 == stats.waves
+    assert stats.to_dict()["intra_leaf_edge_fraction"] == stats.intra_leaf_edge_fraction
+    assert None is plan.statistics().edges
+
+
+def test_statistics_count_leaves_over_the_budget() -> None:
+    plan = _chain_plan()
+    tighter = Plan(list(plan), config=PlanConfig(max_files=2), root=plan.root.id)
+    assert 3 == tighter.statistics().over_budget

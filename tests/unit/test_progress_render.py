@@ -16,7 +16,7 @@ class Tty(io.StringIO):
 
 
 def test_the_progress_line_follows_a_run_with_a_pause() -> None:
-    plan = decompose([f"d{i}/a.py" for i in range(4)], min_files=1)
+    plan = decompose([f"d{i}/a.py" for i in range(4)], min_files=1, max_files=1)
     first = plan.leaves[0].id
     work = ScriptedWork(
         {first: [Step(1.0, fail=RateLimited("429: try again in 30s", retry_after=30)), Step(1.0)]},
@@ -40,7 +40,9 @@ def test_the_progress_line_follows_a_run_with_a_pause() -> None:
 
 
 def test_report_status_and_runs_renderings_cover_every_part() -> None:
-    plan = decompose([f"g{g}/d{i}/a.py" for g in range(2) for i in range(3)], min_files=1)
+    plan = decompose(
+        [f"g{g}/d{i}/a.py" for g in range(2) for i in range(3)], min_files=1, max_files=1
+    )
     bad = plan.leaves[1].id
     work = ScriptedWork(
         {

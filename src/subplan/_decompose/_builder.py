@@ -1,10 +1,14 @@
-"""Build a plan: the leaf rules, the strategies in order, and the non-progress guard.
+"""Build a plan: the leaf rules, the hard budget, and the strategies in order.
 
-The builder works level by level. Each node is first checked against the leaf rules, in
-order (``below_min_files``, ``fits_budget``, ``max_depth``); otherwise the strategies are
-tried in order (directory, import-graph communities, balanced chunks) and the first that
-yields at least two non-empty clusters splits the node. When none does, the node is a
-``no_progress`` leaf: the guard stops instead of recursing to ``max_depth``.
+The builder works level by level. A node that fits the budget (default
+:data:`DEFAULT_MAX_TOKENS` tokens when neither ``max_tokens`` nor ``max_files`` is given)
+is a leaf: ``below_min_files`` when it has fewer than ``min_files`` files, else
+``fits_budget``. A single file over the budget is an ``oversized_file`` leaf. Every other
+node is split (see :mod:`._strategies`): grouped by directory, dependency communities or
+file-name prefixes, the groups that fit packed by tokens, the rest split again one level
+down, and cut into fitting chunks in path order when nothing else splits it or the next
+level is ``max_depth``. So the budget is a hard bound: no leaf of two or more files
+exceeds it, whatever ``max_depth`` and ``min_files`` say.
 
 Notes:
     Files are held once, sorted with :func:`~subplan._model.path_sort_key`, and nodes are
@@ -16,11 +20,11 @@ Notes:
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Final
 
-from .._errors import InputError
+from .._errors import ConfigError, InputError
 from .._model import (
     FileEntry,
     LeafReason,
@@ -29,23 +33,36 @@ from .._model import (
     Subplan,
     id_of_sorted,
     normalize_path,
-    path_sort_key,
 )
+from ._order import adjacency, leaf_dependencies
 from ._strategies import (
     Cluster,
+    Graph,
+    Group,
     Runs,
     Sorted,
-    Strategy,
-    chunk_clusters,
     common_dir,
-    directory_clusters,
-    import_clusters,
+    directory_groups,
+    fill_chunks,
+    graph_chunks,
+    group_of,
+    pack,
+    prefix_groups,
+)
+from ._strategies import (
+    _merge as _merge_runs,
 )
 
 if TYPE_CHECKING:
     import networkx as nx
 
-__all__ = ["decompose", "decompose_levels"]
+__all__ = ["DEFAULT_MAX_TOKENS", "decompose", "decompose_levels"]
+
+# A node that a few leaves could hold is cut in path order when that is no worse.
+_FEW: Final = 4
+
+DEFAULT_MAX_TOKENS: Final = 50_000
+"""The token budget of a leaf when neither ``max_tokens`` nor ``max_files`` is given."""
 
 
 @dataclass(slots=True)
@@ -56,6 +73,10 @@ class _Pending:
     parent: str | None
     depth: int
     label: str
+    # Small groups carried down from the parent to fill this node's leaves, and the runs
+    # of the node's own files without them (None when nothing was carried).
+    carried: tuple[Group, ...] = ()
+    own: Runs | None = None
 
 
 # What normalize_path would change or refuse, seen in paths joined by newlines (with a
@@ -66,27 +87,43 @@ _UNCLEAN += ("/..\n", "\n./", "\n../", "\n.\n", "\n..\n")
 
 
 def _prepare(files: Iterable[str | FileEntry]) -> Sorted:
-    paths: list[str] = []
-    tokens_of: dict[str, int] = {}
-    for item in files:
-        if type(item) is str:
-            paths.append(item)
-        elif isinstance(item, FileEntry):
-            paths.append(item.path)
-            tokens_of[item.path] = item.tokens
-        else:
-            raise InputError(f"expected a path or a FileEntry, got {type(item).__name__}")
+    items = files if isinstance(files, list | tuple) else list(files)
+    paths: list[str]
+    given: list[int] | None = None
+    if all(type(item) is str for item in items):
+        paths = list(items)  # type: ignore[arg-type]
+    elif all(type(item) is FileEntry for item in items):
+        entries: list[FileEntry] = list(items)  # type: ignore[arg-type]
+        paths = [f.path for f in entries]
+        given = [f.tokens for f in entries]
+    else:
+        paths, given = [], []
+        for item in items:
+            if type(item) is str:
+                paths.append(item)
+                given.append(0)
+            elif isinstance(item, FileEntry):
+                paths.append(item.path)
+                given.append(item.tokens)
+            else:
+                raise InputError(f"expected a path or a FileEntry, got {type(item).__name__}")
     if not paths:
         raise InputError("no files to decompose")
     # One regex pass over all paths at C speed; only a suspicious input pays for the
     # per-path normalization (which cleans what it can and names what it refuses).
     joined = "\n" + "\n".join(paths) + "\n"
     if joined.count("\n") != len(paths) + 1 or any(bad in joined for bad in _UNCLEAN):
-        clean = [normalize_path(p) for p in paths]
-        tokens_of = {normalize_path(p): t for p, t in tokens_of.items()}
-        paths = clean
-    keys = sorted([path_sort_key(p) for p in paths])
-    paths = [k.replace("\x00", "/") for k in keys]
+        paths = [normalize_path(p) for p in paths]
+        joined = "\n" + "\n".join(paths) + "\n"
+    # Sort keys (see path_sort_key) made and split at C speed, not one path at a time.
+    unsorted = joined[1:-1].replace("/", "\x00").split("\n")
+    keys = sorted(unsorted)
+    tokens: tuple[int, ...]
+    if given is None:
+        tokens = (0,) * len(keys)
+    else:
+        token_of = dict(zip(unsorted, given, strict=True))
+        tokens = tuple([token_of[k] for k in keys])
     # Duplicates sort next to each other, and so does a path that is both a file and a
     # directory ("a/b" and "a/b/c"): every path below "a/b" sorts right after it.
     for prev, nxt in itertools.pairwise(keys):
@@ -96,12 +133,10 @@ def _prepare(files: Iterable[str | FileEntry]) -> Sorted:
                 raise InputError(f"duplicate path {shown!r}", path=shown)
             if nxt[len(prev)] == "\x00":
                 raise InputError(f"path {shown!r} is both a file and a directory", path=shown)
-    sorted_paths = tuple(paths)
-    if tokens_of:
-        tokens = tuple([tokens_of.get(p, 0) for p in sorted_paths])
-    else:
-        tokens = (0,) * len(sorted_paths)
-    return Sorted(paths=sorted_paths, keys=tuple(keys), tokens=tokens)
+    sorted_paths = tuple("\n".join(keys).replace("\x00", "/").split("\n"))
+    cumulative = (0, *itertools.accumulate(tokens))
+    slashes = tuple([k.count("\x00") for k in keys])
+    return Sorted(sorted_paths, tuple(keys), tokens, cumulative, slashes)
 
 
 def _slice(paths: tuple[str, ...], runs: Runs) -> tuple[str, ...]:
@@ -110,30 +145,164 @@ def _slice(paths: tuple[str, ...], runs: Runs) -> tuple[str, ...]:
     return tuple(itertools.chain.from_iterable(paths[a:b] for a, b in runs))
 
 
-def _leaf_reason(cfg: PlanConfig, depth: int, count: int, tokens: int) -> LeafReason | None:
-    if count < cfg.min_files:
-        return "below_min_files"
+def _leaf_reason(cfg: PlanConfig, count: int, tokens: int) -> LeafReason | None:
     if cfg.fits_budget(count, tokens):
-        return "fits_budget"
-    if depth >= cfg.max_depth:
-        return "max_depth"
+        return "below_min_files" if count < cfg.min_files else "fits_budget"
+    if count == 1:
+        return "oversized_file"
     return None
 
 
-def _split(
-    data: Sorted,
-    node: _Pending,
-    tokens: int,
-    cfg: PlanConfig,
-    strategies: Sequence[Strategy],
-) -> list[Cluster] | None:
-    """The clusters of the first strategy that makes progress, or None (the guard)."""
-    for strategy in strategies:
-        # Progress means at least two non-empty clusters; anything less is no split.
-        clusters = [c for c in strategy(data, node.runs, tokens, cfg) if c.runs]
-        if len(clusters) >= 2:
-            return clusters
-    return None
+def _split(data: Sorted, node: _Pending, cfg: PlanConfig, graph: Graph | None) -> list[Cluster]:
+    """Split a node over the budget into at least two clusters.
+
+    The first grouping of the node's own files that yields two groups wins (directories,
+    dependency communities, file-name prefixes); with none, the files are cut into
+    fitting chunks. Groups that fit (with any groups carried down from the parent) are
+    packed by tokens; groups over the budget stay whole for the next level, or are cut
+    into fitting chunks when the next level is the last. Packed clusters under half the
+    budget are carried down into a sibling over the budget, to fill its leaves, as long
+    as two clusters remain.
+    """
+    own = node.runs if node.own is None else node.own
+    groups: list[Group] = directory_groups(data, own)
+    if len(groups) < 2:
+        # A flat directory with a graph: chunks grown along its edges, unless cutting in
+        # path order takes fewer leaves or keeps more edges inside them.
+        chunks = graph_chunks(data, own, graph, cfg)
+        if chunks:
+            plain = fill_chunks(data, own, cfg)
+            if len(plain) < len(chunks) or (
+                len(plain) == len(chunks) and _score(plain, graph) > _score(chunks, graph)
+            ):
+                chunks = plain
+            if not node.carried:
+                return chunks
+        groups = _as_groups(data, chunks)
+    if len(groups) < 2:
+        groups = prefix_groups(data, own)
+    if len(groups) < 2:
+        chunks = fill_chunks(data, own, cfg)
+        if not node.carried:
+            return chunks  # they fit, and greedy chunks do not pack together
+        groups = _as_groups(data, chunks)
+    last = node.depth + 1 >= cfg.max_depth
+    small = [g for g in groups if cfg.fits_budget(g.count, g.tokens)]
+    big: list[Group] = []
+    cut: list[Cluster] = []
+    for group in groups:
+        if cfg.fits_budget(group.count, group.tokens):
+            continue
+        if last or group.count == 1:
+            # Cut on its own, not packed with siblings: its chunks then depend on its
+            # files alone, so they keep their ids when a sibling changes.
+            cut.extend(fill_chunks(data, group.runs, cfg))
+        else:
+            big.append(group)
+    small.extend(node.carried)
+    small.sort(key=lambda g: g.runs[0][0])
+    packed = pack(data, small, cfg, graph, common_dir(data, node.runs))
+    if (
+        big
+        and all(g.loose for g in big)
+        and _need(cfg, _count(node.runs), data.tokens_of(node.runs)) <= _FEW
+    ):
+        # A directory of a few budgets' worth whose own files are too many for one leaf:
+        # if cutting it in path order takes no more leaves than the structured split
+        # could at best, cut it (fuller, fewer leaves). Subdirectories over the budget
+        # are never cut this way, so their subtrees keep their ids when a sibling changes.
+        chunks = fill_chunks(data, node.runs, cfg)
+        if len(chunks) <= len(packed) + len(cut) + sum(_need(cfg, g.count, g.tokens) for g in big):
+            return chunks
+    clusters = [Cluster(g.runs, g.label) for g in big]
+    if big and not last:
+        half = cfg.max_tokens // 2 if cfg.max_tokens is not None else None
+        keep: list[Cluster] = []
+        carry: list[Cluster] = []
+        for cluster in packed:
+            count, tokens = cluster.size, data.tokens_of(cluster.runs)
+            under = (half is None or tokens < half) and (
+                cfg.max_files is None or 2 * count < cfg.max_files
+            )
+            (carry if under else keep).append(cluster)
+        if len(keep) + len(big) + len(cut) < 2 and carry:
+            keep.append(carry.pop(0))  # the node must still split in two
+        if carry:
+            target = min(range(len(big)), key=lambda k: (big[k].tokens, k))
+            host = big[target]
+            extra = tuple(group_of(data, c.runs, c.label) for c in carry)
+            merged = _merge_runs([host.runs, *(g.runs for g in extra)])
+            clusters[target] = Cluster(merged, f"{host.label} +{len(extra)}", extra, host.runs)
+        packed = keep
+    clusters.extend(packed)
+    clusters.extend(cut)
+    clusters.sort(key=lambda c: c.runs[0][0])
+    return clusters
+
+
+def _score(chunks: list[Cluster], graph: Graph | None) -> tuple[int, int]:
+    """Fewer chunks first, then more edges inside a chunk."""
+    inside = 0
+    if graph is not None:
+        chunk_of: dict[int, int] = {}
+        for n, chunk in enumerate(chunks):
+            for i in graph.linked_in(chunk.runs):
+                chunk_of[i] = n
+        for i, n in chunk_of.items():
+            inside += sum(1 for j in graph.neighbours[i] if chunk_of.get(j) == n)
+    return (-len(chunks), inside)
+
+
+def _need(cfg: PlanConfig, count: int, tokens: int) -> int:
+    """The fewest leaves that could hold ``count`` files of ``tokens`` tokens."""
+    need = 1
+    if cfg.max_files is not None:
+        need = max(need, -(-count // cfg.max_files))
+    if cfg.max_tokens is not None:
+        need = max(need, -(-tokens // cfg.max_tokens))
+    return need
+
+
+def _count(runs: Runs) -> int:
+    return sum(b - a for a, b in runs)
+
+
+def _as_groups(data: Sorted, clusters: list[Cluster]) -> list[Group]:
+    return [group_of(data, c.runs, c.label) for c in clusters]
+
+
+def _index_graph(graph: nx.DiGraph | None, data: Sorted) -> Graph | None:
+    """The graph's edges between input files, undirected, as indices."""
+    if graph is None:
+        return None
+    position = {p: i for i, p in enumerate(data.paths)}
+    neighbours: dict[int, set[int]] = {}
+    for a, successors in adjacency(graph).items():
+        i = position.get(a)
+        if i is None:
+            continue
+        for b in successors:
+            j = position.get(b)
+            if j is None or j == i:
+                continue
+            found = neighbours.get(i)
+            if found is None:
+                neighbours[i] = {j}
+            else:
+                found.add(j)
+            found = neighbours.get(j)
+            if found is None:
+                neighbours[j] = {i}
+            else:
+                found.add(i)
+    if not neighbours:
+        return None
+    return Graph({i: tuple(sorted(n)) for i, n in neighbours.items()}, tuple(sorted(neighbours)))
+
+
+def with_default_budget(cfg: PlanConfig) -> PlanConfig:
+    """``cfg`` with :data:`DEFAULT_MAX_TOKENS` when it sets no budget."""
+    return cfg if cfg.has_budget else replace(cfg, max_tokens=DEFAULT_MAX_TOKENS)
 
 
 def decompose_levels(
@@ -157,26 +326,33 @@ def decompose_levels(
     Args:
         files: relative ``/``-separated paths, or :class:`~subplan.FileEntry` items (which
             carry token counts for the ``max_tokens`` budget).
-        min_files: a node with fewer files is a leaf (``below_min_files``).
-        max_depth: nodes at this depth are leaves (``max_depth``).
-        max_files: when set, a node with at most this many files (and within
-            ``max_tokens``) is a leaf (``fits_budget``).
-        max_tokens: when set, the token budget of a leaf.
-        seed: seed of the import-graph community detection (Louvain).
+        min_files: a leaf that fits with fewer files is labelled ``below_min_files``;
+            it never keeps a node over the budget from being split.
+        max_depth: the deepest level; the level above it cuts every group over the
+            budget into fitting chunks, so no leaf breaks the budget. With 0, files over
+            the budget are refused (``ConfigError``).
+        max_files: when set, the most files a leaf of two or more files may hold.
+        max_tokens: the token budget of a leaf (default :data:`DEFAULT_MAX_TOKENS`
+            when ``max_files`` is not set either); only a single larger file exceeds it
+            (``oversized_file``).
+        seed: recorded in the plan's config; decomposition itself uses no randomness.
         import_graph: a directed graph over paths (an edge ``a -> b`` when ``a`` imports
-            ``b``); used to split a node that directories cannot split.
+            ``b``); ties groups when packing (across directories too), grows chunks in
+            flat directories, and orders the leaves (:attr:`Plan.dependencies`).
         config: all the options above at once; overrides the keyword options.
 
     Yields:
         Tuples of :class:`~subplan.Subplan`, one per depth.
 
     Raises:
-        ConfigError: an option is out of range.
+        ConfigError: an option is out of range, or ``max_depth`` is 0 and the files
+            exceed the budget.
         InputError: no files, a duplicate path, an unsafe path, or a path that is both a
             file and a directory.
 
     Example:
-        >>> levels = list(decompose_levels(["a/1", "a/2", "a/3", "b/1", "b/2", "b/3"]))
+        >>> files = ["a/1", "a/2", "a/3", "b/1", "b/2", "b/3"]
+        >>> levels = list(decompose_levels(files, max_files=3))
         >>> [len(level) for level in levels]
         [1, 2]
     """
@@ -187,16 +363,13 @@ def decompose_levels(
         max_tokens=max_tokens,
         seed=seed,
     )
+    cfg = with_default_budget(cfg)
     prepared = _prepare(files)
-    strategies: list[Strategy] = [directory_clusters]
-    if import_graph is not None and import_graph.number_of_edges() > 0:
-        strategies.append(import_clusters(import_graph))
-    if cfg.has_budget:
-        strategies.append(chunk_clusters)
+    graph = _index_graph(import_graph, prepared)
 
     every: Runs = [(0, len(prepared.paths))]
     level = [_Pending(every, None, 0, common_dir(prepared, every))]
-    all_paths, all_tokens = prepared.paths, prepared.tokens
+    all_paths = prepared.paths
     ids: dict[tuple[tuple[int, int], ...], str] = {}
 
     def id_of(runs: Runs) -> str:
@@ -212,17 +385,29 @@ def decompose_levels(
         for node in level:
             paths = _slice(all_paths, node.runs)
             node_id = id_of(node.runs)
-            tokens = sum(sum(all_tokens[a:b]) for a, b in node.runs)
-            reason = _leaf_reason(cfg, node.depth, len(paths), tokens)
+            tokens = prepared.tokens_of(node.runs)
+            reason = _leaf_reason(cfg, len(paths), tokens)
             clusters = None
             if reason is None:
-                clusters = _split(prepared, node, tokens, cfg, strategies)
-                if clusters is None:
-                    reason = "no_progress"
+                if node.depth >= cfg.max_depth:
+                    raise ConfigError(
+                        f"max_depth {cfg.max_depth} allows no split, but {len(paths)} files "
+                        f"({tokens} tokens) exceed the budget"
+                    )
+                clusters = _split(prepared, node, cfg, graph)
             children: list[str] = []
             for cluster in clusters or ():
                 children.append(id_of(cluster.runs))
-                next_level.append(_Pending(cluster.runs, node_id, node.depth + 1, cluster.label))
+                next_level.append(
+                    _Pending(
+                        cluster.runs,
+                        node_id,
+                        node.depth + 1,
+                        cluster.label,
+                        cluster.carried,
+                        cluster.own,
+                    )
+                )
             finished.append(
                 Subplan(
                     id=node_id,
@@ -253,7 +438,10 @@ def decompose(
     """Decompose ``files`` into a :class:`~subplan.Plan`: a tree whose leaves partition them.
 
     The same files in any order give the same plan, byte for byte, and a subplan whose
-    files did not change keeps its id when the project is decomposed again. See
+    files did not change keeps its id when the project is decomposed again. With an
+    ``import_graph``, the plan also carries :attr:`Plan.dependencies
+    <subplan.Plan.dependencies>`: a leaf waits for the leaves it imports from (cycles
+    collapsed), and :meth:`Plan.waves <subplan.Plan.waves>` orders the leaves by them. See
     :func:`decompose_levels` for the arguments.
 
     Returns:
@@ -265,9 +453,10 @@ def decompose(
             file and a directory.
 
     Example:
-        >>> plan = decompose(["src/a.py", "src/b.py", "src/c.py", "README.md"])
-        >>> [(leaf.label, leaf.leaf_reason) for leaf in plan.leaves]
-        [('*', 'below_min_files'), ('src', 'no_progress')]
+        >>> files = [FileEntry(p, 4000) for p in ("src/a.py", "src/b.py", "src/c.py", "README.md")]
+        >>> plan = decompose(files, max_tokens=3000)
+        >>> [(leaf.label, leaf.tokens, leaf.leaf_reason) for leaf in plan.leaves]
+        [('*', 1000, 'below_min_files'), ('src', 3000, 'fits_budget')]
     """
     cfg = config or PlanConfig(
         min_files=min_files,
@@ -281,4 +470,9 @@ def decompose(
         for level in decompose_levels(files, import_graph=import_graph, config=cfg)
         for node in level
     ]
-    return Plan(nodes, config=cfg, root=nodes[0].id)
+    plan = Plan(nodes, config=with_default_budget(cfg), root=nodes[0].id)
+    if import_graph is None:
+        return plan
+    # The same tree, carrying the order its leaves' imports give (cycles collapsed).
+    deps = leaf_dependencies(plan, import_graph)
+    return Plan(nodes, config=plan.config, root=plan.root.id, dependencies=deps)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
+from .._decompose._order import leaf_dependencies
 from .._errors import DependencyCycleError
 from .._model import Plan
 
@@ -31,30 +32,13 @@ def dependencies_from_imports(plan: Plan, graph: nx.DiGraph) -> dict[str, set[st
     Example:
         >>> import networkx as nx
         >>> from subplan import decompose
-        >>> plan = decompose(["a/1", "a/2", "a/3", "b/1", "b/2", "b/3"])
+        >>> plan = decompose(["a/1", "a/2", "a/3", "b/1", "b/2", "b/3"], max_files=3)
         >>> g = nx.DiGraph([("a/1", "b/1")])
         >>> deps = dependencies_from_imports(plan, g)
         >>> [plan[p].label for p in deps[plan.leaf_for("a/1").id]]
         ['b']
     """
-    import networkx as nx
-
-    leaf_of = {f: leaf.id for leaf in plan.leaves for f in leaf.files}
-    leaf_graph = nx.DiGraph()
-    leaf_graph.add_nodes_from(leaf.id for leaf in plan.leaves)
-    for importer, imported in graph.edges:
-        a, b = leaf_of.get(importer), leaf_of.get(imported)
-        if a is not None and b is not None and a != b:
-            leaf_graph.add_edge(a, b)
-    component = {}
-    for n, members in enumerate(nx.strongly_connected_components(leaf_graph)):
-        for member in members:
-            component[member] = n
-    out: dict[str, set[str]] = {}
-    for a, b in leaf_graph.edges:
-        if component[a] != component[b]:
-            out.setdefault(a, set()).add(b)
-    return out
+    return leaf_dependencies(plan, graph)
 
 
 def expand_dependencies(

@@ -2,7 +2,8 @@
 
 :func:`scan` lists a directory (``git ls-files`` in a work tree, else a scandir walk that
 honours ``.gitignore``); :func:`read_path_list` and :func:`from_paths` take lists of paths;
-:func:`import_graph` finds which Python and JS/TS files import which.
+:func:`import_graph` finds which source files import or include which (Python, JS/TS,
+C/C++, device trees, Go, Rust, Java/Kotlin).
 """
 
 from ._imports import import_graph as import_graph

@@ -1,4 +1,4 @@
-"""The import graph of a project's Python and JS/TS files, read with line-level regexes.
+"""The dependency graph of a project's source files, read with line-level regexes.
 
 Regexes, not :mod:`ast`: a planner reads thousands of files, many of which may not parse
 (work in progress, other Python versions, TypeScript), and a missed or invented edge only
@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Final
 
 from .._model import path_sort_key
 from ._listing import _resolve_root
+from ._native import C_SUFFIXES, GO_SUFFIXES, HEAD, JVM_SUFFIXES, RUST_SUFFIXES, native_edges
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -38,6 +39,8 @@ _TS_FOR_JS: Final = {
     ".mjs": (".mts",),
     ".cjs": (".cts",),
 }
+
+_NATIVE_SUFFIXES: Final = C_SUFFIXES + GO_SUFFIXES + RUST_SUFFIXES + JVM_SUFFIXES
 
 _READ_LIMIT: Final = 1 << 20
 _BINARY_PROBE: Final = 8192
@@ -69,6 +72,31 @@ _JS_IMPORT_RE: Final = re.compile(
     """,
     re.VERBOSE,
 )
+
+
+# Bare specifiers ("@scope/pkg", "pkg/sub"), resolved only against workspace packages.
+_JS_BARE_RE: Final = re.compile(
+    r"""
+    \b(?:from|import)\s*(?P<q>['"])(?P<spec>(?:@[\w.-]+/)?[\w][\w.-]*(?:/[^'"\n]*)?)(?P=q)
+    |
+    \b(?:require|import)\s*\(\s*(?P<q2>['"`])(?P<spec2>(?:@[\w.-]+/)?[\w][\w.-]*(?:/[^'"`\n]*)?)(?P=q2)\s*\)
+    """,
+    re.VERBOSE,
+)
+_PACKAGE_NAME_RE: Final = re.compile(r'"name"\s*:\s*"([^"]+)"')
+_PACKAGE_ENTRY_RE: Final = re.compile(r'"(?:source|module|main|types)"\s*:\s*"([^"]+)"')
+
+
+def _read_head(path: str) -> bytes | None:
+    """The first :data:`HEAD` bytes of a text file; ``None`` when unreadable or binary."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(HEAD)
+    except OSError:
+        return None
+    if b"\0" in data[:_BINARY_PROBE]:
+        return None
+    return data
 
 
 def _read_source(path: str) -> str | None:
@@ -201,8 +229,10 @@ def _split_names(text: str) -> list[str]:
 
 
 class _JsResolver:
-    def __init__(self, files: Iterable[str]) -> None:
+    def __init__(self, files: Iterable[str], workspaces: dict[str, str] | None = None) -> None:
         self._files = frozenset(files)
+        # Workspace package name -> its entry specifier relative to the root ("./pkg/src").
+        self._workspaces = workspaces or {}
 
     def resolve(self, importer_dir: str, spec: str) -> str | None:
         spec = spec.split("?", 1)[0].split("#", 1)[0]
@@ -232,16 +262,63 @@ class _JsResolver:
             target = self.resolve(importer_dir, spec)
             if target is not None:
                 found.add(target)
+        if self._workspaces:
+            for match in _JS_BARE_RE.finditer(text):
+                target = self.bare(match["spec"] or match["spec2"])
+                if target is not None:
+                    found.add(target)
         found.discard(importer)
         return found
 
+    def bare(self, spec: str) -> str | None:
+        """A workspace package's file for ``@scope/pkg`` or ``pkg/sub/path``."""
+        parts = spec.split("/")
+        count = 2 if spec.startswith("@") else 1
+        name, sub = "/".join(parts[:count]), "/".join(parts[count:])
+        entry = self._workspaces.get(name)
+        if entry is None:
+            return None
+        places = entry.split("\0")
+        if sub:
+            return self.resolve("", places[0] + "/" + sub)
+        for candidate in [*places[1:], places[0]]:
+            target = self.resolve("", candidate)
+            if target is not None:
+                return target
+        return None
+
+
+def _workspaces(base: str, manifests: Sequence[str]) -> dict[str, str]:
+    """Workspace package names from ``package.json`` files (not under node_modules).
+
+    Each name maps to ``dir`` then, NUL-separated, the entry points its manifest names
+    and ``dir/src``: tried in that order for a bare import of the package.
+    """
+    out: dict[str, str] = {}
+    for manifest in manifests:
+        if "node_modules/" in manifest:
+            continue
+        data = _read_head(base + manifest)
+        if data is None:
+            continue
+        text = data.decode("utf-8", "replace")
+        found = _PACKAGE_NAME_RE.search(text)
+        if found is None:
+            continue
+        directory = posixpath.dirname(manifest) or "."
+        entries = [posixpath.join(directory, e) for e in _PACKAGE_ENTRY_RE.findall(text)]
+        entries.append(posixpath.join(directory, "src"))
+        out.setdefault(found.group(1), "\0".join([directory, *entries]))
+    return out
+
 
 def import_graph(root: str | os.PathLike[str], paths: Iterable[str]) -> nx.DiGraph:
-    """Build the directed import graph of the Python and JS/TS files among ``paths``.
+    """Build the directed dependency graph of the source files among ``paths``.
 
-    Nodes are the ``.py``/``.pyi`` and ``.js .jsx .mjs .cjs .ts .tsx .mts .cts`` files of
-    ``paths`` (normalized relative paths, as in :attr:`Inventory.paths`); an edge
-    ``a -> b`` means that ``a`` imports ``b``. Imports of anything outside the set
+    Nodes are the Python (``.py .pyi``), JS/TS (``.js .jsx .mjs .cjs .ts .tsx .mts
+    .cts``), C/C++ and device-tree, Go, Rust and Java/Kotlin files of ``paths``
+    (normalized relative paths, as in :attr:`Inventory.paths`); an edge ``a -> b`` means
+    that ``a`` imports or includes ``b``. Imports of anything outside the set
     (stdlib, third-party, missing files) add nothing, and a file never imports itself.
 
     Python: ``import a.b``, ``import a as x, b``, ``from a.b import c`` (also with a
@@ -251,7 +328,12 @@ def import_graph(root: str | os.PathLike[str], paths: Iterable[str]) -> nx.DiGra
     exactly against the importer's package directory. JS/TS: ``import ... from``,
     side-effect ``import``, ``export ... from``, ``require()`` and dynamic ``import()``
     with a relative specifier, tried as the exact file, with a TypeScript source for a
-    ``.js`` name, with each extension, then as ``dir/index.<ext>``.
+    ``.js`` name, with each extension, then as ``dir/index.<ext>``; a bare specifier
+    (``@scope/pkg``, ``pkg/sub/path``) resolves when a ``package.json`` of the set (not
+    under ``node_modules``) has that ``name``, through its ``source``/``module``/
+    ``main``/``types`` entry or ``src/index.*``. C/C++, device trees, Go, Rust and
+    Java/Kotlin: see :mod:`subplan._inventory._native` (only the first 64 KiB of each of
+    those files is read).
 
     Notes:
         Reads at most the first MiB of each source file; a file that cannot be read or
@@ -284,17 +366,22 @@ def import_graph(root: str | os.PathLike[str], paths: Iterable[str]) -> nx.DiGra
     unique = set(paths)
     py_files = sorted((p for p in unique if p.endswith(PY_SUFFIXES)), key=path_sort_key)
     js_files = sorted((p for p in unique if p.endswith(JS_SUFFIXES)), key=path_sort_key)
+    manifests = sorted(
+        (p for p in unique if p.rpartition("/")[2] == "package.json"), key=path_sort_key
+    )
     py = _PythonResolver(py_files)
-    js = _JsResolver(js_files)
+    js = _JsResolver(js_files, _workspaces(base, manifests) if js_files else None)
     edges: list[tuple[str, str]] = []
     for files, resolver in ((py_files, py), (js_files, js)):
         for path in files:
             text = _read_source(base + path)
             if text is not None:
                 edges.extend((path, target) for target in resolver.imports(path, text))
+    edges.extend(native_edges(unique, lambda path: _read_head(base + path)))
+    native = [p for p in unique if p.endswith(_NATIVE_SUFFIXES)]
     import networkx as nx  # imported when needed: it takes a quarter of a second
 
     graph = nx.DiGraph()
-    graph.add_nodes_from(sorted(py_files + js_files, key=path_sort_key))
+    graph.add_nodes_from(sorted(py_files + js_files + native, key=path_sort_key))
     graph.add_edges_from(sorted(edges, key=lambda e: (path_sort_key(e[0]), path_sort_key(e[1]))))
     return graph

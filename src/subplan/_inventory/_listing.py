@@ -8,6 +8,8 @@ does. Both modes share the rules that matter to a planner:
 * ``.git`` (directory or file) and ``.subplan/`` are left out at every level, and so is
   whatever matches the caller's ``exclude`` patterns;
 * sizes come from one ``lstat`` per file; file contents are never read;
+* binaries, lockfiles, vendored and generated files weigh 0 tokens (see
+  :mod:`._weights`) unless ``weigh_all=True``;
 * symlinks are never followed out of the root. A link to a regular file inside the root
   is listed under the link's own path with the target's size; a link to a directory is
   not descended and is recorded as skipped ("symlink to a directory"), like links that
@@ -31,6 +33,7 @@ from typing import Final, Literal
 from .._errors import InputError
 from .._model import FileEntry, normalize_path, path_sort_key
 from ._gitignore import IgnoreRules, is_ignored
+from ._weights import is_weightless, never_planned
 
 __all__ = ["Inventory", "Skipped", "from_paths", "read_path_list", "scan"]
 
@@ -150,12 +153,22 @@ def _resolve_root(root: str | os.PathLike[str]) -> pathlib.Path:
     return pathlib.Path(root).resolve()
 
 
+def _weigh(files: Iterable[FileEntry]) -> list[FileEntry]:
+    return [
+        FileEntry(f.path, f.size, 0) if f.tokens and is_weightless(f.path) else f for f in files
+    ]
+
+
 def _sorted_inventory(
     root: pathlib.Path | None,
     files: Iterable[FileEntry],
     skipped: Iterable[Skipped],
     source: Literal["git", "walk", "list"],
+    *,
+    weigh_all: bool = True,
 ) -> Inventory:
+    if not weigh_all:
+        files = _weigh(files)
     return Inventory(
         root=root,
         files=tuple(sorted(files, key=lambda f: path_sort_key(f.path))),
@@ -234,6 +247,7 @@ def scan(
     *,
     use_git: bool | None = None,
     exclude: Sequence[str] = (),
+    weigh_all: bool = False,
 ) -> Inventory:
     """List the files of the project at ``root`` without reading them.
 
@@ -252,6 +266,8 @@ def scan(
         exclude: extra gitignore-style patterns, relative to ``root``, for files to leave
             out (a negated pattern only takes back an earlier pattern of this list; it
             cannot bring back a file that git ignores).
+        weigh_all: count every file as bytes/4 tokens; by default binaries, lockfiles,
+            vendored and generated files weigh 0 tokens.
 
     Returns:
         The inventory; ``source`` says which listing was used. It may hold no files.
@@ -284,11 +300,11 @@ def scan(
             listed = None
         if listed is not None:
             files, skipped = _from_git(top, listed, excludes)
-            return _sorted_inventory(real_root, files, skipped, "git")
+            return _sorted_inventory(real_root, files, skipped, "git", weigh_all=weigh_all)
         if use_git:
             raise InputError(f"not a git work tree: {os.fspath(root)}", path=top)
     files, skipped = _walk(top, excludes)
-    return _sorted_inventory(real_root, files, skipped, "walk")
+    return _sorted_inventory(real_root, files, skipped, "walk", weigh_all=weigh_all)
 
 
 def _git_env() -> dict[str, str]:
@@ -463,6 +479,8 @@ def _walk(top: str, excludes: _Excludes) -> tuple[list[FileEntry], list[Skipped]
 
 # -- path lists -------------------------------------------------------------------------
 
+_NEVER_REASON: Final = "in a .git or .subplan directory"
+
 
 def _size_under(base: str | None, path: str) -> int:
     """Size of the regular file ``path`` under ``base`` (via a symlink too), else 0."""
@@ -490,6 +508,7 @@ def read_path_list(
     *,
     root: str | os.PathLike[str] | None = None,
     source: str = "<list>",
+    weigh_all: bool = False,
 ) -> Inventory:
     r"""Read a path list: the ``subplan plan --from-list FILE`` format.
 
@@ -501,14 +520,18 @@ def read_path_list(
 
     A line without a size takes the size of the file under ``root`` (following a symlink)
     when ``root`` is given and the file is there, else 0, so its token estimate is 0.
+    Paths inside ``.git`` or ``.subplan`` directories are never planned: they are
+    recorded as skipped. Binaries, lockfiles, vendored and generated files weigh 0
+    tokens unless ``weigh_all``.
 
     Args:
         lines: the lines, as from an open text file; a single ``str`` is split into lines.
         root: the project directory for missing sizes; also becomes ``Inventory.root``.
         source: the name of the list in error messages.
+        weigh_all: count every file as bytes/4 tokens.
 
     Returns:
-        An inventory with ``source="list"`` and nothing skipped.
+        An inventory with ``source="list"``.
 
     Raises:
         InputError: a bad path or size, a duplicate path (naming the line of the first),
@@ -525,6 +548,7 @@ def read_path_list(
     base = None if real_root is None else str(real_root)
     first_line: dict[str, int] = {}
     files: list[FileEntry] = []
+    skipped: list[Skipped] = []
     for lineno, line in enumerate(_list_lines(lines), start=1):
         line = line.removesuffix("\n").removesuffix("\r")
         if not line.strip() or line.startswith("#"):
@@ -540,6 +564,9 @@ def read_path_list(
                 path=path,
             )
         first_line[path] = lineno
+        if never_planned(path):
+            skipped.append(Skipped(path, _NEVER_REASON))
+            continue
         if tab:
             digits = size_text.strip(" ")
             if not _SIZE_RE.fullmatch(digits):
@@ -553,23 +580,27 @@ def read_path_list(
         files.append(FileEntry(path, size))
     if not files:
         raise InputError(f"no files in {source}", path=source)
-    return _sorted_inventory(real_root, files, (), "list")
+    return _sorted_inventory(real_root, files, skipped, "list", weigh_all=weigh_all)
 
 
 def from_paths(
     paths: Iterable[str | FileEntry],
     *,
     root: str | os.PathLike[str] | None = None,
+    weigh_all: bool = False,
 ) -> Inventory:
     """Make an inventory from paths an agent already has.
 
     Paths are normalized with :func:`~subplan._model.normalize_path`; a
     :class:`~subplan._model.FileEntry` keeps its size and tokens. A plain path takes the
-    size of the file under ``root`` when given and present, else 0.
+    size of the file under ``root`` when given and present, else 0; a binary, lockfile,
+    vendored or generated one weighs 0 tokens unless ``weigh_all``. Paths inside
+    ``.git`` or ``.subplan`` directories are never planned (recorded as skipped).
 
     Args:
         paths: relative paths or file entries, in any order.
         root: the project directory for sizes; also becomes ``Inventory.root``.
+        weigh_all: count every plain path as bytes/4 tokens.
 
     Returns:
         An inventory with ``source="list"``.
@@ -592,6 +623,7 @@ def from_paths(
     base = None if real_root is None else str(real_root)
     seen: set[str] = set()
     files: list[FileEntry] = []
+    skipped: list[Skipped] = []
     for item in paths:
         if isinstance(item, FileEntry):
             path = normalize_path(item.path)
@@ -599,12 +631,17 @@ def from_paths(
         elif isinstance(item, str):
             path = normalize_path(item)
             entry = FileEntry(path, _size_under(base, path))
+            if not weigh_all and entry.tokens and is_weightless(path):
+                entry = FileEntry(path, entry.size, 0)
         else:
             raise TypeError(f"expected a path string or FileEntry, got {type(item).__name__}")
         if path in seen:
             raise InputError(f"duplicate path {path!r}", path=path)
         seen.add(path)
+        if never_planned(path):
+            skipped.append(Skipped(path, _NEVER_REASON))
+            continue
         files.append(entry)
     if not files:
         raise InputError("no files given")
-    return _sorted_inventory(real_root, files, (), "list")
+    return _sorted_inventory(real_root, files, skipped, "list")

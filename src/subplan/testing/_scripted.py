@@ -146,7 +146,7 @@ def simulate(
 
     Example:
         >>> from subplan import decompose
-        >>> plan = decompose([f"{d}/{i}" for d in "abcde" for i in range(3)])
+        >>> plan = decompose([f"{d}/{i}" for d in "abcde" for i in range(3)], max_files=3)
         >>> report = simulate(plan, ScriptedWork(default=Step(1.0)), max_parallel=2)
         >>> report.peak_concurrency, report.duration
         (2, 3.0)
