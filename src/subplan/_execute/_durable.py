@@ -37,7 +37,7 @@ from .._store._base import (
 )
 from .._store._journal import StoreJournal, record_of
 from .._store._open import open_store
-from ._command_process import kill_process_group
+from ._command_process import kill_process_groups, process_groups_of_run
 from ._results import AttemptRecord, Pause, RunReport, SubplanOutcome, SubplanStatus
 from ._tracker import peak_from_intervals
 
@@ -246,12 +246,16 @@ def prepare_resume(
     # A record without a host predates host names (or was written by hand): local.
     local = record.host in ("", socket.gethostname())
     left_running = 0
+    # Every group to kill before anything starts again: those recorded as running, and
+    # any command of this run found on this host by its environment (a group the store
+    # never heard of). All at once, under one grace period.
+    doomed = process_groups_of_run(run_id)
     for row in rows:
         if row.status != "running":
             continue
         if row.pgid is not None and row.pgid > 1:
             if local:
-                kill_process_group(row.pgid, grace=kill_grace)
+                doomed.add(row.pgid)
             else:
                 left_running += 1  # that number here would be some other process group
         reclaimed.append(
@@ -266,6 +270,7 @@ def prepare_resume(
                 charged=False,
             )
         )
+    survivors = sorted(kill_process_groups(doomed, grace=kill_grace))
     if reclaimed:
         store.apply(reclaimed)
         rows = store.attempts(run_id)
@@ -280,9 +285,14 @@ def prepare_resume(
         if attempts[-1].status == "succeeded" and unit_id not in again
     )
     warnings: tuple[str, ...] = ()
+    if survivors:
+        warnings += (
+            f"process group(s) {', '.join(map(str, survivors))} of this run could not be "
+            "killed (another user's, or stuck in the kernel)",
+        )
     if left_running:
         what = "attempt" if left_running == 1 else "attempts"
-        warnings = (
+        warnings += (
             f"{left_running} {what} of host {record.host} may still be running there; "
             f"their commands were not killed (this resume runs on {socket.gethostname()})",
         )

@@ -179,12 +179,26 @@ class StoreJournal:
         """A running attempt's worker or command process; ``wait`` until it is committed.
 
         A resume kills the process group of an attempt its dead orchestrator left
-        running, so a command's group is worth waiting for before the command runs on.
+        running, so a command's group is committed before the command runs at all
+        (:func:`run_command` holds it back until then). The start row, queued before,
+        commits in the same or an earlier batch, so the attempt's number is durably
+        taken too.
+
+        Raises:
+            StoreError: the store failed, or (with ``wait``) it rejected the write: the
+                attempt is no longer ``running`` (a newer orchestrator fenced it).
         """
         write = AttemptProcess(self.run_id, subplan_id, number, pid=pid, pgid=pgid)
         ticket = self._put((_WRITE, write))
         if wait:
             self._wait_for(ticket)
+            if write in self.rejected:
+                # A newer orchestrator took the attempt over (a resume marked it
+                # interrupted): this one must not start its command.
+                raise StoreError(
+                    f"attempt {number} of {subplan_id} is no longer this orchestrator's: "
+                    "the run was taken over"
+                )
 
     def status(
         self,
