@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from subplan import SharedLimiter
 from subplan._store._open import open_store
 
 LIMIT = 60.0  # seconds any one bounded wait may take
@@ -302,3 +303,43 @@ def test_resume_kills_a_command_of_the_run_the_store_never_heard_of(tmp_path: Pa
             stray.kill()
             stray.wait()
 
+
+def test_an_orphaned_command_keeps_its_pool_slot_until_it_is_gone(tmp_path: Path) -> None:
+    root = project(tmp_path, 2)
+    runs, log, pools = tmp_path / "runs", tmp_path / "log", tmp_path / "pools"
+    env = {**clean_env(), "SUBPLAN_POOL_DIR": str(pools)}
+    argv = run_argv(root, runs, log, limit=2, pause=600.0)
+    argv[argv.index("--") : argv.index("--")] = ["--pool", "shared"]
+    orchestrator = subprocess.Popen(
+        argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + LIMIT
+        while len([x for x in lines(log) if x[0] == "start"]) < 2:
+            assert time.monotonic() < deadline, "the commands never started"
+            assert orchestrator.poll() is None, "the run ended early"
+            time.sleep(0.02)
+        orchestrator.kill()
+        orchestrator.wait(timeout=LIMIT)
+        orphans = processes_of("k")
+        assert orphans, "the commands died with their orchestrator"
+        pool = SharedLimiter("shared", 2, directory=pools)
+        try:
+            # Both slots stay taken while the orphaned commands run...
+            assert None is pool.acquire_nowait()
+            for pid in orphans:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGKILL)
+            wait_until_gone("k", "the orphaned commands survived SIGKILL")
+            # ...and come free the moment they are gone.
+            slots = [pool.acquire_nowait(), pool.acquire_nowait()]
+            assert None not in slots
+        finally:
+            pool.close()
+    finally:
+        if orchestrator.poll() is None:
+            orchestrator.kill()
+            orchestrator.wait()
+        for pid in processes_of("k"):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)

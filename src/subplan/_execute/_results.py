@@ -118,6 +118,10 @@ class AttemptContext:
         subplan_id: the subplan's id.
         attempt: 1 for the first attempt, 2 for the first retry, and so on.
         deadline: monotonic time by which the attempt should end, or None.
+        inherit_fds: descriptors a command of this attempt must inherit: the flock'd
+            slot of a shared pool (``--pool``), so that the slot stays taken as long as
+            the command lives, even if the orchestrator dies. :class:`CommandWork` passes
+            them on.
     """
 
     __slots__ = (
@@ -126,6 +130,7 @@ class AttemptContext:
         "_run_dir",
         "attempt",
         "deadline",
+        "inherit_fds",
         "run_id",
         "subplan_id",
         "workspace",
@@ -141,8 +146,10 @@ class AttemptContext:
         cancel: CancelFlag,
         deadline: float | None,
         on_process: Callable[[int, int], None] | None = None,
+        inherit_fds: tuple[int, ...] = (),
     ) -> None:
         self.run_id = run_id
+        self.inherit_fds = inherit_fds
         self.subplan_id = subplan_id
         self.attempt = attempt
         self.deadline = deadline

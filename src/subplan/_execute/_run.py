@@ -439,6 +439,7 @@ class _Setup:
             on_process = functools.partial(
                 self.record_process, launch.unit_id, launch.attempt, wait=True
             )
+        held = getattr(self.limiter, "held_descriptors", None)
         return AttemptContext(
             run_id=self.run_id,
             subplan_id=launch.unit_id,
@@ -447,6 +448,7 @@ class _Setup:
             cancel=live.cancel,
             deadline=launch.deadline,
             on_process=on_process,
+            inherit_fds=() if held is None else held(launch.slot),
         )
 
     def record_process(
