@@ -56,7 +56,7 @@ from ._shared import SharedLimiter
 from ._tracker import ConcurrencyTracker, peak_from_intervals
 
 if TYPE_CHECKING:
-    from .._store._base import Store
+    from .._store._base import PauseRow, Store
     from ._dask import DaskSession
 
 __all__ = ["Work", "arun", "default_runs_dir", "new_run_id", "resume", "run"]
@@ -1180,6 +1180,22 @@ async def _arun_driver(
     return setup.report()
 
 
+def _honour_stored_pause(setup: _Setup, pauses: Sequence[PauseRow]) -> None:
+    """Keep the gate closed until a stored pause ends: the limit outlived the orchestrator."""
+    if not pauses:
+        return
+    latest = max(pauses, key=lambda p: p.ends)
+    wait = latest.ends - setup.clock.time()
+    if wait > 0:
+        setup.scheduler.pause(
+            wait=wait,
+            reason=f"still rate limited: {latest.reason}",
+            source=latest.source,
+            subplan_id=latest.subplan_id,
+            margin=False,  # the stored end has its margin already
+        )
+
+
 def resume(
     run_id: str,
     work: Work | None = None,
@@ -1202,11 +1218,12 @@ def resume(
     """Resume a stored run: run again only what did not succeed.
 
     The run keeps its limits, retry policy, timeout, backend, dependencies and (for
-    command work) its command. Attempts a dead orchestrator left running are reclaimed:
-    their process groups are killed first, then they are marked ``interrupted`` without
-    being charged. Attempt numbers continue; the retry budget starts afresh. At-least-once:
-    an attempt that was running when the orchestrator died runs again, so work should
-    be idempotent.
+    command work) its command. A rate-limit pause that had not ended when the run stopped
+    still holds: nothing starts before its stored end. Attempts a dead orchestrator left
+    running are reclaimed: their process groups are killed first, then they are marked
+    ``interrupted`` without being charged. Attempt numbers continue; the retry budget
+    starts afresh. At-least-once: an attempt that was running when the orchestrator died
+    runs again, so work should be idempotent.
 
     Args:
         run_id: the run.
@@ -1298,6 +1315,7 @@ def resume(
             resume=state,
             halt=halt,
         )
+        _honour_stored_pause(setup, the_store.pauses(run_id))
     except BaseException:
         if lock is not None:
             lock.release()
