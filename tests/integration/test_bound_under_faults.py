@@ -343,3 +343,63 @@ def test_an_orphaned_command_keeps_its_pool_slot_until_it_is_gone(tmp_path: Path
         for pid in processes_of("k"):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+
+# A command that notes a SIGTERM and carries on: only SIGKILL ends it.
+STUBBORN = (
+    "import os, signal, sys, time\n"
+    "fd = os.open(sys.argv[1], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)\n"
+    "signal.signal(signal.SIGTERM, lambda *_: os.write(fd, b'term\\n'))\n"
+    "os.write(fd, b'start\\n')\n"
+    "while True: time.sleep(600)\n"
+)
+
+
+def test_a_second_ctrl_c_kills_every_command_before_exiting(tmp_path: Path) -> None:
+    root = project(tmp_path, 2)
+    runs, log = tmp_path / "runs", tmp_path / "log"
+    argv = cli(
+        "run", str(root), "--min-files", "1", "--max-parallel", "2", "--run-id", "k",
+        "--runs-dir", str(runs), "--", sys.executable, "-c", STUBBORN, str(log),
+    )  # fmt: skip
+    orchestrator = subprocess.Popen(
+        argv, env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + LIMIT
+        while len([x for x in lines(log) if x == ["start"]]) < 2:
+            assert orchestrator.poll() is None, "the orchestrator ended early"
+            assert time.monotonic() < deadline, "the commands never started"
+            time.sleep(0.02)
+        orchestrator.send_signal(signal.SIGINT)  # the commands shrug off the SIGTERM...
+        while len([x for x in lines(log) if x == ["term"]]) < 2:
+            assert time.monotonic() < deadline, "the first Ctrl-C sent no SIGTERM"
+            time.sleep(0.02)
+        orchestrator.send_signal(signal.SIGINT)  # ...so the second Ctrl-C must kill them
+        assert 130 == orchestrator.wait(timeout=LIMIT)
+        assert [] == processes_of("k"), "commands outlived the second Ctrl-C"
+    finally:
+        if orchestrator.poll() is None:
+            orchestrator.kill()
+            orchestrator.wait()
+        for pid in processes_of("k"):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_kill_after_sets_the_grace_between_sigterm_and_sigkill(tmp_path: Path) -> None:
+    root = project(tmp_path, 1)
+    runs, log = tmp_path / "runs", tmp_path / "log"
+    argv = cli(
+        "run", str(root), "--run-id", "k", "--runs-dir", str(runs), "--timeout", "0.5",
+        "--kill-after", "0.2", "--", sys.executable, "-c", STUBBORN, str(log),
+    )  # fmt: skip
+    began = time.monotonic()
+    done = subprocess.run(argv, env=clean_env(), capture_output=True, text=True, timeout=LIMIT)
+    took = time.monotonic() - began
+    with contextlib.closing(open_store(None, runs, create=False)) as store:
+        rows = store.attempts("k")
+        grace = store.get_run("k").config["work"]["kill_grace"]
+    assert (1, ["timed_out"], 0.2) == (done.returncode, [r.status for r in rows], grace)
+    assert took < 5.0, "the command outlived a 0.2 s grace (the default is 5 s)"
+    assert [] == processes_of("k")

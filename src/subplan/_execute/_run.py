@@ -33,6 +33,7 @@ from .._errors import ConfigError, SubplanError
 from .._fs import mark_runs_dir
 from .._model import Plan, Subplan
 from .._store._open import open_store
+from ._command_process import kill_process_groups
 from ._command_work import CommandWork
 from ._core import AttemptEnd, Launch, Scheduler, check_max_parallel
 from ._deps import expand_dependencies
@@ -259,6 +260,9 @@ class _Setup:
         check_store_spec(store)
         self.backend = backend
         self.scheduler_address = scheduler
+        # The process groups of commands running now, by (unit, attempt).
+        self._groups: dict[tuple[str, int], int] = {}
+        self._groups_lock = threading.Lock()
         self.work = work
         if timeout is not None and not timeout > 0:
             raise ConfigError(f"timeout must be > 0 seconds, got {timeout}")
@@ -434,11 +438,9 @@ class _Setup:
 
     def context(self, live: _Live) -> AttemptContext:
         launch = live.launch
-        on_process = None
-        if self.durable is not None:
-            on_process = functools.partial(
-                self.record_process, launch.unit_id, launch.attempt, wait=True
-            )
+        on_process = functools.partial(
+            self.record_process, launch.unit_id, launch.attempt, wait=True
+        )
         held = getattr(self.limiter, "held_descriptors", None)
         return AttemptContext(
             run_id=self.run_id,
@@ -455,8 +457,22 @@ class _Setup:
         self, unit_id: str, attempt: int, pid: int | None, pgid: int | None, *, wait: bool
     ) -> None:
         """Record a running attempt's command process (and wait for the commit)."""
+        if pgid is not None:
+            with self._groups_lock:
+                self._groups[unit_id, attempt] = pgid
         if self.durable is not None:
             self.durable.journal.process(unit_id, attempt, pid=pid, pgid=pgid, wait=wait)
+
+    def forget_process(self, unit_id: str, attempt: int) -> None:
+        """The attempt ended: its command's group (if any) is gone."""
+        with self._groups_lock:
+            self._groups.pop((unit_id, attempt), None)
+
+    def kill_commands(self) -> None:
+        """Kill the process group of every command still running (a second Ctrl-C)."""
+        with self._groups_lock:
+            groups = set(self._groups.values())
+        kill_process_groups(groups, grace=1.0)
 
     def stop_reason(self, signals_seen: int) -> str | None:
         """Why the run must stop now: the store failed, or a halt; None when it need not."""
@@ -831,6 +847,7 @@ def _run_threads(
             finally:
                 tracker.exit()
                 ended = clock_.time()
+                setup.forget_process(item.launch.unit_id, item.launch.attempt)
             end = setup.end(item, started, ended, value, error)
             try:
                 with lock:
@@ -860,7 +877,10 @@ def _run_threads(
                     if failures:
                         raise failures[0]
                     if signals_seen > 1:
-                        break  # asked twice: stop waiting for in-flight work
+                        # Asked twice: stop waiting for in-flight work, but leave no
+                        # command running behind this process.
+                        setup.kill_commands()
+                        break
                     submit(launch_locked())
                     if sched.is_done():
                         break
