@@ -12,20 +12,25 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import shlex
 import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+from postgres_server import postgres_url
 from subplan import SharedLimiter
 from subplan._store._open import open_store
 
 LIMIT = 60.0  # seconds any one bounded wait may take
+# A command line that restarts the test's PostgreSQL server (one of the tester's own).
+RESTART_ENV = "SUBPLAN_TEST_POSTGRES_RESTART"
 KILLS = 30  # SIGKILLs of the orchestrator in the chaos test before it may finish
 
 # (No braces in it: the command template would read them as placeholders.)
@@ -403,3 +408,45 @@ def test_kill_after_sets_the_grace_between_sigterm_and_sigkill(tmp_path: Path) -
     assert (1, ["timed_out"], 0.2) == (done.returncode, [r.status for r in rows], grace)
     assert took < 5.0, "the command outlived a 0.2 s grace (the default is 5 s)"
     assert [] == processes_of("k")
+
+
+def test_a_lost_postgres_run_lock_stops_the_run_and_its_commands(tmp_path: Path) -> None:
+    url = postgres_url()
+    restart = os.environ.get(RESTART_ENV)
+    if not restart:
+        pytest.skip(f"{RESTART_ENV} is not set: no way to restart the PostgreSQL server")
+    run_id = f"lost-{uuid.uuid4().hex[:12]}"
+    root = project(tmp_path, 2)
+    runs, log = tmp_path / "runs", tmp_path / "log"
+    argv = cli(
+        "run", str(root), "--min-files", "1", "--max-parallel", "2", "--run-id", run_id,
+        "--runs-dir", str(runs), "--store", url, "--", *command(log, 600.0),
+    )  # fmt: skip
+    orchestrator = subprocess.Popen(
+        argv, env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + LIMIT
+        while len([x for x in lines(log) if x[0] == "start"]) < 2:
+            assert orchestrator.poll() is None, "the orchestrator ended early"
+            assert time.monotonic() < deadline, "the commands never started"
+            time.sleep(0.02)
+        # The server restarts: every session ends, and the run's advisory lock with it.
+        subprocess.run(
+            shlex.split(restart),
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=LIMIT,
+        )
+        _, err = orchestrator.communicate(timeout=LIMIT)
+        assert 75 == orchestrator.returncode, err
+        assert "run lock was lost" in err
+        wait_until_gone(run_id, "commands outlived their orchestrator's lost lock")
+    finally:
+        if orchestrator.poll() is None:
+            orchestrator.kill()
+            orchestrator.wait()
+        for pid in processes_of(run_id):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)

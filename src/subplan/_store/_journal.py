@@ -114,6 +114,8 @@ class StoreJournal:
         store: where to write.
         run_id: the run.
         on_error: called once, on the writer thread, when the store fails.
+        fence: called before every commit; raising stops the journal like a failed store
+            (the run lock was lost: another orchestrator may own the run now).
     """
 
     def __init__(
@@ -122,10 +124,12 @@ class StoreJournal:
         run_id: str,
         *,
         on_error: Callable[[BaseException], None] | None = None,
+        fence: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
         self.run_id = run_id
         self._on_error = on_error
+        self._fence = fence
         # The dispatcher's side is one short lock and an append; building the writes
         # happens on the writer thread.
         self._lock = threading.Lock()
@@ -340,6 +344,8 @@ class StoreJournal:
                 if successes:
                     self._kill.hit("before_success", successes)
             try:
+                if self._fence is not None:
+                    self._fence()  # raises once this orchestrator may no longer write
                 rejected = self.store.apply(writes)
             except BaseException as exc:
                 with self._done_cond:
