@@ -25,13 +25,22 @@ from subplan._model import Subplan
 from subplan.testing import FakeClock
 
 HOUR = 3600.0
+LIMIT = 30.0  # seconds a bounded wait may take
 
 
 def test_a_resume_waits_for_the_stored_reset(tmp_path: Path) -> None:
     plan = flat_plan(6)
     limited = plan.leaves[0].id
-    clock = FakeClock(wall_offset=1_000_000.0)
     cancel = threading.Event()
+
+    class HeldClock(FakeClock):
+        """Virtual time that does not jump past the pause before the Ctrl-C below."""
+
+        def sleep(self, seconds: float) -> None:
+            assert cancel.wait(LIMIT), "the pause was never announced"
+            super().sleep(seconds)
+
+    clock = HeldClock(wall_offset=1_000_000.0)
 
     def work(subplan: Subplan, ctx: AttemptContext) -> None:
         if subplan.id == limited and ctx.attempt == 1:
@@ -39,7 +48,7 @@ def test_a_resume_waits_for_the_stored_reset(tmp_path: Path) -> None:
 
     def on_event(event: Event) -> None:
         if event.kind == "paused":
-            cancel.set()  # Ctrl-C during the pause
+            cancel.set()  # Ctrl-C during the pause (the event comes once it is committed)
 
     store = tmp_path / "state.db"
     first = run(
