@@ -29,6 +29,7 @@ from ._errors import (
     PlanError,
     RunExistsError,
     RunLockedError,
+    StoreConnectError,
     StoreCorruptError,
     StoreError,
     StoreVersionError,
@@ -992,6 +993,8 @@ def _is_temporary(exc: BaseException) -> bool:
     """True for a failure of the infrastructure that a later resume can get past."""
     if isinstance(exc, _INPUT_STORE_ERRORS):
         return False
+    if isinstance(exc, StoreConnectError) and not str(exc.location or "").startswith("postgres"):
+        return False  # a SQLite file that is missing or unusable: the path is wrong
     if isinstance(exc, StoreError):
         return True  # the store was lost (or became unusable) while it was needed
     if isinstance(exc, OSError) and not isinstance(exc, CommandError):
