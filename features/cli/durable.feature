@@ -72,4 +72,10 @@ Feature: Runs outlive their orchestrator
       | a run "nightly" that succeeded           | resume other                                   | no run 'other'        |
       | a run "nightly" that succeeded           | run . --run-id nightly -- python agent.py | exists already        |
       | a corrupt state database                 | status                                         | state.db              |
-      | a run "nightly" that succeeded           | status --store postgresql://nobody@127.0.0.1:9/none | cannot connect   |
+
+  Scenario: A store that cannot be reached is a temporary failure: exit 75, nothing changes
+    Given a run "nightly" that succeeded
+    When I run "subplan status --store postgresql://nobody@127.0.0.1:9/none"
+    Then the exit status is 75
+    And stderr is one line mentioning "cannot connect"
+    And the state database is unchanged

@@ -37,6 +37,7 @@ from ._errors import PlanError as PlanError
 from ._errors import ProcessGroupAliveError as ProcessGroupAliveError
 from ._errors import RunExistsError as RunExistsError
 from ._errors import RunLockedError as RunLockedError
+from ._errors import RunLockLostError as RunLockLostError
 from ._errors import SlotNotHeldError as SlotNotHeldError
 from ._errors import StoreConnectError as StoreConnectError
 from ._errors import StoreCorruptError as StoreCorruptError
@@ -170,6 +171,7 @@ __all__ = [
     "RetryPolicy",
     "RunExistsError",
     "RunInfo",
+    "RunLockLostError",
     "RunLockedError",
     "RunRecord",
     "RunReport",

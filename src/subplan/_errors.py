@@ -36,8 +36,10 @@ do not know subplan::
         ├── NetworkFilesystemError            SQLite on NFS/SMB/...: use PostgreSQL
         ├── UnknownRunError (KeyError)        no run with that id (.run_id)
         ├── RunExistsError                    a run with that id exists already (.run_id)
-        └── RunLockedError                    another orchestrator holds the run
-                                              (.run_id, .holder)
+        ├── RunLockedError                    another orchestrator holds the run
+        │                                     (.run_id, .holder)
+        └── RunLockLostError                  the run's lock was lost while it ran (its
+                                              PostgreSQL session ended): the run stopped
 
 Not in the tree: :class:`subplan.RateLimited` is a *signal* that work raises to say an
 API rate-limited it (a plain ``Exception``); the run pauses instead of failing.
@@ -68,6 +70,7 @@ __all__ = [
     "PlanError",
     "ProcessGroupAliveError",
     "RunExistsError",
+    "RunLockLostError",
     "RunLockedError",
     "SlotNotHeldError",
     "StoreConnectError",
@@ -402,6 +405,14 @@ class RunExistsError(StoreError):
             location=location,
         )
         self.run_id = run_id
+
+
+class RunLockLostError(StoreError):
+    """The run lock was lost while the run ran (its PostgreSQL session ended).
+
+    Another orchestrator may take the run from then on, so this one stops starting work,
+    ends its commands and writes nothing more. ``subplan resume`` finishes the run.
+    """
 
 
 class RunLockedError(StoreError):

@@ -8,7 +8,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, TextIO
 
-from ._execute._results import Event, RunReport
+from ._execute._results import Event, RunReport, format_when
 from ._store._base import RunInfo, RunRecord
 
 __all__ = [
@@ -272,10 +272,11 @@ def render_summary(report: RunReport, *, runs_dir: str, limit: int = 40) -> str:
         f"{len(report.attempts)} attempts; pass rate {root.pass_rate:.0%}"
     ]
     if report.pauses:
-        total = sum(p.length for p in report.pauses)
+        last = report.pauses[-1]
         lines.append(
-            f"paused {len(report.pauses)} times for rate limits ({total:.0f}s in all); "
-            f"last: {report.pauses[-1].reason} [{report.pauses[-1].source}]"
+            f"paused {len(report.pauses)} times for rate limits "
+            f"({report.paused_seconds:.0f}s covered); last: {last.reason} [{last.source}], "
+            f"until {format_when(last.ends)}"
         )
     shown = outcomes if len(outcomes) <= limit else [o for o in outcomes if o.status != "succeeded"]
     if shown:
@@ -301,7 +302,7 @@ def render_summary(report: RunReport, *, runs_dir: str, limit: int = 40) -> str:
 def _when(seconds: float | None) -> str:
     if seconds is None:
         return "-"
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds))
+    return format_when(seconds)
 
 
 def _state(status: str, holder: str | None) -> str:
@@ -412,8 +413,8 @@ def render_report(report: RunReport, *, limit: int = 40) -> str:
             lines.append(f"... and {len(groups) - limit} more groups")
     for pause in report.pauses:
         lines.append(
-            f"paused {_when(pause.started)} for {pause.length:.0f}s [{pause.source}]: "
-            f"{pause.reason}"
+            f"paused {_when(pause.started)} until {_when(pause.ends)} "
+            f"({pause.length:.0f}s) [{pause.source}]: {pause.reason}"
         )
     lines.append(
         f"peak concurrency {report.peak_concurrency} of max {report.max_parallel}; "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import os
 import shlex
@@ -20,7 +21,21 @@ from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from . import __version__
 from ._decompose import decompose
-from ._errors import ConfigError, InputError, PlanError, SubplanError
+from ._errors import (
+    CommandError,
+    ConfigError,
+    InputError,
+    NetworkFilesystemError,
+    PlanError,
+    RunExistsError,
+    RunLockedError,
+    StoreConnectError,
+    StoreCorruptError,
+    StoreError,
+    StoreVersionError,
+    SubplanError,
+    UnknownRunError,
+)
 from ._execute._command import resolve_program
 from ._execute._command_work import CommandWork
 from ._execute._deps import dependencies_from_imports
@@ -54,11 +69,20 @@ if TYPE_CHECKING:
 
     from ._execute._dask import ClusterPool
 
-__all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "console_main", "main"]
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_TEMPFAIL",
+    "EXIT_USAGE",
+    "console_main",
+    "main",
+]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_TEMPFAIL = 75  # sysexits' EX_TEMPFAIL: the infrastructure failed; a resume can finish
 EXIT_INTERRUPTED = 130
 
 # The key of a `subplan plan --format json` document that says where its paths lie: the
@@ -87,7 +111,15 @@ the command:
 
 exit status:
   0 every subplan succeeded, 1 some failed or were skipped, 2 bad usage or input,
+  75 the infrastructure failed (the state store was lost, the disk is full, the run
+  lock was lost): what was committed stays, and subplan resume RUN_ID can finish,
   130 interrupted (resume with: subplan resume RUN_ID)
+
+stopping:
+  --timeout S kills a command's whole process group after S seconds: SIGTERM, then
+  SIGKILL --kill-after seconds later (default 5). Ctrl-C stops starting new commands
+  and waits for those running; a second Ctrl-C kills every command's process group
+  (SIGTERM, SIGKILL a second later) and exits at once.
 """
 
 
@@ -255,6 +287,13 @@ def _build_parser() -> _Parser:
     )
     group.add_argument(
         "--timeout", type=_seconds, metavar="S", help="kill a command after S seconds"
+    )
+    group.add_argument(
+        "--kill-after",
+        type=_grace,
+        default=5.0,
+        metavar="S",
+        help="seconds between SIGTERM and SIGKILL when a command must stop (default: 5)",
     )
     group.add_argument(
         "--pool",
@@ -580,6 +619,16 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _grace(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be >= 0 seconds, got {text}")
+    return value
+
+
 def _plan_config(args: argparse.Namespace) -> PlanConfig:
     return PlanConfig(
         min_files=args.min_files,
@@ -700,7 +749,7 @@ def _cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: Te
         if args.detect_rate_limits
         else None
     )
-    work = CommandWork(argv, cwd=cwd, rate_limits=detector)
+    work = CommandWork(argv, cwd=cwd, rate_limits=detector, kill_grace=args.kill_after)
     resolve_program(argv[0], cwd=cwd)
     if args.scheduler is not None and args.backend != "dask":
         raise UsageError("subplan run: --scheduler needs --backend dask")
@@ -1048,7 +1097,9 @@ def main(
         stdin: where ``-`` reads from (default ``sys.stdin``).
 
     Returns:
-        0 on success, 1 when subplans failed, 2 for usage or input errors, 130 after Ctrl-C.
+        0 on success, 1 when subplans failed, 2 for usage or input errors, 75 when the
+        infrastructure failed (store lost, disk full, run lock lost: resume later),
+        130 after Ctrl-C.
 
     Example:
         >>> main(["plan", "--min-files", "0", "."])
@@ -1079,7 +1130,32 @@ def main(
     except (SubplanError, OSError) as exc:
         prefix = "" if isinstance(exc, UsageError) else "subplan: error: "
         err.write(f"{prefix}{_describe(exc)}\n")
-        return EXIT_USAGE
+        return EXIT_TEMPFAIL if _is_temporary(exc) else EXIT_USAGE
+
+
+# Store errors that say something about the input, not about the infrastructure.
+_INPUT_STORE_ERRORS = (
+    UnknownRunError,
+    RunExistsError,
+    RunLockedError,
+    StoreCorruptError,
+    StoreVersionError,
+    NetworkFilesystemError,
+)
+_TEMPORARY_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.ENOMEM})
+
+
+def _is_temporary(exc: BaseException) -> bool:
+    """True for a failure of the infrastructure that a later resume can get past."""
+    if isinstance(exc, _INPUT_STORE_ERRORS):
+        return False
+    if isinstance(exc, StoreConnectError) and not str(exc.location or "").startswith("postgres"):
+        return False  # a SQLite file that is missing or unusable: the path is wrong
+    if isinstance(exc, StoreError):
+        return True  # the store was lost (or became unusable) while it was needed
+    if isinstance(exc, OSError) and not isinstance(exc, CommandError):
+        return exc.errno in _TEMPORARY_ERRNOS
+    return False
 
 
 def console_main() -> None:

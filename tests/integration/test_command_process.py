@@ -489,16 +489,27 @@ def test_a_stopped_command_is_continued_so_it_can_handle_sigterm(tmp_path: pathl
 
 
 @pytest.mark.parametrize("how", ["cancel", "timeout"])
-def test_a_command_that_already_finished_keeps_its_result(tmp_path: pathlib.Path, how: str) -> None:
+def test_a_command_that_already_finished_keeps_its_result(
+    tmp_path: pathlib.Path, how: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cancel = threading.Event()
     clock = FakeClock()
+    pids: list[int] = []
 
     def on_start(pid: int, pgid: int) -> None:
+        pids.append(pid)
+
+    released = _command_process._Gate.open
+
+    def open_then_late(gate: _command_process._Gate) -> int | None:
         # By the time run_command looks, the command has exited and so has the time.
-        wait_until(lambda: proc_state(pid) == "Z", "the command to exit")
+        failed = released(gate)
+        wait_until(lambda: proc_state(pids[0]) == "Z", "the command to exit")
         cancel.set()
         clock.advance(60)
+        return failed
 
+    monkeypatch.setattr(_command_process._Gate, "open", open_then_late)
     options: dict[str, Any] = {"cancel": cancel} if how == "cancel" else {"timeout": 10}
     result = run(tmp_path, ["true"], on_start=on_start, clock=clock, **options)
 
@@ -915,3 +926,26 @@ def test_a_run_does_not_retry_an_argument_list_too_long(tmp_path: pathlib.Path) 
     (attempt,) = report.attempts  # failed once, not retried: it fails the same way each time
     assert "failed" == attempt.status
     assert "ArgumentListTooLongError" in str(attempt.error)
+
+
+def test_the_command_runs_only_after_on_start_returned(tmp_path: pathlib.Path) -> None:
+    marker = tmp_path / "ran"
+    seen: list[tuple[bool, bytes]] = []
+
+    def on_start(pid: int, pgid: int) -> None:
+        # Still the blocked shim: not the command, which would have made the marker.
+        # (Popen may return before the kernel has set up the new image's arguments.)
+        cmdline = pathlib.Path(f"/proc/{pid}/cmdline")
+        wait_until(lambda: b"\0" in cmdline.read_bytes(), "the shim's arguments")
+        seen.append((marker.exists(), cmdline.read_bytes().split(b"\0")[1]))
+
+    result = run(tmp_path, py(f"open({str(marker)!r}, 'w').close()"), on_start=on_start)
+
+    assert ([(False, b"-I")], True, True) == (seen, result.ok, marker.exists())
+
+
+def test_a_missing_program_behind_the_gate_is_still_not_found(tmp_path: pathlib.Path) -> None:
+    with pytest.raises(CommandNotFoundError) as info:
+        run(tmp_path, ["no-such-agent-xyz"], on_start=lambda pid, pgid: None)
+
+    assert ("no-such-agent-xyz", errno.ENOENT) == (info.value.program, info.value.errno)

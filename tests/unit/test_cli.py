@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -13,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from subplan import Plan
-from subplan.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, main
+from subplan import Plan, cli
+from subplan._errors import StoreError, UnknownRunError
+from subplan.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_TEMPFAIL, EXIT_USAGE, main
 
 
 class Tty(io.StringIO):
@@ -402,3 +404,35 @@ def test_no_deps_ignores_the_plans_order(project: Path) -> None:
     )
     assert EXIT_OK == status
     assert 3 == json.loads(free)["peak_concurrency"]
+
+
+# -- exit status 75: the infrastructure failed, a resume can finish ------------------------------
+
+
+def test_a_store_that_cannot_be_reached_exits_75_not_2(tmp_path: Path) -> None:
+    err = io.StringIO()
+    status = main(
+        ["status", "--store", "postgresql://subplan@127.0.0.1:1/none?connect_timeout=1"],
+        stdout=io.StringIO(),
+        stderr=err,
+    )
+    assert (75, True) == (status, err.getvalue().startswith("subplan: error: "))
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (OSError(errno.ENOSPC, "No space left on device"), 75),
+        (StoreError("the state store failed: disk I/O error"), 75),
+        (UnknownRunError("x"), 2),
+        (OSError(errno.ENOENT, "No such file or directory"), 2),
+    ],
+)
+def test_only_infrastructure_failures_exit_75(
+    error: BaseException, expected: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fail(*args: object) -> int:
+        raise error
+
+    monkeypatch.setattr(cli, "_cmd_status", fail)
+    assert (expected, EXIT_TEMPFAIL) == (main(["status"], stderr=io.StringIO()), 75)

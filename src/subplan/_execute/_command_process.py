@@ -21,8 +21,9 @@ import select
 import shutil
 import signal
 import subprocess
+import sys
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, Final
 
@@ -43,6 +44,8 @@ __all__ = [
     "CommandResult",
     "ProcessGroupAliveError",
     "kill_process_group",
+    "kill_process_groups",
+    "process_groups_of_run",
     "resolve_program",
     "run_command",
     "write_files_list",
@@ -52,6 +55,23 @@ _POLL: Final = 0.05  # longest wait between checks of cancel / deadline / group
 _FIRST_POLL: Final = 0.001
 _CONFIRM: Final = 5.0  # how long to wait for a SIGKILLed group to vanish
 _PROC: Final = "/proc"
+# Test hook: SIGKILL this process right after spawning the N-th command (see _journal).
+_KILL_AT_ENV: Final = "SUBPLAN_TEST_KILL_AT"
+_spawns_lock = threading.Lock()
+_spawns = 0
+
+
+def _kill_after_spawn_hook() -> None:
+    """SIGKILL the caller at the N-th spawn when ``SUBPLAN_TEST_KILL_AT=after_spawn:N``."""
+    global _spawns
+    spec = os.environ.get(_KILL_AT_ENV, "")
+    point, _, count = spec.partition(":")
+    if point != "after_spawn":
+        return
+    with _spawns_lock:
+        _spawns += 1
+        if _spawns >= int(count or "1"):
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +240,82 @@ def kill_process_group(pgid: int, *, grace: float = 5.0, clock: Clock | None = N
     return _kill_group(pgid, grace, clock or SystemClock())
 
 
+def kill_process_groups(
+    pgids: Collection[int], *, grace: float = 5.0, clock: Clock | None = None
+) -> set[int]:
+    """Kill many process groups at once: one grace period for all, not one each.
+
+    Every group gets SIGTERM (and SIGCONT) together; those still alive after ``grace``
+    seconds get SIGKILL together. Groups ``<= 1`` and the caller's own are skipped.
+
+    Returns:
+        The groups that still have a live member (survivors of SIGKILL, or another
+        user's processes).
+
+    Example:
+        >>> import subprocess
+        >>> ps = [subprocess.Popen(["sleep", "30"], start_new_session=True) for _ in "ab"]
+        >>> kill_process_groups([p.pid for p in ps], grace=1.0)
+        set()
+        >>> [p.wait() for p in ps]
+        [-15, -15]
+    """
+    _check_grace("grace", grace)
+    clock = clock or SystemClock()
+    own = os.getpgrp()
+    alive = {g for g in pgids if g > 1 and g != own and _group_alive(g)}
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pgid in alive:
+            _signal_group(pgid, sig)
+            if sig == signal.SIGTERM:
+                _signal_group(pgid, signal.SIGCONT)
+        deadline = clock.monotonic() + (grace if sig == signal.SIGTERM else _CONFIRM)
+        delay = _FIRST_POLL
+        while alive:
+            alive = {g for g in alive if _group_alive(g)}
+            remaining = deadline - clock.monotonic()
+            if not alive or remaining <= 0:
+                break
+            clock.sleep(min(delay, remaining))
+            delay = min(delay * 2, _POLL)
+    return alive
+
+
+def process_groups_of_run(run_id: str, *, subplan_variable: str = "SUBPLAN_ID") -> set[int]:
+    """Process groups on this host whose members' environment names ``run_id``.
+
+    A command of a run has ``SUBPLAN_RUN_ID`` and ``SUBPLAN_ID`` in its environment (and
+    so do its children, and a shim still waiting to exec it), whether or not the store
+    knows of it. Only processes this user may read are seen; the caller's own group is
+    never among them.
+    """
+    wanted = f"SUBPLAN_RUN_ID={run_id}".encode()
+    marker = f"{subplan_variable}=".encode()
+    own = os.getpgrp()
+    found: set[int] = set()
+    try:
+        with os.scandir(_PROC) as entries:
+            pids = [entry.name for entry in entries if entry.name.isdigit()]
+    except OSError:
+        return found
+    for pid in pids:
+        try:
+            with open(f"{_PROC}/{pid}/environ", "rb") as handle:
+                variables = handle.read().split(b"\0")
+            with open(f"{_PROC}/{pid}/stat", "rb") as handle:
+                data = handle.read(512)
+        except OSError:
+            continue  # gone, or not ours
+        if wanted not in variables or not any(v.startswith(marker) for v in variables):
+            continue
+        fields = data[data.rfind(b")") + 2 :].split(maxsplit=3)
+        if len(fields) >= 3 and fields[0] not in (b"Z", b"X"):
+            pgid = int(fields[2])
+            if pgid > 1 and pgid != own:
+                found.add(pgid)
+    return found
+
+
 def _spawn_error(
     exc: OSError, args: Sequence[str], cwd: str | None, env: Mapping[str, str]
 ) -> CommandError:
@@ -363,6 +459,75 @@ def _wait(
             os.close(pidfd)
 
 
+# Run by the interpreter as ``python -I -S -c _SHIM GO STATUS ARGV...``: wait for a byte
+# on GO (EOF: the caller died, so exit without running anything), then exec ARGV; an exec
+# failure's errno goes back on STATUS (close-on-exec, so EOF there means the exec worked).
+_SHIM: Final = """\
+import os, sys
+go, status = int(sys.argv[1]), int(sys.argv[2])
+if os.read(go, 1) != b"g":
+    os._exit(111)
+os.close(go)
+os.set_inheritable(status, False)
+try:
+    os.execvp(sys.argv[3], sys.argv[3:])
+except OSError as exc:
+    os.write(status, str(exc.errno or 0).encode())
+    os._exit(127)
+"""
+
+
+class _Gate:
+    """The two pipes between :func:`run_command` and its blocked shim."""
+
+    def __init__(self) -> None:
+        self.go_read, self.go_write = os.pipe()
+        self.status_read, self.status_write = os.pipe()
+        self.child_fds = (self.go_read, self.status_write)
+
+    def argv(self, args: Sequence[str]) -> tuple[str, ...]:
+        return (
+            sys.executable,
+            "-I",
+            "-S",
+            "-c",
+            _SHIM,
+            str(self.go_read),
+            str(self.status_write),
+            *args,
+        )
+
+    def open(self) -> int | None:
+        """Let the shim exec the command; None once it did, else the exec's errno."""
+        self._close_child_ends()
+        with contextlib.suppress(BrokenPipeError):  # the shim is gone already
+            os.write(self.go_write, b"g")
+        os.close(self.go_write)
+        self.go_write = -1
+        chunks = []
+        while chunk := os.read(self.status_read, 64):
+            chunks.append(chunk)
+        if not chunks:
+            return None
+        return int(b"".join(chunks) or b"0") or errno.ENOEXEC
+
+    def _close_child_ends(self) -> None:
+        for name in ("go_read", "status_write"):
+            fd = getattr(self, name)
+            if fd >= 0:
+                os.close(fd)
+                setattr(self, name, -1)
+
+    def __enter__(self) -> _Gate:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._close_child_ends()
+        for fd in (self.go_write, self.status_read):
+            if fd >= 0:
+                os.close(fd)
+
+
 def _reap(proc: subprocess.Popen[bytes]) -> int | None:
     """The leader's return code, without blocking for long on a survivor."""
     with contextlib.suppress(subprocess.TimeoutExpired):
@@ -382,6 +547,7 @@ def run_command(
     kill_grace: float = 5.0,
     on_start: Callable[[int, int], None] | None = None,
     clock: Clock | None = None,
+    pass_fds: Sequence[int] = (),
 ) -> CommandResult:
     """Run ``argv`` as a process in its own session and wait until its group is gone.
 
@@ -408,11 +574,16 @@ def run_command(
             ``on_start`` counts) before the command is killed; ``None`` for no limit.
         cancel: when set, the command is killed; checked at least every 50 ms.
         kill_grace: seconds between SIGTERM and SIGKILL.
-        on_start: called with ``(pid, pgid)`` right after the process started and before
-            waiting, so the caller can record them durably. If it raises, the group is
-            killed and the exception propagates.
+        on_start: called with ``(pid, pgid)`` once the process exists but **before the
+            command runs**, so the caller can record them durably first: the process
+            starts as a small shim (``python -c``) that waits on a pipe and execs
+            ``argv`` only after ``on_start`` returned. If the caller dies before that,
+            the pipe closes and the shim exits without running the command. If
+            ``on_start`` raises, the group is killed and the exception propagates.
         clock: where time comes from (timeout, timestamps, kill polling);
             :class:`SystemClock` by default.
+        pass_fds: descriptors the command inherits (for example a flock'd pool slot, so
+            the kernel keeps the lock until the command and its children are gone).
 
     Returns:
         The :class:`CommandResult`. A non-zero exit, a signal, a timeout or a cancel is
@@ -452,35 +623,54 @@ def run_command(
     out_path = pathlib.Path(stdout_path)
     err_path = pathlib.Path(stderr_path)
     workdir = os.fspath(cwd) if cwd is not None else None
+    held = tuple(pass_fds)
     with contextlib.ExitStack() as files:
         out = files.enter_context(_open_output(out_path))
         same = out_path.absolute() == err_path.absolute()
         err = out if same else files.enter_context(_open_output(err_path))
+        full_env = {**os.environ, **env}
         started = clock.time()
+        gate: _Gate | None = None
+        spawn = args
+        if on_start is not None:
+            # The command must not run before the caller could find it again (its group
+            # recorded durably): it starts as a shim blocked on a pipe, and only execs the
+            # command once on_start returned. If this process dies first, the pipe closes
+            # and the shim exits without running anything.
+            gate = files.enter_context(_Gate())
+            spawn = gate.argv(args)
         try:
             proc = subprocess.Popen(
-                args,
+                spawn,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=err,
                 cwd=workdir,
-                env={**os.environ, **env},
+                env=full_env,
                 close_fds=True,
+                pass_fds=held if gate is None else (*held, *gate.child_fds),
                 start_new_session=True,
             )
         except OSError as exc:
-            raise _spawn_error(exc, args, workdir, {**os.environ, **env}) from exc
-    pid = pgid = proc.pid  # start_new_session: the child leads its own group
-    deadline = None if timeout is None else clock.monotonic() + timeout
-    try:
-        if on_start is not None:
-            on_start(pid, pgid)
-        timed_out, cancelled = _wait(proc, deadline, cancel, clock)
-    except BaseException as exc:
-        if not _kill_group(pgid, kill_grace, clock, proc.poll):
-            exc.add_note(f"process group {pgid} is still alive after SIGKILL")
-        _reap(proc)
-        raise
+            raise _spawn_error(exc, args, workdir, full_env) from exc
+        pid = pgid = proc.pid  # start_new_session: the child leads its own group
+        _kill_after_spawn_hook()
+        deadline = None if timeout is None else clock.monotonic() + timeout
+        try:
+            if on_start is not None:
+                on_start(pid, pgid)
+            if gate is not None:
+                failed = gate.open()
+                if failed is not None:
+                    _reap(proc)
+                    lost = OSError(failed, os.strerror(failed), args[0])
+                    raise _spawn_error(lost, args, workdir, full_env) from None
+            timed_out, cancelled = _wait(proc, deadline, cancel, clock)
+        except BaseException as exc:
+            if not _kill_group(pgid, kill_grace, clock, proc.poll):
+                exc.add_note(f"process group {pgid} is still alive after SIGKILL")
+            _reap(proc)
+            raise
     gone = _kill_group(pgid, kill_grace, clock, proc.poll)
     code = _reap(proc)
     result = CommandResult(

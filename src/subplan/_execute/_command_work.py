@@ -240,6 +240,7 @@ class CommandWork:
             kill_grace=self.kill_grace,
             on_start=functools.partial(_report_group, ctx),
             clock=self.clock,
+            pass_fds=ctx.inherit_fds,
         )
         if result.ok:
             return _read_result(result_file)

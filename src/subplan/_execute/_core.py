@@ -19,7 +19,7 @@ from __future__ import annotations
 import heapq
 import random
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol
 
 from .._clock import Clock
@@ -127,9 +127,11 @@ class Journal(Protocol):
         """The run paused, or a pause was extended (same ``started``)."""
 
 
-# The pause gate: a known reset is honoured with a 10% buffer; an unknown one backs off
+# The pause gate: a known reset is honoured with a margin of 10% of the wait, at most
+# 5 minutes (a 10-hour quota reset waits 10 h 5 min, not 11 h); an unknown one backs off
 # exponentially (with jitter, never below half the ceiling) from 30 s up to 15 minutes.
-PAUSE_BUFFER = 1.10
+PAUSE_MARGIN_SHARE = 0.10
+PAUSE_MARGIN_CAP = 300.0
 UNKNOWN_PAUSE_BASE = 30.0
 UNKNOWN_PAUSE_CAP = 900.0
 # When the gate opens, up to max_parallel starts are spread over this share of the pause
@@ -291,6 +293,7 @@ class Scheduler:
             if now < self._paused_until:
                 return []  # the gate is closed: nothing new starts
             self._paused_until = None
+            self._record_real_end()
             self.emit("resumed")
         launches: list[Launch] = []
         blocked: list[tuple[int, int, str]] = []
@@ -345,6 +348,17 @@ class Scheduler:
         """Monotonic time the gate opens, while it is closed."""
         return self._paused_until
 
+    def _record_real_end(self) -> None:
+        """The gate opened: the last pause ends now (a tick late, perhaps), not as planned."""
+        if not self.pauses:
+            return
+        last = self.pauses[-1]
+        wall = self.clock.time()
+        if wall != last.ends:
+            self.pauses[-1] = replace(last, ends=max(last.started, wall))
+            if self.journal is not None:
+                self.journal.paused(self.pauses[-1])
+
     def pause(
         self,
         *,
@@ -352,6 +366,7 @@ class Scheduler:
         reason: str,
         source: str,
         subplan_id: str | None = None,
+        margin: bool = True,
     ) -> float:
         """Close the gate: nothing new starts until the limit resets.
 
@@ -361,6 +376,9 @@ class Scheduler:
             reason: what was detected, for the report.
             source: which detector saw it.
             subplan_id: whose attempt was limited, if any.
+            margin: add the safety margin to a known ``wait`` (10%, at most 5 minutes);
+                False for a wait that has its margin already (a stored pause a resume
+                honours).
 
         Returns:
             The monotonic time the gate opens. A pause never shortens a longer one.
@@ -372,7 +390,8 @@ class Scheduler:
             length = ceiling / 2 + self.rng.uniform(0.0, ceiling / 2)
         else:
             self._unknown_pauses = 0
-            length = max(0.0, wait) * PAUSE_BUFFER
+            wait = max(0.0, wait)
+            length = wait + min(wait * PAUSE_MARGIN_SHARE, PAUSE_MARGIN_CAP) if margin else wait
         until = now + length
         previous = self._paused_until
         if previous is not None and until <= previous:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .._clock import Clock
-from .._errors import ConfigError
+from .._errors import ConfigError, RunLockLostError
 from .._model import Plan
 from .._store._base import (
     AttemptEnded,
@@ -37,13 +37,14 @@ from .._store._base import (
 )
 from .._store._journal import StoreJournal, record_of
 from .._store._open import open_store
-from ._command_process import kill_process_group
+from ._command_process import kill_process_groups, process_groups_of_run
 from ._results import AttemptRecord, Pause, RunReport, SubplanOutcome, SubplanStatus
 from ._tracker import peak_from_intervals
 
 __all__ = ["Durable", "ResumeState", "prepare_resume", "report_from_store"]
 
 INTERRUPTED = "interrupted: the orchestrator stopped while it ran"
+LOCK_CHECK_INTERVAL = 0.5  # seconds between checks of a run lock that can be lost
 
 
 def is_store(value: object) -> bool:
@@ -131,18 +132,44 @@ class Durable:
             else:
                 self.store.set_plan(run_id, plan.to_json())
                 self.store.apply([RunStatusChanged(run_id, "running", now, None, host, pid)])
-            self.journal = StoreJournal(self.store, run_id, on_error=self._on_error)
+            self.lock_lost: str | None = None
+            self.journal = StoreJournal(
+                self.store, run_id, on_error=self._on_error, fence=self._fence
+            )
             if resume is not None:
                 self.journal.warnings.extend(resume.warnings)  # they reach the report
+            self._watching = threading.Event()
+            check = getattr(self.lock, "check", None)
+            if callable(check):
+                # A PostgreSQL lock ends with its session (a server restart): look often,
+                # and stop the run the moment it is gone.
+                threading.Thread(
+                    target=self._watch, args=(check,), name="subplan-run-lock", daemon=True
+                ).start()
         except BaseException:
             self._release()
             raise
+
+    def _watch(self, check: Callable[[], str | None]) -> None:
+        while not self._watching.wait(LOCK_CHECK_INTERVAL):
+            why = check()
+            if why is not None:
+                self.lock_lost = f"the run lock was lost: {why}"
+                self.failed.set()
+                return
+
+    def _fence(self) -> None:
+        """Refuse to write once the lock is known lost: another orchestrator may hold it."""
+        if self.lock_lost is not None:
+            raise RunLockLostError(self.lock_lost, location=self.store.location)
 
     def _on_error(self, exc: BaseException) -> None:
         self.failed.set()
 
     def failure(self) -> str | None:
-        """One line naming the store's failure, once it failed."""
+        """One line naming the store's failure (or the lost lock), once it failed."""
+        if self.lock_lost is not None:
+            return self.lock_lost
         error = self.journal.error
         return None if error is None else f"the state store failed: {error}"
 
@@ -159,6 +186,8 @@ class Durable:
         try:
             self.journal.status(status, at=ended, ended=ended)
             self.journal.close()
+            if self.lock_lost is not None:
+                raise RunLockLostError(self.lock_lost, location=self.store.location)
         finally:
             self._release()
 
@@ -176,6 +205,9 @@ class Durable:
             self._release()
 
     def _release(self) -> None:
+        watching = getattr(self, "_watching", None)
+        if watching is not None:
+            watching.set()
         if self.lock is not None:
             self.lock.release()
         if self.owns_store:
@@ -246,12 +278,16 @@ def prepare_resume(
     # A record without a host predates host names (or was written by hand): local.
     local = record.host in ("", socket.gethostname())
     left_running = 0
+    # Every group to kill before anything starts again: those recorded as running, and
+    # any command of this run found on this host by its environment (a group the store
+    # never heard of). All at once, under one grace period.
+    doomed = process_groups_of_run(run_id)
     for row in rows:
         if row.status != "running":
             continue
         if row.pgid is not None and row.pgid > 1:
             if local:
-                kill_process_group(row.pgid, grace=kill_grace)
+                doomed.add(row.pgid)
             else:
                 left_running += 1  # that number here would be some other process group
         reclaimed.append(
@@ -266,6 +302,7 @@ def prepare_resume(
                 charged=False,
             )
         )
+    survivors = sorted(kill_process_groups(doomed, grace=kill_grace))
     if reclaimed:
         store.apply(reclaimed)
         rows = store.attempts(run_id)
@@ -280,9 +317,14 @@ def prepare_resume(
         if attempts[-1].status == "succeeded" and unit_id not in again
     )
     warnings: tuple[str, ...] = ()
+    if survivors:
+        warnings += (
+            f"process group(s) {', '.join(map(str, survivors))} of this run could not be "
+            "killed (another user's, or stuck in the kernel)",
+        )
     if left_running:
         what = "attempt" if left_running == 1 else "attempts"
-        warnings = (
+        warnings += (
             f"{left_running} {what} of host {record.host} may still be running there; "
             f"their commands were not killed (this resume runs on {socket.gethostname()})",
         )

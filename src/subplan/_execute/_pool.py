@@ -88,6 +88,20 @@ class LayeredLimiter(Limiter):
             self._outer_slots[slot.id] = outer
         return slot
 
+    def held_descriptors(self, slot: Slot) -> tuple[int, ...]:
+        """Descriptors that hold ``slot``'s outer slot (a shared pool's flock'd file).
+
+        A command that inherits them keeps the pool slot as long as it lives, even after
+        this process died; empty for an outer limiter that has no such descriptor.
+        """
+        with self._outer_lock:
+            outer = self._outer_slots.get(slot.id)
+        descriptor = getattr(self.outer, "descriptor", None)
+        if outer is None or descriptor is None:
+            return ()
+        fd = descriptor(outer)
+        return () if fd is None else (fd,)
+
     def release(self, slot: Slot) -> None:
         with self._outer_lock:
             outer = self._outer_slots.pop(slot.id, None)

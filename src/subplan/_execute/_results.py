@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -119,6 +120,10 @@ class AttemptContext:
         subplan_id: the subplan's id.
         attempt: 1 for the first attempt, 2 for the first retry, and so on.
         deadline: monotonic time by which the attempt should end, or None.
+        inherit_fds: descriptors a command of this attempt must inherit: the flock'd
+            slot of a shared pool (``--pool``), so that the slot stays taken as long as
+            the command lives, even if the orchestrator dies. :class:`CommandWork` passes
+            them on.
     """
 
     __slots__ = (
@@ -127,6 +132,7 @@ class AttemptContext:
         "_run_dir",
         "attempt",
         "deadline",
+        "inherit_fds",
         "run_id",
         "subplan_id",
         "workspace",
@@ -142,8 +148,10 @@ class AttemptContext:
         cancel: CancelFlag,
         deadline: float | None,
         on_process: Callable[[int, int], None] | None = None,
+        inherit_fds: tuple[int, ...] = (),
     ) -> None:
         self.run_id = run_id
+        self.inherit_fds = inherit_fds
         self.subplan_id = subplan_id
         self.attempt = attempt
         self.deadline = deadline
@@ -391,8 +399,10 @@ class Pause:
 
     Attributes:
         started: wall-clock time the gate closed.
-        ends: wall-clock time it was set to open (reset time plus a 10% buffer, or a
-            backoff when the reset was unknown).
+        ends: wall-clock time the gate really opened; while it is still closed (and
+            when the run stopped during the pause) the time it is set to open: the reset
+            plus a margin of 10% of the wait (at most 5 minutes), or a backoff when the
+            reset was unknown. A resume honours a pause that has not ended yet.
         reason: what was detected, one line.
         source: which detector matched (``signal``, ``retry-after``, ``preflight``, ...).
         subplan_id: the subplan whose attempt was limited, if any.
@@ -410,15 +420,37 @@ class Pause:
         return self.ends - self.started
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
+        """JSON-ready form (``ends_at``: the end as a local date and time with its zone)."""
         return {
             "started": self.started,
             "ends": self.ends,
+            "ends_at": format_when(self.ends),
             "length": self.length,
             "reason": self.reason,
             "source": self.source,
             "subplan_id": self.subplan_id,
         }
+
+
+def format_when(seconds: float) -> str:
+    """A wall-clock time as a local date and time with its zone: ``2026-04-03 06:00:00 PDT``."""
+    return time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(seconds))
+
+
+def time_covered(intervals: Iterable[tuple[float, float]]) -> float:
+    """Seconds covered by the union of ``(start, end)`` intervals (overlaps count once).
+
+    Example:
+        >>> time_covered([(0, 10), (5, 15), (20, 21)])
+        16.0
+    """
+    total, reach = 0.0, float("-inf")
+    for start, end in sorted(intervals):
+        if end <= reach:
+            continue
+        total += end - max(start, reach)
+        reach = end
+    return float(total)
 
 
 @dataclass(frozen=True)
@@ -491,6 +523,12 @@ class RunReport:
     def duration(self) -> float:
         """Seconds the run took."""
         return self.ended - self.started
+
+    @property
+    def paused_seconds(self) -> float:
+        """Seconds covered by the run's pauses: their union (overlaps count once), each
+        cut at the report's end (a pause the run stopped in had not ended by then)."""
+        return time_covered((p.started, min(p.ends, self.ended)) for p in self.pauses)
 
     @property
     def total_cost(self) -> float:
@@ -568,6 +606,7 @@ class RunReport:
             "groups": [g.to_dict() for g in self.groups()],
             "subplans": [o.to_dict() for o in self.outcomes.values()],
             "pauses": [p.to_dict() for p in self.pauses],
+            "paused_seconds": self.paused_seconds,
             "workspaces": overlap.to_dict() if overlap.changed else None,
             "warnings": list(self.warnings),
         }

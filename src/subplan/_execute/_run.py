@@ -33,6 +33,7 @@ from .._errors import ConfigError, SubplanError
 from .._fs import mark_runs_dir
 from .._model import Plan, Subplan
 from .._store._open import open_store
+from ._command_process import kill_process_groups
 from ._command_work import CommandWork
 from ._core import AttemptEnd, Launch, Scheduler, check_max_parallel
 from ._deps import expand_dependencies
@@ -56,7 +57,7 @@ from ._shared import SharedLimiter
 from ._tracker import ConcurrencyTracker, peak_from_intervals
 
 if TYPE_CHECKING:
-    from .._store._base import Store
+    from .._store._base import PauseRow, Store
     from ._dask import DaskSession
 
 __all__ = ["Work", "arun", "default_runs_dir", "new_run_id", "resume", "run"]
@@ -259,6 +260,9 @@ class _Setup:
         check_store_spec(store)
         self.backend = backend
         self.scheduler_address = scheduler
+        # The process groups of commands running now, by (unit, attempt).
+        self._groups: dict[tuple[str, int], int] = {}
+        self._groups_lock = threading.Lock()
         self.work = work
         if timeout is not None and not timeout > 0:
             raise ConfigError(f"timeout must be > 0 seconds, got {timeout}")
@@ -440,11 +444,10 @@ class _Setup:
 
     def context(self, live: _Live) -> AttemptContext:
         launch = live.launch
-        on_process = None
-        if self.durable is not None:
-            on_process = functools.partial(
-                self.record_process, launch.unit_id, launch.attempt, wait=True
-            )
+        on_process = functools.partial(
+            self.record_process, launch.unit_id, launch.attempt, wait=True
+        )
+        held = getattr(self.limiter, "held_descriptors", None)
         return AttemptContext(
             run_id=self.run_id,
             subplan_id=launch.unit_id,
@@ -453,14 +456,29 @@ class _Setup:
             cancel=live.cancel,
             deadline=launch.deadline,
             on_process=on_process,
+            inherit_fds=() if held is None else held(launch.slot),
         )
 
     def record_process(
         self, unit_id: str, attempt: int, pid: int | None, pgid: int | None, *, wait: bool
     ) -> None:
         """Record a running attempt's command process (and wait for the commit)."""
+        if pgid is not None:
+            with self._groups_lock:
+                self._groups[unit_id, attempt] = pgid
         if self.durable is not None:
             self.durable.journal.process(unit_id, attempt, pid=pid, pgid=pgid, wait=wait)
+
+    def forget_process(self, unit_id: str, attempt: int) -> None:
+        """The attempt ended: its command's group (if any) is gone."""
+        with self._groups_lock:
+            self._groups.pop((unit_id, attempt), None)
+
+    def kill_commands(self) -> None:
+        """Kill the process group of every command still running (a second Ctrl-C)."""
+        with self._groups_lock:
+            groups = set(self._groups.values())
+        kill_process_groups(groups, grace=1.0)
 
     def stop_reason(self, signals_seen: int) -> str | None:
         """Why the run must stop now: the store failed, or a halt; None when it need not."""
@@ -835,6 +853,7 @@ def _run_threads(
             finally:
                 tracker.exit()
                 ended = clock_.time()
+                setup.forget_process(item.launch.unit_id, item.launch.attempt)
             end = setup.end(item, started, ended, value, error)
             try:
                 with lock:
@@ -864,7 +883,10 @@ def _run_threads(
                     if failures:
                         raise failures[0]
                     if signals_seen > 1:
-                        break  # asked twice: stop waiting for in-flight work
+                        # Asked twice: stop waiting for in-flight work, but leave no
+                        # command running behind this process.
+                        setup.kill_commands()
+                        break
                     submit(launch_locked())
                     if sched.is_done():
                         break
@@ -1194,6 +1216,22 @@ def _policy_of(config: Mapping[str, Any], run_id: str, base: str | None) -> Work
     return policy if base is None else dataclasses.replace(policy, base=base)
 
 
+def _honour_stored_pause(setup: _Setup, pauses: Sequence[PauseRow]) -> None:
+    """Keep the gate closed until a stored pause ends: the limit outlived the orchestrator."""
+    if not pauses:
+        return
+    latest = max(pauses, key=lambda p: p.ends)
+    wait = latest.ends - setup.clock.time()
+    if wait > 0:
+        setup.scheduler.pause(
+            wait=wait,
+            reason=f"still rate limited: {latest.reason}",
+            source=latest.source,
+            subplan_id=latest.subplan_id,
+            margin=False,  # the stored end has its margin already
+        )
+
+
 def resume(
     run_id: str,
     work: Work | None = None,
@@ -1217,11 +1255,12 @@ def resume(
     """Resume a stored run: run again only what did not succeed.
 
     The run keeps its limits, retry policy, timeout, backend, dependencies and (for
-    command work) its command. Attempts a dead orchestrator left running are reclaimed:
-    their process groups are killed first, then they are marked ``interrupted`` without
-    being charged. Attempt numbers continue; the retry budget starts afresh. At-least-once:
-    an attempt that was running when the orchestrator died runs again, so work should
-    be idempotent.
+    command work) its command. A rate-limit pause that had not ended when the run stopped
+    still holds: nothing starts before its stored end. Attempts a dead orchestrator left
+    running are reclaimed: their process groups are killed first, then they are marked
+    ``interrupted`` without being charged. Attempt numbers continue; the retry budget
+    starts afresh. At-least-once: an attempt that was running when the orchestrator died
+    runs again, so work should be idempotent.
 
     Args:
         run_id: the run.
@@ -1314,6 +1353,7 @@ def resume(
             resume=state,
             halt=halt,
         )
+        _honour_stored_pause(setup, the_store.pauses(run_id))
     except BaseException:
         if lock is not None:
             lock.release()

@@ -18,7 +18,10 @@ Rules that keep this correct (the system we learn from broke the first two):
   the path reopened, so a lock on a deleted file can never count as a slot;
 * descriptors are ``O_CLOEXEC``, and a forked child closes its copies without unlocking
   (an ``os.register_at_fork`` hook), so a child never keeps its parent's slots alive and
-  never frees them either.
+  never frees them either;
+* the one exception is deliberate: a run's command inherits the descriptor of the slot it
+  runs under (:meth:`SharedLimiter.descriptor`), so a command orphaned by a SIGKILLed
+  orchestrator keeps its slot until its whole process group has exited.
 
 Within one process a :class:`SharedLimiter` is thread-safe. Two instances (in one process
 or in two) contend like two processes, because flock locks belong to open file
@@ -568,6 +571,18 @@ class SharedLimiter(WithSlot[SharedSlot]):
             self._running -= 1
             self._released += 1
             fcntl.flock(self._fds[slot.index], fcntl.LOCK_UN)
+
+    def descriptor(self, slot: SharedSlot) -> int | None:
+        """The open descriptor whose flock is ``slot``, or None when it is not held here.
+
+        A command given this descriptor (``pass_fds``) shares the lock's open file
+        description: if this process dies, the slot stays taken until the command and
+        every process that inherited it are gone, so an orphaned command still counts.
+        """
+        with self._lock:
+            if self._held.get(slot.index) is not slot:
+                return None
+            return self._fds.get(slot.index)
 
     def slot(
         self, *, timeout: float | None = None

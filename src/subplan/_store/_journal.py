@@ -114,6 +114,8 @@ class StoreJournal:
         store: where to write.
         run_id: the run.
         on_error: called once, on the writer thread, when the store fails.
+        fence: called before every commit; raising stops the journal like a failed store
+            (the run lock was lost: another orchestrator may own the run now).
     """
 
     def __init__(
@@ -122,10 +124,12 @@ class StoreJournal:
         run_id: str,
         *,
         on_error: Callable[[BaseException], None] | None = None,
+        fence: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
         self.run_id = run_id
         self._on_error = on_error
+        self._fence = fence
         # The dispatcher's side is one short lock and an append; building the writes
         # happens on the writer thread.
         self._lock = threading.Lock()
@@ -179,12 +183,26 @@ class StoreJournal:
         """A running attempt's worker or command process; ``wait`` until it is committed.
 
         A resume kills the process group of an attempt its dead orchestrator left
-        running, so a command's group is worth waiting for before the command runs on.
+        running, so a command's group is committed before the command runs at all
+        (:func:`run_command` holds it back until then). The start row, queued before,
+        commits in the same or an earlier batch, so the attempt's number is durably
+        taken too.
+
+        Raises:
+            StoreError: the store failed, or (with ``wait``) it rejected the write: the
+                attempt is no longer ``running`` (a newer orchestrator fenced it).
         """
         write = AttemptProcess(self.run_id, subplan_id, number, pid=pid, pgid=pgid)
         ticket = self._put((_WRITE, write))
         if wait:
             self._wait_for(ticket)
+            if write in self.rejected:
+                # A newer orchestrator took the attempt over (a resume marked it
+                # interrupted): this one must not start its command.
+                raise StoreError(
+                    f"attempt {number} of {subplan_id} is no longer this orchestrator's: "
+                    "the run was taken over"
+                )
 
     def status(
         self,
@@ -326,6 +344,8 @@ class StoreJournal:
                 if successes:
                     self._kill.hit("before_success", successes)
             try:
+                if self._fence is not None:
+                    self._fence()  # raises once this orchestrator may no longer write
                 rejected = self.store.apply(writes)
             except BaseException as exc:
                 with self._done_cond:

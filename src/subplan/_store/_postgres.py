@@ -231,6 +231,30 @@ class PostgresRunLock(ReleasedOnExit):
         """Whether this object still holds the lock (False once released)."""
         return self._conn is not None
 
+    def check(self) -> str | None:
+        """Why the lock is lost (its session ended: a server restart, a cut network), or None.
+
+        The advisory lock lives exactly as long as its session: once the session is gone,
+        another orchestrator may take the run, so this one must stop at once.
+        """
+        with self._mutex:
+            conn = self._conn
+            if conn is None:
+                return None
+            try:
+                unsigned = self._key & 0xFFFF_FFFF_FFFF_FFFF
+                row = conn.execute(
+                    "SELECT count(*) FROM pg_catalog.pg_locks WHERE locktype = 'advisory' "
+                    "AND granted AND objsubid = 1 AND pid = pg_backend_pid() "
+                    "AND classid = %s::bigint::oid AND objid = %s::bigint::oid",
+                    (unsigned >> 32, unsigned & 0xFFFF_FFFF),
+                ).fetchone()
+            except Exception as exc:
+                return f"its session ended ({type(exc).__name__}: {str(exc).strip()[:200]})"
+        if not row or not row[0]:
+            return "the server no longer holds it"
+        return None
+
     def release(self) -> None:
         """Unlock, forget the holder line and close the lock's connection. Idempotent."""
         with self._mutex:

@@ -1,0 +1,452 @@
+"""The global bound holds under every fault: SIGKILLs of the orchestrator at any moment.
+
+Real processes throughout: ``subplan run`` / ``subplan resume`` as subprocesses running
+real commands that log their own starts and ends (pid and attempt) to one append-only
+file. The truth is read from that log, not from the store: the true peak never exceeds
+``--max-parallel``, no subplan overlaps itself, no ``(subplan, attempt)`` starts twice,
+and a subplan whose success was committed never starts again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import shlex
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from postgres_server import postgres_url
+from subplan import SharedLimiter
+from subplan._store._open import open_store
+
+LIMIT = 60.0  # seconds any one bounded wait may take
+# A command line that restarts the test's PostgreSQL server (one of the tester's own).
+RESTART_ENV = "SUBPLAN_TEST_POSTGRES_RESTART"
+KILLS = 30  # SIGKILLs of the orchestrator in the chaos test before it may finish
+
+# (No braces in it: the command template would read them as placeholders.)
+# A command: note "start ID ATTEMPT PID", work a while, note "end ID ATTEMPT PID" (also
+# when terminated: the resume's SIGTERM ends it, and the log must say when).
+SCRIPT = """\
+import os, signal, sys, time
+log, sid, attempt, pause = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+ended = []
+def note(kind):
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    os.write(fd, ("%s %s %s %d\\n" % (kind, sid, attempt, os.getpid())).encode())
+    os.close(fd)
+def stop(signum, frame):
+    if not ended:
+        ended.append(1)
+        note("end")
+    os._exit(143)
+signal.signal(signal.SIGTERM, stop)
+note("start")
+time.sleep(pause)
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+ended.append(1)
+note("end")
+"""
+
+
+def project(root: Path, leaves: int) -> Path:
+    for n in range(leaves):
+        directory = root / "proj" / f"m{n:02d}"
+        directory.mkdir(parents=True)
+        (directory / "a.py").write_text("x = 1\n")
+    return root / "proj"
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "subplan", *args]
+
+
+def command(log: Path, pause: float) -> list[str]:
+    return [sys.executable, "-c", SCRIPT, str(log), "{id}", "{attempt}", str(pause)]
+
+
+def lines(log: Path) -> list[list[str]]:
+    if not log.exists():
+        return []
+    return [line.split() for line in log.read_text().splitlines() if line]
+
+
+def processes_of(run_id: str) -> list[int]:
+    """Pids of live processes whose environment names the run (commands, blocked or not)."""
+    needle = f"SUBPLAN_RUN_ID={run_id}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            if needle in (entry / "environ").read_bytes().split(b"\0"):
+                stat = (entry / "stat").read_text()
+                if stat[stat.rfind(")") + 2] not in "ZX":
+                    found.append(int(entry.name))
+    return found
+
+
+def wait_until_gone(run_id: str, why: str) -> None:
+    deadline = time.monotonic() + LIMIT
+    while processes_of(run_id):
+        assert time.monotonic() < deadline, f"{why}: {processes_of(run_id)} still alive"
+        time.sleep(0.02)
+
+
+@dataclass
+class Truth:
+    """What the commands' own log says happened."""
+
+    peak: int = 0
+    self_overlaps: list[str] = field(default_factory=list)
+    repeated: list[tuple[str, str]] = field(default_factory=list)
+    unfinished: list[str] = field(default_factory=list)
+
+
+def truth(log: Path) -> Truth:
+    out = Truth()
+    running: dict[str, str] = {}  # pid -> subplan
+    seen: Counter[tuple[str, str]] = Counter()
+    for kind, sid, attempt, pid in lines(log):
+        if kind == "start":
+            if sid in running.values():
+                out.self_overlaps.append(sid)
+            running[pid] = sid
+            seen[sid, attempt] += 1
+            if seen[sid, attempt] == 2:
+                out.repeated.append((sid, attempt))
+            out.peak = max(out.peak, len(running))
+        else:
+            running.pop(pid, None)
+    out.unfinished = sorted(running.values())
+    return out
+
+
+def succeeded(runs: Path, run_id: str) -> dict[str, int]:
+    """{subplan: attempt number} of the successes the store holds."""
+    if not (runs / "state.db").exists():
+        return {}
+    with contextlib.closing(open_store(None, runs, create=False)) as store:
+        try:
+            rows = store.attempts(run_id)
+        except Exception:  # not recorded yet
+            return {}
+    return {r.subplan_id: r.number for r in rows if r.status == "succeeded"}
+
+
+def recorded(runs: Path, run_id: str) -> bool:
+    if not (runs / "state.db").exists():
+        return False
+    with contextlib.closing(open_store(None, runs, create=False)) as store:
+        try:
+            store.get_run(run_id)
+        except Exception:  # not recorded yet
+            return False
+    return True
+
+
+def reruns_of_successes(log: Path, before: dict[str, int], offset: int) -> list[str]:
+    """Subplans that succeeded (in the store) and started again after line ``offset``."""
+    return [sid for kind, sid, *_ in lines(log)[offset:] if kind == "start" and sid in before]
+
+
+def run_argv(root: Path, runs: Path, log: Path, *, limit: int, pause: float) -> list[str]:
+    return cli(
+        "run",
+        str(root),
+        "--min-files",
+        "1",
+        "--max-parallel",
+        str(limit),
+        "--run-id",
+        "k",
+        "--runs-dir",
+        str(runs),
+        "--",
+        *command(log, pause),
+    )
+
+
+def clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k != "SUBPLAN_TEST_KILL_AT"}
+
+
+def test_a_kill_between_spawn_and_record_leaves_no_command_behind(tmp_path: Path) -> None:
+    root = project(tmp_path, 3)
+    runs, log = tmp_path / "runs", tmp_path / "log"
+    # The orchestrator SIGKILLs itself right after spawning its first command, before it
+    # could record anything about it.
+    killed = subprocess.run(
+        run_argv(root, runs, log, limit=3, pause=3.0),
+        env={**clean_env(), "SUBPLAN_TEST_KILL_AT": "after_spawn:1"},
+        capture_output=True,
+        timeout=LIMIT,
+        check=False,
+    )
+    assert -signal.SIGKILL == killed.returncode
+    try:
+        resumed = subprocess.run(
+            cli("resume", "k", "--runs-dir", str(runs)),
+            env=clean_env(),
+            capture_output=True,
+            text=True,
+            timeout=LIMIT,
+            check=False,
+        )
+        assert 0 == resumed.returncode, resumed.stderr
+        wait_until_gone("k", "commands of the run outlived its resume")
+    finally:
+        for pid in processes_of("k"):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    seen = truth(log)
+    assert ([], [], []) == (seen.self_overlaps, seen.repeated, seen.unfinished)
+    assert seen.peak <= 3
+    # The command spawned by the killed orchestrator never ran: every subplan ran once.
+    assert 3 == len([x for x in lines(log) if x[0] == "start"])
+
+
+@pytest.mark.slow
+def test_random_sigkills_never_break_the_bound(tmp_path: Path) -> None:
+    rng = random.Random(14)
+    limit, leaves = 5, 40
+    root = project(tmp_path, leaves)
+    runs, log = tmp_path / "runs", tmp_path / "log"
+    kills = hook_kills = rounds = 0
+    reruns: list[str] = []
+    started = time.monotonic()
+    finished = False
+    while not finished:
+        argv = (
+            cli("resume", "k", "--runs-dir", str(runs))
+            if recorded(runs, "k")
+            else run_argv(root, runs, log, limit=limit, pause=0.5)
+        )
+        assert time.monotonic() - started < 100, f"no end after {rounds} rounds, {kills} kills"
+        env = clean_env()
+        hook = rng.random() < 0.3 and kills < KILLS
+        if hook:  # exactly the gap between spawn and record
+            env["SUBPLAN_TEST_KILL_AT"] = f"after_spawn:{rng.randint(1, 8)}"
+        before, offset = succeeded(runs, "k"), len(lines(log))
+        orchestrator = subprocess.Popen(
+            argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        rounds += 1
+        if not hook and kills < KILLS:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                orchestrator.wait(timeout=rng.uniform(0.2, 1.0))  # a random moment
+            if orchestrator.poll() is None:
+                orchestrator.kill()
+        status = orchestrator.wait(timeout=LIMIT)
+        kills += status == -signal.SIGKILL
+        hook_kills += hook and status == -signal.SIGKILL
+        reruns += reruns_of_successes(log, before, offset)
+        finished = status == 0
+    wait_until_gone("k", "commands outlived the finished run")
+    seen = truth(log)
+    done = succeeded(runs, "k")
+    figures = {
+        "kills": kills,
+        "peak": seen.peak,
+        "self overlaps": len(seen.self_overlaps),
+        "repeated (subplan, attempt)": len(seen.repeated),
+        "re-runs of successes": len(reruns),
+        "succeeded": len(done),
+    }
+    what = f"{figures}, {hook_kills} kills right after a spawn, {rounds} rounds"
+    assert {
+        "kills": kills,
+        "peak": min(seen.peak, limit),
+        "self overlaps": 0,
+        "repeated (subplan, attempt)": 0,
+        "re-runs of successes": 0,
+        "succeeded": leaves,
+    } == figures, what
+    assert kills >= KILLS, what
+
+
+def test_resume_kills_a_command_of_the_run_the_store_never_heard_of(tmp_path: Path) -> None:
+    root = project(tmp_path, 2)
+    runs, log = tmp_path / "runs", tmp_path / "log"
+    done = subprocess.run(
+        run_argv(root, runs, log, limit=2, pause=0.0),
+        env=clean_env(),
+        capture_output=True,
+        timeout=LIMIT,
+        check=False,
+    )
+    assert 0 == done.returncode, done.stderr
+    # A command of the run that no store row names (as after a kill in the wrong place).
+    stray = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(600)"],
+        env={**clean_env(), "SUBPLAN_RUN_ID": "k", "SUBPLAN_ID": "sp-x"},
+        start_new_session=True,
+    )
+    try:
+        resumed = subprocess.run(
+            cli("resume", "k", "--runs-dir", str(runs)),
+            env=clean_env(),
+            capture_output=True,
+            text=True,
+            timeout=LIMIT,
+            check=False,
+        )
+        assert (0, -signal.SIGTERM) == (resumed.returncode, stray.wait(timeout=LIMIT)), (
+            resumed.stderr
+        )
+    finally:
+        if stray.poll() is None:
+            stray.kill()
+            stray.wait()
+
+
+def test_an_orphaned_command_keeps_its_pool_slot_until_it_is_gone(tmp_path: Path) -> None:
+    root = project(tmp_path, 2)
+    runs, log, pools = tmp_path / "runs", tmp_path / "log", tmp_path / "pools"
+    env = {**clean_env(), "SUBPLAN_POOL_DIR": str(pools)}
+    argv = run_argv(root, runs, log, limit=2, pause=600.0)
+    argv[argv.index("--") : argv.index("--")] = ["--pool", "shared"]
+    orchestrator = subprocess.Popen(
+        argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + LIMIT
+        while len([x for x in lines(log) if x[0] == "start"]) < 2:
+            assert time.monotonic() < deadline, "the commands never started"
+            assert orchestrator.poll() is None, "the run ended early"
+            time.sleep(0.02)
+        orchestrator.kill()
+        orchestrator.wait(timeout=LIMIT)
+        orphans = processes_of("k")
+        assert orphans, "the commands died with their orchestrator"
+        pool = SharedLimiter("shared", 2, directory=pools)
+        try:
+            # Both slots stay taken while the orphaned commands run...
+            assert None is pool.acquire_nowait()
+            for pid in orphans:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGKILL)
+            wait_until_gone("k", "the orphaned commands survived SIGKILL")
+            # ...and come free the moment they are gone.
+            slots = [pool.acquire_nowait(), pool.acquire_nowait()]
+            assert None not in slots
+        finally:
+            pool.close()
+    finally:
+        if orchestrator.poll() is None:
+            orchestrator.kill()
+            orchestrator.wait()
+        for pid in processes_of("k"):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+# A command that notes a SIGTERM and carries on: only SIGKILL ends it.
+STUBBORN = (
+    "import os, signal, sys, time\n"
+    "fd = os.open(sys.argv[1], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)\n"
+    "signal.signal(signal.SIGTERM, lambda *_: os.write(fd, b'term\\n'))\n"
+    "os.write(fd, b'start\\n')\n"
+    "while True: time.sleep(600)\n"
+)
+
+
+def test_a_second_ctrl_c_kills_every_command_before_exiting(tmp_path: Path) -> None:
+    root = project(tmp_path, 2)
+    runs, log = tmp_path / "runs", tmp_path / "log"
+    argv = cli(
+        "run", str(root), "--min-files", "1", "--max-parallel", "2", "--run-id", "k",
+        "--runs-dir", str(runs), "--", sys.executable, "-c", STUBBORN, str(log),
+    )  # fmt: skip
+    orchestrator = subprocess.Popen(
+        argv, env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + LIMIT
+        while len([x for x in lines(log) if x == ["start"]]) < 2:
+            assert orchestrator.poll() is None, "the orchestrator ended early"
+            assert time.monotonic() < deadline, "the commands never started"
+            time.sleep(0.02)
+        orchestrator.send_signal(signal.SIGINT)  # the commands shrug off the SIGTERM...
+        while len([x for x in lines(log) if x == ["term"]]) < 2:
+            assert time.monotonic() < deadline, "the first Ctrl-C sent no SIGTERM"
+            time.sleep(0.02)
+        orchestrator.send_signal(signal.SIGINT)  # ...so the second Ctrl-C must kill them
+        assert 130 == orchestrator.wait(timeout=LIMIT)
+        assert [] == processes_of("k"), "commands outlived the second Ctrl-C"
+    finally:
+        if orchestrator.poll() is None:
+            orchestrator.kill()
+            orchestrator.wait()
+        for pid in processes_of("k"):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_kill_after_sets_the_grace_between_sigterm_and_sigkill(tmp_path: Path) -> None:
+    root = project(tmp_path, 1)
+    runs, log = tmp_path / "runs", tmp_path / "log"
+    argv = cli(
+        "run", str(root), "--run-id", "k", "--runs-dir", str(runs), "--timeout", "0.5",
+        "--kill-after", "0.2", "--", sys.executable, "-c", STUBBORN, str(log),
+    )  # fmt: skip
+    began = time.monotonic()
+    done = subprocess.run(argv, env=clean_env(), capture_output=True, text=True, timeout=LIMIT)
+    took = time.monotonic() - began
+    with contextlib.closing(open_store(None, runs, create=False)) as store:
+        rows = store.attempts("k")
+        grace = store.get_run("k").config["work"]["kill_grace"]
+    assert (1, ["timed_out"], 0.2) == (done.returncode, [r.status for r in rows], grace)
+    assert took < 5.0, "the command outlived a 0.2 s grace (the default is 5 s)"
+    assert [] == processes_of("k")
+
+
+def test_a_lost_postgres_run_lock_stops_the_run_and_its_commands(tmp_path: Path) -> None:
+    url = postgres_url()
+    restart = os.environ.get(RESTART_ENV)
+    if not restart:
+        pytest.skip(f"{RESTART_ENV} is not set: no way to restart the PostgreSQL server")
+    run_id = f"lost-{uuid.uuid4().hex[:12]}"
+    root = project(tmp_path, 2)
+    runs, log = tmp_path / "runs", tmp_path / "log"
+    argv = cli(
+        "run", str(root), "--min-files", "1", "--max-parallel", "2", "--run-id", run_id,
+        "--runs-dir", str(runs), "--store", url, "--", *command(log, 600.0),
+    )  # fmt: skip
+    orchestrator = subprocess.Popen(
+        argv, env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + LIMIT
+        while len([x for x in lines(log) if x[0] == "start"]) < 2:
+            assert orchestrator.poll() is None, "the orchestrator ended early"
+            assert time.monotonic() < deadline, "the commands never started"
+            time.sleep(0.02)
+        # The server restarts: every session ends, and the run's advisory lock with it.
+        subprocess.run(
+            shlex.split(restart),
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=LIMIT,
+        )
+        _, err = orchestrator.communicate(timeout=LIMIT)
+        assert 75 == orchestrator.returncode, err
+        assert "run lock was lost" in err
+        wait_until_gone(run_id, "commands outlived their orchestrator's lost lock")
+    finally:
+        if orchestrator.poll() is None:
+            orchestrator.kill()
+            orchestrator.wait()
+        for pid in processes_of(run_id):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
