@@ -34,6 +34,7 @@ def _postgres_env(session: nox.Session) -> dict[str, str]:
     the server is required, so none of them can skip for want of it.
     """
     url = os.environ.get(POSTGRES_ENV)
+    restart = os.environ.get("SUBPLAN_TEST_POSTGRES_RESTART")
     if not url:
         session.log("no $%s: starting a test server with %s", POSTGRES_ENV, POSTGRES_SCRIPT)
         done = subprocess.run(
@@ -45,7 +46,12 @@ def _postgres_env(session: nox.Session) -> dict[str, str]:
                 f"{POSTGRES_SCRIPT} could not start PostgreSQL (exit {done.returncode}); "
                 f"set ${POSTGRES_ENV} to a server's URL instead"
             )
-    return {POSTGRES_ENV: url, "SUBPLAN_TEST_REQUIRE_POSTGRES": "1"}
+        # a server of our own may be restarted (the lost-run-lock test needs that)
+        restart = restart or f"bash {POSTGRES_SCRIPT} restart"
+    env = {POSTGRES_ENV: url, "SUBPLAN_TEST_REQUIRE_POSTGRES": "1"}
+    if restart:
+        env["SUBPLAN_TEST_POSTGRES_RESTART"] = restart
+    return env
 
 
 @nox.session

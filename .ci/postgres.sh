@@ -2,6 +2,7 @@
 # Start a throwaway PostgreSQL server for the store's contract tests and print its URL.
 #
 #   export SUBPLAN_TEST_POSTGRES_URL="$(.ci/postgres.sh)"
+#   .ci/postgres.sh restart      # restart that server
 #
 # Installs the Debian `postgresql` package when no server binaries are present, creates a
 # cluster owned by `postgres` under $SUBPLAN_PG_DIR (default /tmp/subplan-ci-postgres) with
@@ -41,6 +42,13 @@ fi
 
 as_postgres() { runuser -u postgres -- "$@"; }
 data="$dir/data"
+
+# `.ci/postgres.sh restart`: restart the running test server (the tests of a lost run
+# lock end every session this way).
+if [[ "${1:-}" == "restart" ]]; then
+    as_postgres "$bin/pg_ctl" -D "$data" -l "$dir/server.log" -w -t 60 restart -m fast >&2
+    exit 0
+fi
 
 if as_postgres "$bin/pg_ctl" status -D "$data" >/dev/null 2>&1; then
     say "reusing the server running in $data"

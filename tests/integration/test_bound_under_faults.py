@@ -163,7 +163,7 @@ def run_argv(root: Path, runs: Path, log: Path, *, limit: int, pause: float) -> 
     return cli(
         "run",
         str(root),
-        "--min-files",
+        "--max-files",  # one subplan per directory (of one file)
         "1",
         "--max-parallel",
         str(limit),
@@ -288,7 +288,12 @@ def test_resume_kills_a_command_of_the_run_the_store_never_heard_of(tmp_path: Pa
     # A command of the run that no store row names (as after a kill in the wrong place).
     stray = subprocess.Popen(
         [sys.executable, "-c", "import time; time.sleep(600)"],
-        env={**clean_env(), "SUBPLAN_RUN_ID": "k", "SUBPLAN_ID": "sp-x"},
+        env={
+            **clean_env(),
+            "SUBPLAN_RUN_ID": "k",
+            "SUBPLAN_ID": "sp-x",
+            "SUBPLAN_FILES_LIST": str(runs / "k" / "sp-x" / "files.txt"),
+        },
         start_new_session=True,
     )
     try:
@@ -364,7 +369,7 @@ def test_a_second_ctrl_c_kills_every_command_before_exiting(tmp_path: Path) -> N
     root = project(tmp_path, 2)
     runs, log = tmp_path / "runs", tmp_path / "log"
     argv = cli(
-        "run", str(root), "--min-files", "1", "--max-parallel", "2", "--run-id", "k",
+        "run", str(root), "--max-files", "1", "--max-parallel", "2", "--run-id", "k",
         "--runs-dir", str(runs), "--", sys.executable, "-c", STUBBORN, str(log),
     )  # fmt: skip
     orchestrator = subprocess.Popen(
@@ -396,8 +401,8 @@ def test_kill_after_sets_the_grace_between_sigterm_and_sigkill(tmp_path: Path) -
     root = project(tmp_path, 1)
     runs, log = tmp_path / "runs", tmp_path / "log"
     argv = cli(
-        "run", str(root), "--run-id", "k", "--runs-dir", str(runs), "--timeout", "0.5",
-        "--kill-after", "0.2", "--", sys.executable, "-c", STUBBORN, str(log),
+        "run", str(root), "--max-files", "1", "--run-id", "k", "--runs-dir", str(runs),
+        "--timeout", "0.5", "--kill-after", "0.2", "--", sys.executable, "-c", STUBBORN, str(log),
     )  # fmt: skip
     began = time.monotonic()
     done = subprocess.run(argv, env=clean_env(), capture_output=True, text=True, timeout=LIMIT)
@@ -419,7 +424,7 @@ def test_a_lost_postgres_run_lock_stops_the_run_and_its_commands(tmp_path: Path)
     root = project(tmp_path, 2)
     runs, log = tmp_path / "runs", tmp_path / "log"
     argv = cli(
-        "run", str(root), "--min-files", "1", "--max-parallel", "2", "--run-id", run_id,
+        "run", str(root), "--max-files", "1", "--max-parallel", "2", "--run-id", run_id,
         "--runs-dir", str(runs), "--store", url, "--", *command(log, 600.0),
     )  # fmt: skip
     orchestrator = subprocess.Popen(
@@ -450,3 +455,28 @@ def test_a_lost_postgres_run_lock_stops_the_run_and_its_commands(tmp_path: Path)
         for pid in processes_of(run_id):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_the_stray_scan_leaves_a_run_of_the_same_id_in_another_runs_dir_alone(
+    tmp_path: Path,
+) -> None:
+    from subplan._execute._command_process import process_groups_of_run
+
+    def sleeper(runs: Path) -> subprocess.Popen[bytes]:
+        env = {
+            **clean_env(),
+            "SUBPLAN_RUN_ID": "same",
+            "SUBPLAN_ID": "sp-1",
+            "SUBPLAN_FILES_LIST": str(runs / "same" / "sp-1" / "files.txt"),
+        }
+        return subprocess.Popen(["sleep", "60"], env=env, start_new_session=True)
+
+    ours, theirs = sleeper(tmp_path / "ours"), sleeper(tmp_path / "theirs")
+    try:
+        found = process_groups_of_run("same", run_dir=tmp_path / "ours" / "same")
+        assert ours.pid in found
+        assert theirs.pid not in found
+    finally:
+        for proc in (ours, theirs):
+            proc.kill()
+            proc.wait()

@@ -67,7 +67,7 @@ def make_repo(root: Path, dirs: Sequence[str] = ("alpha", "beta", "gamma")) -> t
     (root / "README.md").write_text("top\n")
     git(root, "add", "-A")
     git(root, "commit", "-qm", "base")
-    plan = decompose(files, min_files=2)
+    plan = decompose(files, min_files=2, max_files=2)
     assert list(dirs) == [leaf.label for leaf in plan.leaves]
     return root, plan
 
@@ -409,7 +409,7 @@ def test_new_deleted_binary_and_odd_names_in_a_project_below_the_top(
         (project / name).write_text(f"# {name}\n")
     git(top, "add", "-A")
     git(top, "commit", "-qm", "base")
-    plan = decompose(files, min_files=2)
+    plan = decompose(files, min_files=2, max_files=2)
 
     def work(subplan: Subplan, ctx: AttemptContext) -> None:
         assert ctx.workspace is not None

@@ -281,16 +281,28 @@ def kill_process_groups(
     return alive
 
 
-def process_groups_of_run(run_id: str, *, subplan_variable: str = "SUBPLAN_ID") -> set[int]:
+def process_groups_of_run(
+    run_id: str,
+    *,
+    run_dir: str | os.PathLike[str] | None = None,
+    subplan_variable: str = "SUBPLAN_ID",
+) -> set[int]:
     """Process groups on this host whose members' environment names ``run_id``.
 
     A command of a run has ``SUBPLAN_RUN_ID`` and ``SUBPLAN_ID`` in its environment (and
     so do its children, and a shim still waiting to exec it), whether or not the store
     knows of it. Only processes this user may read are seen; the caller's own group is
-    never among them.
+    never among them. Run ids are unique in a store, not on a host: with ``run_dir``
+    (the run's own output directory) only commands whose ``SUBPLAN_FILES_LIST`` lies in
+    it count, so a run of the same id in another runs directory is left alone.
     """
     wanted = f"SUBPLAN_RUN_ID={run_id}".encode()
     marker = f"{subplan_variable}=".encode()
+    inside = (
+        None
+        if run_dir is None
+        else b"SUBPLAN_FILES_LIST=" + os.fsencode(pathlib.Path(run_dir).absolute()) + b"/"
+    )
     own = os.getpgrp()
     found: set[int] = set()
     try:
@@ -308,6 +320,8 @@ def process_groups_of_run(run_id: str, *, subplan_variable: str = "SUBPLAN_ID") 
             continue  # gone, or not ours
         if wanted not in variables or not any(v.startswith(marker) for v in variables):
             continue
+        if inside is not None and not any(v.startswith(inside) for v in variables):
+            continue  # the same run id, of another runs directory
         fields = data[data.rfind(b")") + 2 :].split(maxsplit=3)
         if len(fields) >= 3 and fields[0] not in (b"Z", b"X"):
             pgid = int(fields[2])

@@ -245,6 +245,7 @@ def prepare_resume(
     rerun: Collection[str],
     clock: Clock,
     kill_grace: float = 2.0,
+    run_dir: str | os.PathLike[str] | None = None,
 ) -> tuple[RunRecord, Plan, ResumeState]:
     """Read a run back for a resume (its lock held by the caller).
 
@@ -263,6 +264,8 @@ def prepare_resume(
         rerun: node ids whose subtrees run again even if they succeeded.
         clock: for the reclaim times.
         kill_grace: seconds between SIGTERM and SIGKILL for a left-over command.
+        run_dir: the run's output directory: stray commands of the run found on this
+            host by their environment count only when their files list lies in it.
 
     Returns:
         The run's record, the plan to run, and the state to start from.
@@ -281,7 +284,7 @@ def prepare_resume(
     # Every group to kill before anything starts again: those recorded as running, and
     # any command of this run found on this host by its environment (a group the store
     # never heard of). All at once, under one grace period.
-    doomed = process_groups_of_run(run_id)
+    doomed = process_groups_of_run(run_id, run_dir=run_dir)
     for row in rows:
         if row.status != "running":
             continue

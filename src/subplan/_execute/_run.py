@@ -1304,7 +1304,13 @@ def resume(
         the_store.get_run(run_id)  # unknown: say so before taking (and making) a lock
         lock = the_store.lock_run(run_id)
         record, the_plan, state = prepare_resume(
-            the_store, run_id, lock=lock, plan=plan, rerun=rerun, clock=clock_
+            the_store,
+            run_id,
+            lock=lock,
+            plan=plan,
+            rerun=rerun,
+            clock=clock_,
+            run_dir=(directory / run_id).absolute(),
         )
         config = record.config
         if work is None:
