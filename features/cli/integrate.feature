@@ -24,7 +24,7 @@ Feature: Bringing the work back: integrate a run's changes onto a branch
       """
 
   Scenario: Independent changes go in, one commit per subplan, and the checkout stays as it was
-    When I run "subplan run repo --exclude agent.py --exclude check.py --exclude README.md --min-files 2 --workspaces --run-id ws -- python agent.py"
+    When I run "subplan run repo --exclude agent.py --exclude check.py --exclude README.md --min-files 2 --max-files 2 --workspaces --run-id ws -- python agent.py"
     And I note where the repository "repo" stands
     And I run "subplan integrate ws"
     Then the exit status is 0
@@ -32,7 +32,7 @@ Feature: Bringing the work back: integrate a run's changes onto a branch
     And the repository "repo" stands where it stood
 
   Scenario: Running it twice changes nothing
-    When I run "subplan run repo --exclude agent.py --exclude check.py --exclude README.md --min-files 2 --workspaces --run-id ws -- python agent.py"
+    When I run "subplan run repo --exclude agent.py --exclude check.py --exclude README.md --min-files 2 --max-files 2 --workspaces --run-id ws -- python agent.py"
     And I run "subplan integrate ws"
     And I note where the repository "repo" stands
     And I run "subplan integrate ws --json"
@@ -41,7 +41,7 @@ Feature: Bringing the work back: integrate a run's changes onto a branch
     And the repository "repo" stands where it stood
 
   Scenario: Two subplans changing the same lines give one commit and one named conflict
-    When I run "subplan run repo --exclude agent.py --exclude check.py --exclude README.md --min-files 2 --workspaces --run-id ws -- python agent.py" with CLASH=dir0,dir1
+    When I run "subplan run repo --exclude agent.py --exclude check.py --exclude README.md --min-files 2 --max-files 2 --workspaces --run-id ws -- python agent.py" with CLASH=dir0,dir1
     And I run "subplan integrate ws --json"
     Then the exit status is 1
     And the JSON output integrates 2 subplans and sets 1 aside naming "README.md"
@@ -49,25 +49,25 @@ Feature: Bringing the work back: integrate a run's changes onto a branch
     Then the output mentions "integration onto subplan/integrate/ws: 2 integrated, 1 conflicted"
 
   Scenario: Conflicting subplans run again on the integrated work, then go in
-    When I run "subplan run repo --exclude agent.py --exclude check.py --exclude README.md --min-files 2 --workspaces --run-id ws -- python agent.py" with CLASH=dir0,dir1
+    When I run "subplan run repo --exclude agent.py --exclude check.py --exclude README.md --min-files 2 --max-files 2 --workspaces --run-id ws -- python agent.py" with CLASH=dir0,dir1
     And I run "subplan integrate ws --rerun-conflicts --json"
     Then the exit status is 0
     And the JSON output integrates 3 subplans and sets 0 aside naming "README.md"
 
   Scenario: A subplan that breaks the verify command is found and dropped
-    When I run "subplan run repo --exclude agent.py --exclude check.py --exclude README.md --min-files 2 --workspaces --run-id ws -- python agent.py" with BREAK=dir1
+    When I run "subplan run repo --exclude agent.py --exclude check.py --exclude README.md --min-files 2 --max-files 2 --workspaces --run-id ws -- python agent.py" with BREAK=dir1
     And I run "subplan integrate ws --drop-failing --verify -- python check.py"
     Then the exit status is 1
     And the output mentions "dropped"
     And the branch "subplan/integrate/ws" of "repo" has 2 commits, each naming its subplan
 
   Scenario: Each subplan's result can also be a branch of its own, for one pull request each
-    When I run "subplan run repo --exclude agent.py --exclude check.py --exclude README.md --min-files 2 --workspaces --branches --run-id ws -- python agent.py"
+    When I run "subplan run repo --exclude agent.py --exclude check.py --exclude README.md --min-files 2 --max-files 2 --workspaces --branches --run-id ws -- python agent.py"
     Then the exit status is 0
     And the repository "repo" has 3 branches under "subplan/ws/" of one commit each
 
   Scenario Outline: Bad input is one line and exit status 2
-    When I run "subplan run repo --exclude agent.py --exclude check.py --min-files 2 --run-id plain -- python -c pass"
+    When I run "subplan run repo --exclude agent.py --exclude check.py --min-files 2 --max-files 2 --run-id plain -- python -c pass"
     And I run "subplan integrate <arguments>"
     Then the exit status is 2
     And stderr is one line mentioning "<message>"

@@ -30,10 +30,10 @@ Feature: subplan run rides out rate limits from the command line
       if first:
           sys.exit("You have exhausted your capacity on this model. Your quota will reset after 1s.")
       """
-    When I run "subplan run . --max-parallel 2 -- python agent.py"
+    When I run "subplan run . --exclude agent.py --max-parallel 2 -- python agent.py"
     Then the exit status is 0
     And the output mentions "paused"
-    And the output mentions "3 succeeded"
+    And the output mentions "2 succeeded"
 
   Scenario: A command quoting documentation about rate limits is a plain failure
     Given a script "docs.py" with these lines:
@@ -43,9 +43,9 @@ Feature: subplan run rides out rate limits from the command line
       print("| 429 | rate_limit_error | Your account has hit a rate limit. |")
       sys.exit(1)
       """
-    When I run "subplan run . -- python docs.py"
+    When I run "subplan run . --exclude docs.py -- python docs.py"
     Then the exit status is 1
-    And the output mentions "3 failed"
+    And the output mentions "2 failed"
 
   Scenario: A number that merely looks like a status is a plain failure
     When I run "subplan run . -- python -c 'import sys; sys.exit(\"SyntaxError on line 1429\")'"
