@@ -49,8 +49,9 @@ def when_text(epoch: float, *, now: float | None = None) -> str:
     """
     moment = time.localtime(epoch)
     today = time.localtime(time.time() if now is None else now)
-    same_day = moment.tm_year == today.tm_year and moment.tm_yday == today.tm_yday
-    return time.strftime("%H:%M:%S %Z" if same_day else "%Y-%m-%d %H:%M:%S %Z", moment)
+    if (moment.tm_year, moment.tm_yday) != (today.tm_year, today.tm_yday):
+        return format_when(epoch)
+    return time.strftime("%H:%M:%S %Z", moment)
 
 
 class Progress:

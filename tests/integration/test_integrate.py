@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import subplan
+from postgres_server import postgres_url
 from subplan import (
     InputError,
     IntegrationResult,
@@ -519,9 +520,7 @@ def test_what_cannot_go_in_is_said_and_shown(
 def test_a_run_in_a_postgresql_store_integrates_and_is_recorded_there(
     tmp_path: Path, runs: Path
 ) -> None:
-    url = os.environ.get("SUBPLAN_TEST_POSTGRES_URL")
-    if not url:
-        pytest.skip("SUBPLAN_TEST_POSTGRES_URL is not set: no PostgreSQL server to test against")
+    url = postgres_url()  # skips, or fails where a server is required (nox, CI)
     import uuid
 
     import psycopg
