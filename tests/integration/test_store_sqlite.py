@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -132,6 +133,76 @@ def test_connections_creating_one_store_at_once_agree(tmp_path: Path) -> None:
     store = SqliteStore(path, create=False)
     assert {f"r{i}" for i in range(8)} == {r.run_id for r in store.list_runs()}
     store.close()
+
+
+# Each child creates one fresh store per round, all children at once: round r starts
+# when the file go<r> appears; a failure is printed.
+RACER = """
+import os, sys, time
+from pathlib import Path
+from subplan._store._sqlite import SqliteStore
+base, rounds = Path(sys.argv[1]), int(sys.argv[2])
+for r in range(rounds):
+    while not (base / f"go{r}").exists():
+        time.sleep(0.0005)
+    try:
+        SqliteStore(base / f"db{r}" / "state.db").close()
+    except Exception as exc:
+        print(f"round {r}: {exc}", flush=True)
+    (base / f"done{r}.{os.getpid()}").touch()
+"""
+
+
+def test_processes_racing_to_create_one_store_all_open_it(tmp_path: Path) -> None:
+    # Entering WAL needs the file to itself; two openers each holding a read lock and
+    # asking for more deadlock, and SQLite answers one of them SQLITE_BUSY at once, not
+    # after busy_timeout: orchestrators racing for a fresh state.db failed within a
+    # millisecond, saying the file was "kept locked for 30 s" (about 1 round in 5 here).
+    racers, rounds = 8, 60
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", RACER, str(tmp_path), str(rounds)],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for _ in range(racers)
+    ]
+    try:
+        for r in range(rounds):
+            (tmp_path / f"go{r}").touch()
+            deadline = time.monotonic() + LIMIT
+            while len(list(tmp_path.glob(f"done{r}.*"))) < racers:
+                assert time.monotonic() < deadline, f"round {r} never ended"
+                time.sleep(0.002)
+        printed = [child.communicate(timeout=LIMIT)[0] for child in children]
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+    assert [""] * racers == printed
+    conn = sqlite3.connect(tmp_path / "db0" / "state.db")
+    assert "wal" == conn.execute("PRAGMA journal_mode").fetchone()[0]
+    conn.close()
+
+
+def test_a_store_that_cannot_enter_wal_in_time_fails_cleanly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_sqlite, "BUSY_TIMEOUT", 0.2)
+    path = tmp_path / "state.db"
+    reader = sqlite3.connect(path, isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    try:
+        with pytest.raises(StoreError) as caught:
+            SqliteStore(path)
+        assert f"cannot open {path}: another process kept it locked for 0.2 s" == str(caught.value)
+    finally:
+        reader.execute("COMMIT")
+        reader.close()
 
 
 def test_a_write_waiting_too_long_for_another_writer_fails_cleanly(

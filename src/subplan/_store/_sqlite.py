@@ -24,6 +24,7 @@ import os
 import re
 import sqlite3
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -284,6 +285,27 @@ def _store_error(exc: sqlite3.Error, action: str, location: str) -> StoreError:
     return StoreError(f"cannot {action} {location}: {reason}", location=location)
 
 
+def _enter_wal(conn: sqlite3.Connection) -> str:
+    """Switch to write-ahead logging, waiting up to BUSY_TIMEOUT for the other openers.
+
+    Changing the journal mode needs the database to itself, and SQLite reports
+    SQLITE_BUSY at once, without calling the busy handler, while another connection reads
+    it (processes racing to create one fresh state.db): so the wait is ours. Returns the
+    journal mode in force.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT
+    pause = 0.005
+    while True:
+        try:
+            return str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+        except sqlite3.OperationalError as exc:
+            code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+            if code not in (_SQLITE_BUSY, _SQLITE_LOCKED) or time.monotonic() >= deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.1)
+
+
 def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
     for start in range(0, len(items), _CHUNK):
         yield items[start : start + _CHUNK]
@@ -407,7 +429,7 @@ class SqliteStore(SqlReads):
                         location=self.location,
                     )
                 self._create_schema(conn)
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            mode = _enter_wal(conn)
             if str(mode).lower() != "wal":  # pragma: no cover - a filesystem without mmap
                 raise StoreConnectError(
                     f"cannot use write-ahead logging on {path} (journal mode stays {mode})",
@@ -530,7 +552,7 @@ class SqliteStore(SqlReads):
         return True
 
     def _create_schema(self, conn: sqlite3.Connection) -> None:
-        conn.execute("PRAGMA journal_mode = WAL")
+        _enter_wal(conn)
         conn.execute("BEGIN IMMEDIATE")
         try:
             # Another process may have created it while we waited for the write lock.
