@@ -83,6 +83,20 @@ def test_other_spellings_are_config_errors(text: str) -> None:
         Halt.parse(text)
 
 
+@pytest.mark.parametrize(
+    ("when", "fail", "message"),
+    [
+        ("later", 1, "halt must be 'now' or 'soon', got 'later'"),
+        ("now", 0, "halt needs fail >= 1, got 0"),
+        ("soon", 1.5, "halt needs fail >= 1, got 1.5"),
+    ],
+)
+def test_a_halt_built_in_python_is_checked(when: str, fail: object, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Halt(when, fail)  # type: ignore[arg-type]
+    assert message == str(caught.value)
+
+
 def test_the_cli_halts_and_exits_1(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for d in range(4):
         (tmp_path / f"d{d}").mkdir()
