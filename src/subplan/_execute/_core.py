@@ -483,7 +483,7 @@ class Scheduler:
         if again and self.cancelled:
             # Not finished and not out of attempts: left for a resume, not failed.
             unit.state = "pending"
-            unit.reason = f"run cancelled ({end.error_text or end.status})"
+            unit.reason = self._stopped_reason(end)
             return
         if again and not end.charge:
             self._make_ready(unit)  # requeued at once, no attempt spent
@@ -512,7 +512,7 @@ class Scheduler:
             return
         if self.cancelled:
             unit.state = "pending"
-            unit.reason = f"run cancelled ({end.error_text or 'rate limited'})"
+            unit.reason = self._stopped_reason(end)
             return
         self._make_ready(unit)
         self.pause(
@@ -521,6 +521,21 @@ class Scheduler:
             source=end.source or "unknown",
             subplan_id=unit.id,
         )
+
+    def _stopped_reason(self, end: AttemptEnd) -> str:
+        """Why a unit the cancelled run leaves for a resume did not finish: one reason.
+
+        The run's own reason ("cancelled by signal", a halt), and what its last attempt
+        did when that was not merely being stopped, never a reason wrapped in another.
+        """
+        reason = self.cancel_reason or "cancelled"
+        if end.status == "cancelled":
+            return reason
+        what = end.status.replace("_", " ")
+        detail = end.error_text or what
+        if not detail.startswith(what):
+            detail = f"{what}: {detail}"
+        return f"{reason}; its last attempt {detail}"
 
     def _succeed(self, unit: _Unit) -> None:
         unit.state = "succeeded"

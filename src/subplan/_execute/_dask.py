@@ -855,7 +855,7 @@ class _DaskDriver:
         if item.timed_out:
             return AttemptEnd("timed_out", started, now, None, f"timed out after {setup.timeout}s")
         if item.cancel.is_set() or setup.scheduler.cancelled:
-            return AttemptEnd("cancelled", started, now, None, "cancelled", charge=False)
+            return setup.cancelled_end(started, now)
         detail = _one_line(got) if isinstance(got, BaseException) else str(got)
         text = f"the dask worker died: {detail}"
         return AttemptEnd("crashed", started, now, WorkerCrashedError(text), text)

@@ -553,7 +553,7 @@ class _Setup:
                 )
         text = _one_line(error) if error is not None else "stopped"
         limited = self.rate_limit(error)
-        if limited is not None and not self.scheduler.cancelled:
+        if limited is not None and not (self.scheduler.cancelled and interrupted):
             wait, source = limited
             return AttemptEnd(
                 "rate_limited", started, ended, error, text, charge=False, wait=wait, source=source
@@ -562,13 +562,20 @@ class _Setup:
             return AttemptEnd(
                 "timed_out", started, ended, error, f"timed out after {self.timeout}s ({text})"
             )
-        if self.scheduler.cancelled:
+        if self.scheduler.cancelled and (interrupted or error is None):
             # Stopped by our cancellation, not by its own fault: no attempt is spent, and
-            # the subplan stays resumable.
-            return AttemptEnd(
-                "cancelled", started, ended, error, f"cancelled ({text})", charge=False
-            )
+            # the subplan stays resumable. What the work said as it stopped ("command
+            # cancelled") is an echo of the cancellation: the reason is the run's.
+            return self.cancelled_end(started, ended, error)
+        # Failed on its own, even while the run stops (``--halt soon`` lets it finish).
         return AttemptEnd("failed", started, ended, error, text)
+
+    def cancelled_end(
+        self, started: float, ended: float, error: BaseException | None = None
+    ) -> AttemptEnd:
+        """An attempt stopped by the run's cancellation: uncharged, the run's reason."""
+        reason = self.scheduler.cancel_reason or "cancelled"
+        return AttemptEnd("cancelled", started, ended, error, reason, charge=False)
 
     def rate_limit(self, error: BaseException | None) -> tuple[float | None, str] | None:
         """(seconds to wait or None, source) when ``error`` says the API rate-limited us."""
@@ -977,7 +984,7 @@ def _run_processes(
             return AttemptEnd(
                 "timed_out", started, job.ended, None, f"timed out after {setup.timeout}s"
             )
-        return AttemptEnd("cancelled", started, job.ended, None, "cancelled", charge=False)
+        return setup.cancelled_end(started, job.ended)
 
     def launch_locked() -> None:
         assert workers is not None
