@@ -60,6 +60,8 @@ from ._execute._limiter import GroupStatistics as GroupStatistics
 from ._execute._limiter import Limiter as Limiter
 from ._execute._limiter import LimiterStatistics as LimiterStatistics
 from ._execute._limiter import Slot as Slot
+from ._execute._live_output import OutputFollower as OutputFollower
+from ._execute._live_output import OutputLine as OutputLine
 from ._execute._ratelimit import RateLimitDetector as RateLimitDetector
 from ._execute._ratelimit import RateLimited as RateLimited
 from ._execute._ratelimit import RateLimitInfo as RateLimitInfo
@@ -159,6 +161,8 @@ __all__ = [
     "LimiterTimeoutError",
     "NetworkFilesystemError",
     "NotAGitRepositoryError",
+    "OutputFollower",
+    "OutputLine",
     "Pause",
     "Plan",
     "PlanConfig",

@@ -219,6 +219,24 @@ class Progress:
         self.stream.write("\r\x1b[2K" + self.line())
         self.stream.flush()
 
+    def write_lines(self, items: Sequence[tuple[TextIO, str]]) -> None:
+        """Write text (whole lines) to streams, above the live line and never inside it.
+
+        Under the display's lock: the bar (on this display's stream) is cleared, each
+        text is written and flushed in order, and the bar is drawn again below them.
+        Plain status lines take the same lock, so no line lands inside another.
+        """
+        with self._lock:
+            live = self.mode == "bar" and not self._stop.is_set()
+            if live:
+                self.stream.write("\r\x1b[2K")
+                self.stream.flush()
+            for stream, text in items:
+                stream.write(text)
+                stream.flush()
+            if live:
+                self._draw(force=True)
+
     def _tick(self) -> None:
         while not self._stop.wait(_TICK):
             with self._lock:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
+import functools
 import json
 import os
 import shlex
@@ -42,6 +43,7 @@ from ._execute._deps import dependencies_from_imports
 from ._execute._durable import report_from_store
 from ._execute._halt import Halt
 from ._execute._in_workspace import WorkspacePolicy
+from ._execute._live_output import OutputFollower, OutputLine
 from ._execute._ratelimit import RateLimitDetector
 from ._execute._results import Event, RunReport
 from ._execute._run import default_runs_dir, resume, run
@@ -320,6 +322,7 @@ def _build_parser() -> _Parser:
         "--events", metavar="FILE", help="append every run event to FILE as JSON lines"
     )
     _add_progress_option(group)
+    _add_tag_options(group)
     group.add_argument(
         "--backend",
         choices=("thread", "process", "dask"),
@@ -441,6 +444,7 @@ def _build_parser() -> _Parser:
         "--events", metavar="FILE", help="append every run event to FILE as JSON lines"
     )
     _add_progress_option(resume)
+    _add_tag_options(resume)
     resume.add_argument("--json", action="store_true", help="print the report as JSON")
     _add_halt_option(resume)
     resume.set_defaults(handler=_cmd_resume)
@@ -574,6 +578,23 @@ def _add_progress_option(group: argparse._ActionsContainer) -> None:
         help="on stderr: bar, a live line (elapsed, done, running and their labels, "
         "ETA, pauses); plain, lines for failures, pauses and every 30 s; auto (default): "
         "bar on a terminal, else plain",
+    )
+
+
+def _add_tag_options(group: argparse._ActionsContainer) -> None:
+    group.add_argument(
+        "--tag",
+        action="store_true",
+        help="show the commands' output live, each line prefixed with its subplan's label "
+        "and a tab (GNU parallel's --tag --line-buffer): their stdout on stdout (on stderr "
+        "with --json), their stderr on stderr; lines never mix, a line over 8 KiB comes in "
+        "pieces, and the log files keep everything as before",
+    )
+    group.add_argument(
+        "--tag-by",
+        choices=("label", "id"),
+        help="what --tag puts before each line: the subplan's label (default) or its id; "
+        "implies --tag",
     )
 
 
@@ -790,7 +811,7 @@ def _cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: Te
             require_clean=args.require_clean,
             branches=args.branches,
         )
-    with _listeners(args, stderr, plan) as on_event:
+    with _listeners(args, stdout, stderr, plan, runs_dir) as on_event:
         report = run(
             plan,
             work,
@@ -872,9 +893,15 @@ def _store_spec(args: argparse.Namespace, runs_dir: Path) -> str:
 
 @contextlib.contextmanager
 def _listeners(
-    args: argparse.Namespace, stderr: TextIO, plan: Plan, *, done: int = 0
+    args: argparse.Namespace,
+    stdout: TextIO,
+    stderr: TextIO,
+    plan: Plan,
+    runs_dir: Path,
+    *,
+    done: int = 0,
 ) -> Iterator[Callable[[Event], None]]:
-    """The progress display and the --events file, as one event listener."""
+    """The progress display, the --events file and --tag's live output, as one listener."""
     chosen: str = args.progress
     mode: ProgressMode
     if chosen == "auto":
@@ -899,9 +926,36 @@ def _listeners(
                 listener(event)
 
         try:
-            yield on_event
+            if args.tag or args.tag_by is not None:
+                # With --json, stdout holds the report alone: the output goes to stderr.
+                out = stderr if args.json else stdout
+                tags = labels if args.tag_by != "id" else {sid: sid for sid in labels}
+                show = functools.partial(_show_lines, progress, tags, out, stderr)
+                with OutputFollower(runs_dir, show, then=on_event) as follower:
+                    yield follower
+            else:
+                yield on_event
         finally:
             progress.close()
+
+
+def _show_lines(
+    progress: Progress,
+    tags: Mapping[str, str],
+    out: TextIO,
+    err: TextIO,
+    lines: Sequence[OutputLine],
+) -> None:
+    """--tag: each line as ``TAG<tab>TEXT``, through the display so none mixes with it."""
+    items = []
+    for line in lines:
+        stream = out if line.stream == "stdout" else err
+        text = f"{tags.get(line.subplan_id, line.subplan_id)}\t{line.text}\n"
+        encoding = getattr(stream, "encoding", None)
+        if encoding:  # what the stream cannot encode becomes '?', not an error
+            text = text.encode(encoding, "replace").decode(encoding)
+        items.append((stream, text))
+    progress.write_lines(items)
 
 
 def _finish_run(
@@ -955,7 +1009,7 @@ def _cmd_resume(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin:
             for leaf in shown.leaves
             if leaf.id not in again and latest.get(leaf.id, (0, ""))[1] == "succeeded"
         )
-        with _listeners(args, stderr, shown, done=done) as on_event:
+        with _listeners(args, stdout, stderr, shown, runs_dir, done=done) as on_event:
             report = resume(
                 args.run_id,
                 store=store,

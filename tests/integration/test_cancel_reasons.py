@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import threading
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
@@ -32,7 +33,9 @@ def reasons(report: RunReport) -> list[str]:
 
 
 @pytest.mark.parametrize("backend", ["thread", "process"])
-def test_a_cancelled_command_gets_the_run_reason_once(tmp_path: Path, backend: str) -> None:
+def test_a_cancelled_command_gets_the_run_reason_once(
+    tmp_path: Path, backend: Literal["thread", "process"]
+) -> None:
     plan = flat_plan(4)
     marks = tmp_path / "marks"
     marks.mkdir()

@@ -70,6 +70,18 @@ def in_a_terminal(argv: list[str], cwd: Path, columns: int) -> str:
     return b"".join(chunks).decode("utf-8", "replace")
 
 
+# Many lines on stdout and stderr, each flushed on its own, named after the subplan.
+CHATTY = (
+    "import os, sys\n"
+    "me = os.environ['SUBPLAN_LABEL']\n"
+    "for i in range(300):\n"
+    "    print(me, 'line', i, flush=True)\n"
+    "    if i % 50 == 0: print(me, 'warning', i, file=sys.stderr, flush=True)\n"
+    "sys.stdout.write(me + ' partial')\n"
+)
+TAGGED = r"(\S+)\t\1 (line|warning|partial) ?\d*"
+
+
 def redraws(output: str) -> list[str]:
     """Every state the live line showed (the summary that follows on stdout is left out)."""
     return [part.split("\r\n")[0] for part in output.split(REDRAW) if part.startswith("subplan ")]
@@ -113,3 +125,28 @@ def test_a_resume_counts_what_succeeded_before(tmp_path: Path) -> None:
     again = redraws(in_a_terminal(cli("resume", "r"), root, 200))
     assert again and "3/6 done" in again[0], again[:2]
     assert "6/6 done" in again[-1]
+
+
+def test_in_a_terminal_the_bar_is_redrawn_below_the_lines(tmp_path: Path) -> None:
+    proj = project(tmp_path, dirs=4)
+    labels = {leaf.label for leaf in decompose(scan(proj).files, max_files=3).leaves}
+    output = in_a_terminal(
+        cli(
+            "run", ".", "--max-files", "3", "--max-parallel", "2", "--tag", "--progress", "bar",
+            "--", sys.executable, "-c", CHATTY,
+        ),
+        proj,
+        200,
+    )  # fmt: skip
+    parts = output.split(REDRAW)
+    bars = [i for i, part in enumerate(parts) if part.startswith("subplan ")]
+    lines = [i for i, part in enumerate(parts) if "\t" in part]
+    assert bars and lines, output[:2000]
+    # A bar is never followed by a line on the same row: each redraw holds a bar or lines.
+    assert not any("\t" in parts[i] for i in bars), [
+        parts[i][:200] for i in bars if "\t" in parts[i]
+    ]
+    assert bars[-1] > lines[-1]  # the bar is drawn again below the last lines
+    shown = [row for i in lines for row in parts[i].split("\r\n") if row]
+    assert [] == [row for row in shown if not re.fullmatch(TAGGED, row)][:5]
+    assert labels == {row.split("\t")[0] for row in shown}

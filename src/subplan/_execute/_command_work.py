@@ -13,6 +13,7 @@ from .._clock import Clock, SystemClock
 from .._errors import ConfigError, SubplanError
 from .._model import Subplan
 from ._command import CommandTemplate, run_command, write_files_list
+from ._live_output import attempt_logs
 from ._processes import report_pgid
 from ._ratelimit import RateLimitDetector, RateLimited
 from ._results import AttemptContext, WorkResult
@@ -229,12 +230,13 @@ class CommandWork:
         remaining = None
         if ctx.deadline is not None:
             remaining = max(0.001, ctx.deadline - self.clock.monotonic())
+        stdout_path, stderr_path = attempt_logs(artifacts, ctx.attempt)
         result = run_command(
             argv,
             cwd=cwd,
             env=env,
-            stdout_path=artifacts / f"stdout-{ctx.attempt}.log",
-            stderr_path=artifacts / f"stderr-{ctx.attempt}.log",
+            stdout_path=stdout_path,
+            stderr_path=stderr_path,
             timeout=remaining,
             cancel=ctx.cancel_event,
             kill_grace=self.kill_grace,

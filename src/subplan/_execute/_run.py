@@ -48,6 +48,7 @@ from ._durable import (
 from ._halt import Halt
 from ._in_workspace import InWorkspaces, WorkspacePolicy, changed_of
 from ._limiter import Limiter
+from ._live_output import OutputFollower, OutputLine
 from ._pool import LayeredLimiter, OuterLimiter
 from ._processes import JobEnd, ProcessWorkers
 from ._ratelimit import RateLimitDetector, RateLimited, RateLimitInfo
@@ -684,6 +685,7 @@ def run(
     workspaces: WorkspacePolicy | None = None,
     scheduler: str | None = None,
     halt: Halt | None = None,
+    on_output: Callable[[OutputLine], None] | None = None,
 ) -> RunReport:
     """Run ``work`` on every leaf of ``plan``, at most ``max_parallel`` at a time in all.
 
@@ -767,6 +769,12 @@ def run(
         halt: stop once that many subplans have failed (after their retries):
             ``Halt("soon", 1)`` starts nothing new, ``Halt("now", 1)`` also cancels what
             runs. The rest are ``not_run`` (a resume runs them).
+        on_output: called with every line that commands write (:class:`OutputLine`:
+            subplan, attempt, stream, bytes), live, while they run: command work's log
+            files are followed (see :class:`OutputFollower`; a dask cluster's workers
+            must write where this process can read). Calls come from one thread, whole
+            lines in order per stream; a line over 8 KiB comes in pieces. Every line has
+            been handed on when ``run`` returns.
 
     Returns:
         The :class:`RunReport`.
@@ -788,11 +796,39 @@ def run(
         >>> report.status, report.peak_concurrency <= 2
         ('succeeded', True)
     """
+    output = _follower(runs_dir, on_output, on_event)
+    on_event = output or on_event
     setup = _Setup(plan, work, **_Setup.options(locals()))
-    return _drive(setup, cancel, handle_signals)
+    return _drive(setup, cancel, handle_signals, output)
 
 
-def _drive(setup: _Setup, cancel: threading.Event | None, handle_signals: bool) -> RunReport:
+def _follower(
+    runs_dir: str | os.PathLike[str] | None,
+    on_output: Callable[[OutputLine], None] | None,
+    on_event: Callable[[Event], None] | None,
+) -> OutputFollower | None:
+    """The listener that follows commands' output for ``on_output`` (None without one).
+
+    It starts its thread only once an attempt starts, so a run refused before that
+    leaves none behind; :func:`_drive` closes it.
+    """
+    if on_output is None:
+        return None
+
+    def each(lines: Sequence[OutputLine]) -> None:
+        for line in lines:
+            on_output(line)
+
+    directory = Path(runs_dir) if runs_dir is not None else default_runs_dir()
+    return OutputFollower(directory, each, then=on_event)
+
+
+def _drive(
+    setup: _Setup,
+    cancel: threading.Event | None,
+    handle_signals: bool,
+    output: OutputFollower | None = None,
+) -> RunReport:
     """Run a set-up run on its backend; leave the store consistent whatever happens."""
     try:
         if setup.backend == "process":
@@ -805,6 +841,8 @@ def _drive(setup: _Setup, cancel: threading.Event | None, handle_signals: bool) 
     finally:
         setup.abandon()  # a no-op once the run finished normally
         setup.close_backend()
+        if output is not None:
+            output.close()  # every line handed on before the caller sees the report
 
 
 def _run_threads(
@@ -1258,6 +1296,7 @@ def resume(
     scheduler: str | None = None,
     halt: Halt | None = None,
     base: str | None = None,
+    on_output: Callable[[OutputLine], None] | None = None,
 ) -> RunReport:
     """Resume a stored run: run again only what did not succeed.
 
@@ -1280,7 +1319,8 @@ def resume(
         rerun: subplan ids (any node: its whole subtree) to run again even if they
             succeeded; every other result is kept.
         integrate: the integration callable, when the run had one.
-        on_event, limiter, cancel, handle_signals, clock, preflight: as for :func:`run`.
+        on_event, limiter, cancel, handle_signals, clock, preflight, on_output: as for
+            :func:`run`.
         rate_limits: as for :func:`run`; None keeps the run's choice.
         halt: as for :func:`run`; a resume halts only when asked to again.
         scheduler: for a run of the dask backend, the scheduler to use; None keeps the
@@ -1338,6 +1378,7 @@ def resume(
             limiter = SharedLimiter(str(pool), int(size))
         if scheduler is None and backend == "dask":
             scheduler = config.get("scheduler")
+        output = _follower(directory, on_output, on_event)
         setup = _Setup(
             the_plan,
             work,
@@ -1349,7 +1390,7 @@ def resume(
             group_caps=config.get("group_caps") or None,
             groups=config.get("groups") or None,
             priorities=config.get("priorities") or None,
-            on_event=on_event,
+            on_event=output or on_event,
             run_id=run_id,
             runs_dir=directory,
             limiter=limiter,
@@ -1374,7 +1415,7 @@ def resume(
             the_store.close()
         raise
     try:
-        return _drive(setup, cancel, handle_signals)
+        return _drive(setup, cancel, handle_signals, output)
     finally:
         if opened:
             the_store.close()
