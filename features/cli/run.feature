@@ -32,6 +32,19 @@ Feature: subplan run on the command line
     And the dry run shows every leaf's command once, with its id and its files
     And nothing was written to ".subplan"
 
+  Scenario: --tag shows every command's output, each line tagged with its subplan's label
+    When I run "subplan run . --tag --progress off -- python -c 'import os, sys; print(sys.argv[1], os.environ[sys.argv[2]]); print(sys.argv[3], file=sys.stderr)' hello SUBPLAN_LABEL oops"
+    Then the exit status is 0
+    And stdout has the line "hello <label>" once for each of the 6 subplans, tagged with its label
+    And stderr has the line "oops" once for each of the 6 subplans, tagged with its label
+    And each of the 6 subplans' log files still holds its output
+
+  Scenario: With --json the tagged output goes to stderr, and stdout holds the report alone
+    When I run "subplan run . --tag-by id --json -- python -c 'import os, sys; print(sys.argv[1], os.environ[sys.argv[2]])' hello SUBPLAN_ID"
+    Then the exit status is 0
+    And the JSON report says "succeeded" with 6 succeeded
+    And stderr has the line "hello <id>" once for each of the 6 subplans, tagged with its id
+
   Scenario Outline: --halt stops the run once enough subplans failed
     When I run "subplan run . --max-parallel 1 --halt <halt> --json -- python -c 'import sys; sys.exit(3)'"
     Then the exit status is 1

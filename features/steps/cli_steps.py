@@ -156,3 +156,30 @@ def step_dry_run(context: Any) -> None:
 def step_json_counts(context: Any, failed: int, not_run: int) -> None:
     counts = json.loads(context.result.stdout)["counts"]
     assert (failed, not_run) == (counts["failed"], counts["not_run"]), counts
+
+
+@then(
+    '{stream} has the line "{text}" once for each of the {count:d} subplans, tagged with its {tag}'
+)
+def step_tagged(context: Any, stream: str, text: str, count: int, tag: str) -> None:
+    output = context.result.stdout if stream == "stdout" else context.result.stderr
+    leaves = decompose(scan(context.workdir).files).leaves
+    assert count == len(leaves)
+    expected = sorted(
+        f"{getattr(leaf, tag)}\t" + text.replace("<label>", leaf.label).replace("<id>", leaf.id)
+        for leaf in leaves
+    )
+    assert expected == sorted(line for line in output.splitlines() if "\t" in line), output
+
+
+@then("each of the {count:d} subplans' log files still holds its output")
+def step_logs_kept(context: Any, count: int) -> None:
+    logs = sorted((context.workdir / ".subplan").glob("*/sp-*/stdout-1.log"))
+    assert count == len(logs), logs
+    assert all(log.read_text().startswith("hello ") for log in logs)
+
+
+@then('the JSON report says "{status}" with {count:d} succeeded')
+def step_json_succeeded(context: Any, status: str, count: int) -> None:
+    data = json.loads(context.result.stdout)
+    assert (status, count) == (data["status"], data["counts"]["succeeded"])
