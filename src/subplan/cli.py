@@ -12,6 +12,7 @@ import contextlib
 import errno
 import functools
 import json
+import logging
 import os
 import shlex
 import sys
@@ -911,6 +912,8 @@ def _listeners(
     labels = {leaf.id: leaf.label for leaf in plan.leaves}
     progress = Progress(stderr, len(plan.leaves), mode=mode, labels=labels, done=done)
     with contextlib.ExitStack() as stack:
+        if mode != "off":
+            stack.enter_context(_saying(progress))
         listeners: list[Callable[[Event], None]] = [progress]
         if args.events is not None:
             events = stack.enter_context(open(args.events, "a", encoding="utf-8"))
@@ -937,6 +940,33 @@ def _listeners(
                 yield on_event
         finally:
             progress.close()
+
+
+class _Say(logging.Handler):
+    """The library's own INFO messages (the dask start-up) as ``subplan: ...`` lines."""
+
+    def __init__(self, progress: Progress) -> None:
+        super().__init__(logging.INFO)
+        self.progress = progress
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.progress.write_lines([(self.progress.stream, f"subplan: {record.getMessage()}\n")])
+
+
+@contextlib.contextmanager
+def _saying(progress: Progress) -> Iterator[None]:
+    """While active, what subplan logs at INFO and above shows on the display's stream."""
+    logger = logging.getLogger("subplan")
+    handler = _Say(progress)
+    level = logger.level
+    logger.addHandler(handler)
+    if level == logging.NOTSET or level > logging.INFO:
+        logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def _show_lines(

@@ -12,6 +12,7 @@ import importlib.util
 import itertools
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -29,6 +30,7 @@ from execute_helpers import (
     GateWork,
     WaitForCancel,
     WaitForGo,
+    cli_call,
     fail_first_attempt,
     flat_plan,
     hang,
@@ -806,3 +808,52 @@ def test_the_scheduler_grace_comes_from_the_environment(monkeypatch: pytest.Monk
         monkeypatch.setenv("SUBPLAN_SCHEDULER_GRACE", bad)
         with pytest.raises(ConfigError, match="SUBPLAN_SCHEDULER_GRACE must be seconds >= 0"):
             _dask.scheduler_grace()
+
+
+def _two_dirs(root: Path) -> None:
+    for d in ("a", "b"):
+        (root / d).mkdir()
+        (root / d / "m.py").write_text("x = 1\n")
+
+
+@pytest.mark.parametrize("progress", ["plain", "off"])
+def test_the_cli_says_when_it_connected_unless_progress_is_off(
+    address: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, progress: str
+) -> None:
+    _two_dirs(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    status, _, err = cli_call(
+        "run", ".", "--max-files", "1", "--backend", "dask", "--scheduler", address,
+        "--progress", progress, "--no-store", "--", sys.executable, "-c", "pass",
+    )  # fmt: skip
+    assert 0 == status, err
+    said = [line for line in err.splitlines() if "Dask" in line or "connected" in line]
+    if progress == "off":
+        assert [] == said
+        return
+    assert f"subplan: connecting to the Dask scheduler at {address}..." == said[0]
+    assert re.fullmatch(
+        rf"subplan: connected to {re.escape(address)} \({WORKERS} workers\) in \d+\.\ds", said[1]
+    ), said
+
+
+def test_the_cli_says_it_starts_a_local_cluster_and_tags_output_from_its_workers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _two_dirs(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    say = "import os; print('hello from', os.environ['SUBPLAN_LABEL'])"
+    status, out, err = cli_call(
+        "run", ".", "--max-files", "1", "--backend", "dask", "--max-parallel", "1", "--tag",
+        "--no-store", "--", sys.executable, "-c", say,
+    )  # fmt: skip
+    assert 0 == status, err
+    said = [line for line in err.splitlines() if "Dask" in line]
+    assert "subplan: starting a local Dask cluster (1 worker, 1 thread each)..." == said[0]
+    assert re.fullmatch(
+        r"subplan: local Dask cluster ready at tcp://\S+ \(1 worker\) in \d+\.\ds", said[1]
+    ), said
+    # The workers write the logs where this process reads them: --tag works on dask too.
+    assert ["a\thello from a", "b\thello from b"] == sorted(
+        line for line in out.splitlines() if "\t" in line
+    )

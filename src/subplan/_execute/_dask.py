@@ -85,7 +85,7 @@ import distributed as _distributed
 import distributed.core as _distributed_core
 import distributed.protocol.pickle as _distributed_pickle
 
-from .._clock import SystemClock
+from .._clock import Clock, SystemClock
 from .._errors import ConfigError
 from .._model import Subplan
 from ._core import AttemptEnd
@@ -567,11 +567,25 @@ def _local_size(max_parallel: int) -> tuple[int, int]:
     return workers, math.ceil(max_parallel / workers)
 
 
+# Start-up takes seconds (a local cluster: ~30 s on a small machine): it is said on the
+# "subplan" logger at INFO, which the CLI shows on stderr (not with --progress off).
+_log = logging.getLogger("subplan.dask")
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}{'' if n == 1 else 's'}"
+
+
 @contextlib.contextmanager
 def _open_client(address: str | None, max_parallel: int) -> Iterator[tuple[Client, bool]]:
     """(client, owned): a client of the cluster at ``address``, or of one started here."""
     if address is None:
         workers, threads = _local_size(max_parallel)
+        _log.info(
+            "starting a local Dask cluster (%s, %s each)...",
+            _count(workers, "worker"),
+            _count(threads, "thread"),
+        )
         with open_local_cluster(workers, threads_per_worker=threads) as cluster:
             client = _dist.Client(cluster, set_as_default=False)
             try:
@@ -579,6 +593,7 @@ def _open_client(address: str | None, max_parallel: int) -> Iterator[tuple[Clien
             finally:
                 client.close()
         return
+    _log.info("connecting to the Dask scheduler at %s...", address)
     try:
         client = _dist.Client(address, timeout=10, set_as_default=False)
     except (OSError, TimeoutError, ValueError) as exc:
@@ -626,20 +641,36 @@ class DaskSession:
         self._stack.close()
 
 
-def connect(address: str | None, max_parallel: int, limiter: object) -> DaskSession:
+def connect(
+    address: str | None, max_parallel: int, limiter: object, *, clock: Clock | None = None
+) -> DaskSession:
     """Reach the cluster at ``address`` (or start one) and bind a :class:`ClusterPool`.
+
+    Says on the ``subplan.dask`` logger (INFO) what it starts or connects to, and, once
+    ready, the scheduler's address, its workers and how long it took.
 
     Raises:
         ConfigError: the scheduler cannot be reached, the pool exists there with
             another size, or ``$SUBPLAN_SCHEDULER_GRACE`` is not a number of seconds.
     """
     grace = scheduler_grace()
+    clock = clock or SystemClock()
+    began = clock.monotonic()
     stack = contextlib.ExitStack()
     try:
         client, owned = stack.enter_context(_open_client(address, max_parallel))
         if isinstance(limiter, ClusterPool):
             limiter.bind(client)
             stack.callback(limiter.close)
+        if _log.isEnabledFor(logging.INFO):
+            workers = len(client.scheduler_info().get("workers", {}))
+            _log.info(
+                "%s %s (%s) in %.1fs",
+                "local Dask cluster ready at" if owned else "connected to",
+                client.scheduler.address,
+                _count(workers, "worker"),
+                clock.monotonic() - began,
+            )
     except BaseException:
         stack.close()
         raise

@@ -314,7 +314,7 @@ class _Setup:
         if backend == "dask":
             from ._dask import connect
 
-            self.cluster = connect(scheduler, max_parallel, limiter)
+            self.cluster = connect(scheduler, max_parallel, limiter, clock=self.clock)
         try:
             try:
                 mark_runs_dir(self.runs_dir)
