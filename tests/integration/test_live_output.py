@@ -123,3 +123,28 @@ def test_with_json_the_lines_go_to_stderr_tagged_by_id(
     ids = {row["subplan_id"] for row in report["subplans"]}
     assert ids == {line.split("\t", 1)[0] for line in err.splitlines() if "\t" in line}
     assert 4 * (300 + 6 + 1) == sum(1 for line in err.splitlines() if "\t" in line)
+
+
+def test_resume_tag_shows_the_new_attempts_output(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    proj, labels = chatty_project(tmp_path)
+    monkeypatch.chdir(proj)
+    # fails until the file "go" exists next to the project; says which attempt it is
+    code = (
+        "import os, sys; print('attempt', os.environ['SUBPLAN_ATTEMPT'])\n"
+        "sys.exit(0 if os.path.exists('../go') else 3)\n"
+    )
+    runs = str(tmp_path / "runs")
+    status, out, err = cli_call(
+        "run", ".", "--max-files", "3", "--run-id", "r", "--runs-dir", runs, "--progress", "off",
+        "--", sys.executable, "-c", code,
+    )  # fmt: skip
+    assert 1 == status, err
+    assert "\t" not in out  # no --tag, no live output
+    (tmp_path / "go").touch()
+    status, out, err = cli_call("resume", "r", "--runs-dir", runs, "--tag", "--progress", "off")
+    assert 0 == status, err
+    assert sorted(f"{label}\tattempt 2" for label in labels) == sorted(
+        line for line in out.splitlines() if "\t" in line
+    )

@@ -119,3 +119,32 @@ def test_a_truncated_file_is_read_again_from_its_start(tmp_path: Path) -> None:
 def test_max_line_must_hold_a_character(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="max_line must be at least 4"):
         OutputFollower(tmp_path, print, max_line=3)
+
+
+def test_a_long_file_is_handed_on_in_batches_not_all_at_once(tmp_path: Path) -> None:
+    batches: list[int] = []
+    out, _ = attempt_logs(tmp_path / RUN / SID, 1)
+    out.parent.mkdir(parents=True)
+    out.write_bytes(b"".join(b"line %d\n" % i for i in range(20_000)))
+    follower = OutputFollower(tmp_path, lambda lines: batches.append(len(lines)))
+    follower.close()  # nothing followed yet: nothing to hand on
+    assert [] == batches
+    follower = OutputFollower(tmp_path, lambda lines: batches.append(len(lines)))
+    follower(started())
+    follower(ended())
+    follower.close()
+    assert 20_000 == sum(batches)
+    assert len(batches) >= 3 and max(batches) < 10_000, batches  # a read of 64 KiB at most
+
+
+def test_an_attempt_that_starts_after_close_is_not_followed(tmp_path: Path) -> None:
+    seen: list[OutputLine] = []
+    out, _ = attempt_logs(tmp_path / RUN / SID, 1)
+    out.parent.mkdir(parents=True)
+    out.write_bytes(b"late\n")
+    follower = OutputFollower(tmp_path, seen.extend)
+    follower.close()
+    follower(started())
+    follower(ended())
+    follower.close()
+    assert [] == seen
