@@ -16,13 +16,13 @@ writes; the bytes after the last newline are handed on when the attempt has ende
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, Literal
+from typing import Final, Literal, NamedTuple
 
 from .._errors import ConfigError
 from ._results import Event
@@ -51,8 +51,7 @@ def attempt_logs(artifacts_dir: Path, attempt: int) -> tuple[Path, Path]:
     return artifacts_dir / f"stdout-{attempt}.log", artifacts_dir / f"stderr-{attempt}.log"
 
 
-@dataclass(frozen=True, slots=True)
-class OutputLine:
+class OutputLine(NamedTuple):
     """One line (or one piece of a long line) that a running command wrote.
 
     Attributes:
@@ -141,8 +140,11 @@ class _File:
             data = os.pread(self.fd, _READ, self.offset)
             self.offset += len(data)
             *lines, rest = (self.pending + data).split(b"\n")
-            for line in lines:
-                out.extend(_pieces(line, max_line, complete=True))
+            if lines and max(map(len, lines)) <= max_line:
+                out.extend(zip(lines, itertools.repeat(True)))  # the common case, fast
+            else:
+                for line in lines:
+                    out.extend(_pieces(line, max_line, complete=True))
             if len(rest) > max_line:
                 *cut, (rest, _) = _pieces(rest, max_line, complete=False)
                 out.extend(cut)
@@ -255,9 +257,9 @@ class OutputFollower:
                     pieces, at_end = file.read(self.max_line, final=last)
                     if pieces:
                         found = True
-                        self.on_lines(
-                            [OutputLine(key[0], key[1], file.stream, d, c) for d, c in pieces]
-                        )
+                        sid, attempt = key
+                        stream = file.stream
+                        self.on_lines([OutputLine(sid, attempt, stream, d, c) for d, c in pieces])
                     if not last or at_end:
                         break
             if last:
