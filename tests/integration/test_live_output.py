@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import sys
@@ -12,7 +13,7 @@ from typing import Literal
 import pytest
 
 from execute_helpers import cli_call, flat_plan
-from subplan import CommandWork, OutputLine, decompose, run, scan
+from subplan import CommandWork, OutputLine, arun, decompose, run, scan
 
 # Says "ready", then waits (at most 30 s) for the file go-ID, which only a reader of its
 # live output creates: output that came only at the end would make it fail.
@@ -148,3 +149,12 @@ def test_resume_tag_shows_the_new_attempts_output(
     assert sorted(f"{label}\tattempt 2" for label in labels) == sorted(
         line for line in out.splitlines() if "\t" in line
     )
+
+
+def test_arun_hands_on_the_lines_too(tmp_path: Path) -> None:
+    plan = flat_plan(2)
+    seen: list[OutputLine] = []
+    work = CommandWork([sys.executable, "-c", "import os; print(os.environ['SUBPLAN_ID'])"])
+    report = asyncio.run(arun(plan, work, runs_dir=tmp_path, on_output=seen.append))
+    assert "succeeded" == report.status
+    assert sorted(leaf.id for leaf in plan.leaves) == sorted(line.text for line in seen)

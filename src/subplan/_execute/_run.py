@@ -1130,6 +1130,7 @@ async def arun(
     preflight: Callable[[], object] | None = None,
     store: Store | str | os.PathLike[str] | None = None,
     halt: Halt | None = None,
+    on_output: Callable[[OutputLine], None] | None = None,
 ) -> RunReport:
     """The asyncio twin of :func:`run`: the same dispatcher, on the running event loop.
 
@@ -1154,11 +1155,15 @@ async def arun(
         >>> asyncio.run(arun(plan, work, max_parallel=2)).status
         'succeeded'
     """
+    output = _follower(runs_dir, on_output, on_event)  # calls on_output from its thread
+    on_event = output or on_event
     setup = _Setup(plan, work, **_Setup.options(locals()))
     try:
         return await _arun_driver(setup, max_parallel, cancel)
     finally:
         setup.abandon()  # a no-op once the run finished normally
+        if output is not None:
+            output.close()
 
 
 async def _arun_driver(
