@@ -831,9 +831,9 @@ def test_the_cli_says_when_it_connected_unless_progress_is_off(
     if progress == "off":
         assert [] == said
         return
-    assert f"subplan: connecting to the Dask scheduler at {address}..." == said[0]
+    assert 1 == len(said), said
     assert re.fullmatch(
-        rf"subplan: connected to {re.escape(address)} \({WORKERS} workers\) in \d+\.\ds", said[1]
+        rf"subplan: connected to {re.escape(address)} \({WORKERS} workers\) in \d+\.\ds", said[0]
     ), said
 
 

@@ -593,7 +593,8 @@ def _open_client(address: str | None, max_parallel: int) -> Iterator[tuple[Clien
             finally:
                 client.close()
         return
-    _log.info("connecting to the Dask scheduler at %s...", address)
+    # Said once connected (and the pool checked), not before: a run refused for bad
+    # input keeps to one line on stderr, its error.
     try:
         client = _dist.Client(address, timeout=10, set_as_default=False)
     except (OSError, TimeoutError, ValueError) as exc:
@@ -646,8 +647,9 @@ def connect(
 ) -> DaskSession:
     """Reach the cluster at ``address`` (or start one) and bind a :class:`ClusterPool`.
 
-    Says on the ``subplan.dask`` logger (INFO) what it starts or connects to, and, once
-    ready, the scheduler's address, its workers and how long it took.
+    Says on the ``subplan.dask`` logger (INFO) that it starts a local cluster, and, once
+    ready (connected, the pool bound), the scheduler's address, its workers and how
+    long it took.
 
     Raises:
         ConfigError: the scheduler cannot be reached, the pool exists there with
