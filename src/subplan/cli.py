@@ -109,7 +109,8 @@ the command:
                          "detail": "..."} (every key optional): pass rates and
                          cost_of_pass in the report come from it
   Exit status 0 is success; anything else is a failure, retried up to --retries.
-  Its output goes to RUNS_DIR/RUN_ID/SUBPLAN_ID/stdout-N.log and stderr-N.log.
+  Its output goes to RUNS_DIR/RUN_ID/SUBPLAN_ID/stdout-N.log and stderr-N.log;
+  with --tag it is also shown live, each line as LABEL<tab>LINE.
   A rate-limit message in a failed command's output pauses the whole run instead.
 
 exit status:
