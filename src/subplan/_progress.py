@@ -38,6 +38,13 @@ def _clock_text(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
+def _is_terminal(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # no such method, or closed
+        return False
+
+
 def when_text(epoch: float, *, now: float | None = None) -> str:
     """A wall-clock moment with its zone, and its date unless it is today.
 
@@ -227,7 +234,12 @@ class Progress:
         Plain status lines take the same lock, so no line lands inside another.
         """
         with self._lock:
-            live = self.mode == "bar" and not self._stop.is_set()
+            # Lines piped elsewhere (stdout to a file) leave the bar alone.
+            live = (
+                self.mode == "bar"
+                and not self._stop.is_set()
+                and any(stream is self.stream or _is_terminal(stream) for stream, _ in items)
+            )
             if live:
                 self.stream.write("\r\x1b[2K")
                 self.stream.flush()

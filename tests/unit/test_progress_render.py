@@ -72,3 +72,16 @@ def test_report_status_and_runs_renderings_cover_every_part() -> None:
     table = render_runs(infos, {"a": "pid 1 on h", "b": None})
     assert "a " in table and "abandoned" in table.splitlines()[2]
     assert "no runs\n" == render_runs([], {})
+
+
+def test_lines_for_the_terminal_clear_the_bar_and_redraw_it_below() -> None:
+    bar, piped = Tty(), io.StringIO()
+    progress = Progress(bar, 2, mode="bar", width=80)
+    progress.write_lines([(piped, "a\tto a file\n")])
+    assert "" == bar.getvalue()  # nothing of the bar moves for a line sent elsewhere
+    assert "a\tto a file\n" == piped.getvalue()
+    progress.write_lines([(bar, "a\ton the terminal\n")])
+    head, rest = bar.getvalue().split("a\ton the terminal\n")
+    assert "\r\x1b[2K" == head
+    assert rest.startswith("\r\x1b[2Ksubplan ")
+    progress.close()
