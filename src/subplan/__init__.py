@@ -71,6 +71,7 @@ from ._execute._results import Event as Event
 from ._execute._results import GroupSummary as GroupSummary
 from ._execute._results import Pause as Pause
 from ._execute._results import RunReport as RunReport
+from ._execute._results import Session as Session
 from ._execute._results import SubplanOutcome as SubplanOutcome
 from ._execute._results import WorkResult as WorkResult
 from ._execute._retry import RetryPolicy as RetryPolicy
@@ -105,6 +106,7 @@ from ._project import plan_project as plan_project
 from ._store._base import AttemptRow as AttemptRow
 from ._store._base import RunInfo as RunInfo
 from ._store._base import RunRecord as RunRecord
+from ._store._base import SessionRow as SessionRow
 from ._store._base import Store as Store
 from ._store._open import open_store as open_store
 
@@ -179,6 +181,8 @@ __all__ = [
     "RunLockedError",
     "RunRecord",
     "RunReport",
+    "Session",
+    "SessionRow",
     "SharedLimiter",
     "Skipped",
     "SkippedSubplan",

@@ -19,6 +19,7 @@ __all__ = [
     "render_runs",
     "render_summary",
     "run_status_data",
+    "span_text",
     "when_text",
 ]
 
@@ -296,11 +297,11 @@ def render_summary(report: RunReport, *, runs_dir: str, limit: int = 40) -> str:
         counts[outcome.status] += 1
     root = report.group(report.plan.root.id)
     lines = [
-        f"run {report.run_id}: {report.status} in {report.duration:.2f}s - "
+        f"run {report.run_id}: {report.status} in {_run_time(report)} - "
         f"{counts['succeeded']} succeeded, {counts['failed']} failed, "
         f"{counts['skipped']} skipped, {counts['not_run']} not run; "
         f"peak {report.peak_concurrency} of max {report.max_parallel}; "
-        f"{len(report.attempts)} attempts; pass rate {root.pass_rate:.0%}"
+        f"{len(report.attempts)} attempts; pass rate {root.pass_rate_text()}"
     ]
     if report.pauses:
         last = report.pauses[-1]
@@ -330,6 +331,37 @@ def render_summary(report: RunReport, *, runs_dir: str, limit: int = 40) -> str:
     return "\n".join(lines) + "\n"
 
 
+def span_text(seconds: float) -> str:
+    """A length of time for people: ``42s``, ``3m05s``, ``3h12m``, ``2d04h``.
+
+    Example:
+        >>> span_text(3 * 3600 + 12 * 60 + 9)
+        '3h12m'
+    """
+    whole = max(0, round(seconds))
+    days, rest = divmod(whole, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d{hours:02d}h"
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    if minutes:
+        return f"{minutes}m{secs:02d}s"
+    return f"{secs}s"
+
+
+def _run_time(report: RunReport) -> str:
+    """The time the run ran (its sessions), and the idle time between them if any."""
+    text = f"{report.active_seconds:.2f}s"
+    if len(report.sessions) > 1:
+        text += f" over {len(report.sessions)} sessions"
+    idle = report.idle_seconds
+    if idle > 0:
+        text += f" (+{span_text(idle)} idle between sessions)"
+    return text
+
+
 def _when(seconds: float | None) -> str:
     if seconds is None:
         return "-"
@@ -343,17 +375,28 @@ def _state(status: str, holder: str | None) -> str:
     return status
 
 
-def render_runs(runs: Sequence[RunInfo], holders: Mapping[str, str | None]) -> str:
+def render_runs(
+    runs: Sequence[RunInfo],
+    holders: Mapping[str, str | None],
+    *,
+    counts: Mapping[str, Mapping[str, int]] | None = None,
+) -> str:
     """The table of ``subplan status``: one line per run, newest first.
 
     A run recorded as running that no orchestrator holds shows as ``abandoned`` (its
-    orchestrator died): ``subplan resume`` picks it up.
+    orchestrator died): ``subplan resume`` picks it up. With ``counts`` (per run id,
+    subplans by state as ``subplan status RUN_ID`` counts them), the table shows those;
+    without, the subplans by the status of their latest attempt.
     """
     if not runs:
         return "no runs\n"
-    lines = [f"{'run':<24} {'status':<11} {'started':<19} {'attempts':>8}  subplans (latest)"]
+    what = "subplans (latest)" if counts is None else "subplans"
+    lines = [f"{'run':<24} {'status':<11} {'started':<19} {'attempts':>8}  {what}"]
     for info in runs:
-        latest = ", ".join(f"{n} {status}" for status, n in sorted(info.latest.items())) or "-"
+        if counts is not None and info.run_id in counts:
+            latest = _counts_text(counts[info.run_id])
+        else:
+            latest = ", ".join(f"{n} {status}" for status, n in sorted(info.latest.items())) or "-"
         state = _state(info.status, holders.get(info.run_id))
         lines.append(
             f"{info.run_id:<24} {state:<11} {_when(info.created):<19} {info.attempts:>8}  {latest}"
@@ -362,6 +405,11 @@ def render_runs(runs: Sequence[RunInfo], holders: Mapping[str, str | None]) -> s
 
 
 _STATES = ("succeeded", "failed", "skipped", "not_run")
+
+
+def _counts_text(counts: Mapping[str, int]) -> str:
+    """``3 succeeded, 1 failed, 0 skipped, 2 not run``: the same words everywhere."""
+    return ", ".join(f"{counts.get(state, 0)} {state.replace('_', ' ')}" for state in _STATES)
 
 
 def run_status_data(record: RunRecord, report: RunReport) -> dict[str, Any]:
@@ -399,7 +447,7 @@ def render_run_status(
 ) -> str:
     """``subplan status RUN_ID``: the run, then its subplans grouped by state."""
     data = run_status_data(record, report)
-    counts = ", ".join(f"{n} {state.replace('_', ' ')}" for state, n in data["counts"].items())
+    counts = _counts_text(data["counts"])
     if holder is not None:
         who = f"being run by {holder}"
     elif record.status == "running":
@@ -431,14 +479,16 @@ def render_report(report: RunReport, *, limit: int = 40) -> str:
     groups = report.groups()
     if groups:
         lines.append(
-            f"{'group':<19} {'leaves':>6} {'passed':>6} {'pass rate':>9} {'cost':>10} "
-            f"{'cost/pass':>10}  label"
+            f"{'group':<19} {'leaves':>6} {'ran':>6} {'passed':>6} {'pass rate':>9} "
+            f"{'cost':>10} {'cost/pass':>10}  label"
         )
         for group in groups[:limit]:
-            per_pass = "-" if group.cost_of_pass == float("inf") else f"{group.cost_of_pass:.4g}"
+            per_pass = "-" if group.cost_of_pass is None else f"{group.cost_of_pass:.4g}"
+            # A rate of nothing is no rate: "-" rather than 0% (or 100% of one of 43).
+            rate = f"{group.pass_rate:.0%}" if group.finished else "-"
             lines.append(
-                f"{group.subplan_id:<19} {group.leaves:>6} {group.passed:>6} "
-                f"{group.pass_rate:>9.0%} {group.total_cost:>10.4g} {per_pass:>10}  {group.label}"
+                f"{group.subplan_id:<19} {group.leaves:>6} {group.finished:>6} {group.passed:>6} "
+                f"{rate:>9} {group.total_cost:>10.4g} {per_pass:>10}  {group.label}"
             )
         if len(groups) > limit:
             lines.append(f"... and {len(groups) - limit} more groups")
@@ -446,6 +496,16 @@ def render_report(report: RunReport, *, limit: int = 40) -> str:
         lines.append(
             f"paused {_when(pause.started)} until {_when(pause.ends)} "
             f"({pause.length:.0f}s) [{pause.source}]: {pause.reason}"
+        )
+    if len(report.sessions) > 1:
+        for number, session in enumerate(report.sessions, 1):
+            lines.append(
+                f"session {number}: {_when(session.started)} to {_when(session.ended)} "
+                f"({span_text(session.length)}) pid {session.pid} on {session.host}"
+            )
+        lines.append(
+            f"run time {span_text(report.active_seconds)} in {len(report.sessions)} sessions; "
+            f"idle between them {span_text(report.idle_seconds)}"
         )
     lines.append(
         f"peak concurrency {report.peak_concurrency} of max {report.max_parallel}; "

@@ -63,7 +63,7 @@ from ._progress import (
     run_status_data,
 )
 from ._render import render_stats, render_tree
-from ._store._base import RunInfo, Store
+from ._store._base import RunInfo, RunRecord, Store
 from ._store._open import open_store, redact
 from ._workspace import Workspaces
 
@@ -1060,23 +1060,41 @@ def _open_for_reading(args: argparse.Namespace) -> Store:
     return open_store(_store_spec(args, runs_dir), runs_dir, create=False, readonly=True)
 
 
+def _stored_report(store: Store, record: RunRecord, args: argparse.Namespace) -> RunReport:
+    """The report of a stored run, with its sessions and where its logs are."""
+    run_id = record.run_id
+    return report_from_store(
+        record,
+        store.attempts(run_id),
+        store.pauses(run_id),
+        store.sessions(run_id),
+        run_dir=_runs_dir(args) / run_id,
+    )
+
+
 def _cmd_status(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: TextIO) -> int:
     with contextlib.closing(_open_for_reading(args)) as store:
         if args.run_id is None:
             runs = store.list_runs()
             holders = {r.run_id: store.run_holder(r.run_id) for r in runs if r.status == "running"}
+            # Counted as `status RUN_ID` counts them (from the run's report), so the two agree.
+            counts = {r.run_id: _list_counts(store, r.run_id, args) for r in runs}
             if args.json:
                 data = {
                     "schema": "subplan.status/1",
-                    "runs": [_run_info(r, holders.get(r.run_id)) for r in runs],
+                    "runs": [
+                        {**_run_info(r, holders.get(r.run_id)), "counts": counts.get(r.run_id)}
+                        for r in runs
+                    ],
                 }
                 stdout.write(json.dumps(data, indent=2) + "\n")
             else:
-                stdout.write(render_runs(runs, holders))
+                shown = {run_id: c for run_id, c in counts.items() if c is not None}
+                stdout.write(render_runs(runs, holders, counts=shown))
             return EXIT_OK
         record = store.get_run(args.run_id)
         holder = store.run_holder(args.run_id)
-        report = report_from_store(record, store.attempts(args.run_id), store.pauses(args.run_id))
+        report = _stored_report(store, record, args)
         integrations = store.integrations(args.run_id)
     if args.json:
         one = {
@@ -1089,6 +1107,22 @@ def _cmd_status(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin:
         stdout.write(render_run_status(record, report, holder=holder))
         stdout.write("".join(line + "\n" for line in integration_lines(integrations)))
     return EXIT_OK
+
+
+def _list_counts(store: Store, run_id: str, args: argparse.Namespace) -> dict[str, int] | None:
+    """A listed run's subplans by state, or None when its plan cannot be read (the
+    listing still shows the run, by its latest attempts)."""
+    try:
+        return _counts(_stored_report(store, store.get_run(run_id), args))
+    except PlanError:
+        return None
+
+
+def _counts(report: RunReport) -> dict[str, int]:
+    return {
+        state: sum(1 for o in report.outcomes.values() if o.status == state)
+        for state in ("succeeded", "failed", "skipped", "not_run")
+    }
 
 
 def _run_info(info: RunInfo, holder: str | None) -> dict[str, object]:
@@ -1109,7 +1143,7 @@ def _run_info(info: RunInfo, holder: str | None) -> dict[str, object]:
 def _cmd_report(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: TextIO) -> int:
     with contextlib.closing(_open_for_reading(args)) as store:
         record = store.get_run(args.run_id)
-        report = report_from_store(record, store.attempts(args.run_id), store.pauses(args.run_id))
+        report = _stored_report(store, record, args)
         integrations = store.integrations(args.run_id)
     if args.timeline is not None:
         from ._timeline import write_timeline

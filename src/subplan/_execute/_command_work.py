@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -245,17 +246,18 @@ class CommandWork:
             pass_fds=ctx.inherit_fds,
         )
         if result.ok:
-            return _read_result(result_file)
+            return dataclasses.replace(_read_result(result_file), exit_code=result.exit_code)
         if self.detector is not None and not (result.timed_out or result.cancelled):
             # Only this attempt's own logs: an old "resets 4pm" would roll to tomorrow.
             now = self.clock.time()
             for log in (result.stderr_path, result.stdout_path):
                 info = self.detector.scan_file(log, now=now)
                 if info is not None:
-                    raise RateLimited(
-                        f"{info.evidence} [{info.source}]",
-                        retry_after=info.wait(now),
+                    limited = RateLimited(
+                        f"{info.evidence} [{info.source}]", retry_after=info.wait(now)
                     )
+                    limited.exit_code = result.exit_code  # the report shows it
+                    raise limited
         if result.timed_out:
             raise CommandTimeoutError("command timed out; its process group was killed")
         if result.cancelled:

@@ -44,6 +44,15 @@ def check_max_parallel(value: object) -> int:
     return value
 
 
+def exit_code_of(error: BaseException | None) -> int | None:
+    """The ``exit_code`` (or ``returncode``) an error carries, if it is an int."""
+    for name in ("exit_code", "returncode"):
+        value = getattr(error, name, None)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return None
+
+
 @dataclass(slots=True)
 class _Unit:
     id: str
@@ -94,6 +103,8 @@ class AttemptEnd:
         wait: for ``rate_limited``: seconds until the limit resets, None when unknown.
         source: for ``rate_limited``: which detector saw it.
         changed: the files the attempt changed in its workspace, if it had one.
+        exit_code: the exit status of its command, when the work said (a
+            :class:`WorkResult`'s); else the error's ``exit_code``, if any.
     """
 
     status: AttemptStatus
@@ -108,6 +119,7 @@ class AttemptEnd:
     wait: float | None = None
     source: str | None = None
     changed: tuple[str, ...] | None = None
+    exit_code: int | None = None
 
 
 class Journal(Protocol):
@@ -452,6 +464,7 @@ class Scheduler:
             detail=end.detail,
             dispatched=launch.dispatched,
             changed=end.changed,
+            exit_code=end.exit_code if end.exit_code is not None else exit_code_of(end.error),
         )
         unit.attempts.append(record)
         if self.journal is not None:
@@ -463,6 +476,7 @@ class Scheduler:
                 attempt=launch.attempt,
                 status=end.status,
                 error=end.error_text,
+                exit_code=record.exit_code,
             )
         if end.status == "succeeded":
             self._succeed(unit)

@@ -13,6 +13,7 @@ the run's options.
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 import threading
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .._clock import Clock
-from .._errors import ConfigError, RunLockLostError
+from .._errors import ConfigError, RunLockLostError, StoreError
 from .._model import Plan
 from .._store._base import (
     AttemptEnded,
@@ -33,12 +34,13 @@ from .._store._base import (
     RunRecord,
     RunStatus,
     RunStatusChanged,
+    SessionRow,
     Store,
 )
 from .._store._journal import StoreJournal, record_of
 from .._store._open import open_store
 from ._command_process import kill_process_groups, process_groups_of_run
-from ._results import AttemptRecord, Pause, RunReport, SubplanOutcome, SubplanStatus
+from ._results import AttemptRecord, Pause, RunReport, Session, SubplanOutcome, SubplanStatus
 from ._tracker import peak_from_intervals
 
 __all__ = ["Durable", "ResumeState", "prepare_resume", "report_from_store"]
@@ -172,6 +174,13 @@ class Durable:
             return self.lock_lost
         error = self.journal.error
         return None if error is None else f"the state store failed: {error}"
+
+    def sessions(self) -> list[SessionRow]:
+        """The run's sessions so far (this one still open), or none if the store fails."""
+        try:
+            return self.store.sessions(self.run_id)
+        except StoreError:
+            return []  # the failure itself is reported by finish()
 
     def finish(self, status: RunStatus, ended: float) -> None:
         """Record the run's end, commit everything, release the lock.
@@ -334,10 +343,45 @@ def prepare_resume(
     return record, plan, ResumeState(dict(prior), keep, lock, warnings)
 
 
+def sessions_of(
+    rows: Sequence[SessionRow],
+    attempts: Sequence[AttemptRecord],
+    pauses: Sequence[Pause],
+    end: float,
+) -> tuple[Session, ...]:
+    """The stored sessions, each with an end: a session whose orchestrator died ends at
+    its last recorded activity (an attempt's or a pause's end), the last open one no
+    earlier than ``end`` (the run's last update)."""
+    ordered = sorted(rows, key=lambda r: r.started)
+    marks = sorted(
+        [t for a in attempts for t in (a.dispatched or a.started, a.started, a.ended)]
+        + [t for p in pauses for t in (p.started, p.ends)]
+    )
+    out: list[Session] = []
+    for i, row in enumerate(ordered):
+        ended = row.ended
+        if ended is None:
+            limit = ordered[i + 1].started if i + 1 < len(ordered) else math.inf
+            inside = [t for t in marks if row.started <= t <= limit]
+            ended = max(inside, default=row.started)
+            if i + 1 == len(ordered):
+                ended = max(ended, end)
+        out.append(Session(row.started, max(ended, row.started), row.host, row.pid))
+    return tuple(out)
+
+
 def report_from_store(
-    record: RunRecord, rows: Sequence[AttemptRow], pauses: Sequence[PauseRow]
+    record: RunRecord,
+    rows: Sequence[AttemptRow],
+    pauses: Sequence[PauseRow],
+    sessions: Sequence[SessionRow] = (),
+    *,
+    run_dir: Path | None = None,
 ) -> RunReport:
     """A :class:`RunReport` of a stored run, as far as it got.
+
+    ``sessions`` (the store's) separate run time from idle time between sessions;
+    ``run_dir`` (``<runs_dir>/<run_id>``) lets the report name the subplans' log files.
 
     A unit's status comes from its latest attempt: ``succeeded``; ``failed`` once the run
     ended ``failed`` or ``succeeded``; otherwise ``not_run`` (the run was cancelled,
@@ -379,17 +423,22 @@ def report_from_store(
     run_status: Literal["succeeded", "failed", "cancelled"] = "cancelled"
     if record.status == "succeeded" or record.status == "failed":
         run_status = record.status
+    ended = record.ended if record.ended is not None else record.updated
+    stops = tuple(Pause(p.started, p.ends, p.reason, p.source, p.subplan_id) for p in pauses)
+    every = [a for o in outcomes.values() for a in o.attempts]
     return RunReport(
         run_id=record.run_id,
         status=run_status,
         max_parallel=int(record.config.get("max_parallel", 0)),
         started=record.created,
-        ended=record.ended if record.ended is not None else record.updated,
+        ended=ended,
         outcomes=outcomes,
         peak_concurrency=peak,
         tracker_peak=peak,
         plan=plan,
-        pauses=tuple(Pause(p.started, p.ends, p.reason, p.source, p.subplan_id) for p in pauses),
+        pauses=stops,
+        sessions=sessions_of(sessions, every, stops, ended),
+        run_dir=run_dir,
     )
 
 

@@ -114,6 +114,10 @@ class RateLimited(Exception):  # a signal, not an error: no -Error suffix (STYLE
         retry_after: seconds to wait, from now.
         reset_at: when the limit resets, epoch seconds.
 
+    Attributes:
+        exit_code: the exit status of the command whose output said so, when a detector
+            found the limit in a command's logs (else None).
+
     Example:
         >>> import pickle
         >>> error = pickle.loads(pickle.dumps(RateLimited("slow down", retry_after=30)))
@@ -133,6 +137,7 @@ class RateLimited(Exception):  # a signal, not an error: no -Error suffix (STYLE
         super().__init__(message)
         self.retry_after: float | None = None if retry_after is None else float(retry_after)
         self.reset_at: float | None = None if reset_at is None else float(reset_at)
+        self.exit_code: int | None = None
 
     def __reduce__(
         self,

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from .._model import Plan
 
@@ -17,6 +16,10 @@ if TYPE_CHECKING:
 from ._limiter import LimiterStatistics
 
 __all__ = [
+    "EVENT_SCHEMA",
+    "REPORT_SCHEMA",
+    "STDERR_TAIL_BYTES",
+    "STDERR_TAIL_LINES",
     "AttemptContext",
     "AttemptRecord",
     "AttemptStatus",
@@ -26,10 +29,20 @@ __all__ = [
     "GroupSummary",
     "Pause",
     "RunReport",
+    "Session",
     "SubplanOutcome",
     "SubplanStatus",
     "WorkResult",
 ]
+
+REPORT_SCHEMA: Final = "subplan.report/1"
+"""The ``schema`` key of the JSON report (``src/subplan/schemas/report.schema.json``)."""
+EVENT_SCHEMA: Final = "subplan.event/1"
+"""The ``schema`` key of every event line (``src/subplan/schemas/events.schema.json``)."""
+STDERR_TAIL_LINES: Final = 20
+"""At most this many last lines of a subplan's standard error go into its report."""
+STDERR_TAIL_BYTES: Final = 4096
+"""... and at most this many bytes of them (a megabyte on one line stays bounded)."""
 
 AttemptStatus = Literal[
     "succeeded", "failed", "timed_out", "cancelled", "rate_limited", "crashed", "interrupted"
@@ -61,6 +74,8 @@ class WorkResult:
             says ``retry_unpassed``).
         cost: what the attempt cost (money, tokens: any unit, summed per group).
         detail: a short message for the report.
+        exit_code: the exit status of the command that did the work, if one did
+            (:class:`CommandWork` sets it; the report shows it per attempt).
 
     Example:
         >>> def work(subplan, ctx):
@@ -70,6 +85,7 @@ class WorkResult:
     passed: bool = True
     cost: float | None = None
     detail: str | None = None
+    exit_code: int | None = None
 
 
 class CancelFlag:
@@ -218,6 +234,9 @@ class AttemptRecord:
             work itself began, on its thread or in its worker process).
         changed: the files the attempt changed in its workspace (relative to the
             repository), or None when it had no workspace.
+        exit_code: the exit status of the attempt's command: 0 when it exited normally
+            (passed or not), its status when it failed, None when it was killed (timeout,
+            cancellation) or the work was a Python callable.
     """
 
     subplan_id: str
@@ -233,14 +252,25 @@ class AttemptRecord:
     detail: str | None = None
     dispatched: float | None = None
     changed: tuple[str, ...] | None = None
+    exit_code: int | None = None
 
     @property
     def duration(self) -> float:
         """Seconds from start to end."""
         return self.ended - self.started
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
+    def logs(self, run_dir: Path | None) -> tuple[Path | None, Path | None]:
+        """(stdout, stderr) log files of this attempt under ``run_dir``, None for one that
+        does not exist (a Python callable writes none)."""
+        if run_dir is None:
+            return None, None
+        base = run_dir / self.subplan_id
+        found = (base / f"stdout-{self.number}.log", base / f"stderr-{self.number}.log")
+        return found[0] if found[0].is_file() else None, found[1] if found[1].is_file() else None
+
+    def to_dict(self, run_dir: Path | None = None) -> dict[str, Any]:
+        """JSON-ready form; with ``run_dir``, the paths of its logs (absolute, or null)."""
+        stdout_log, stderr_log = self.logs(run_dir)
         return {
             "subplan_id": self.subplan_id,
             "number": self.number,
@@ -256,7 +286,41 @@ class AttemptRecord:
             "detail": self.detail,
             "dispatched": self.dispatched,
             "changed": None if self.changed is None else list(self.changed),
+            "exit_code": self.exit_code,
+            "outcome": self.status,
+            "stdout_log": _path_text(stdout_log),
+            "stderr_log": _path_text(stderr_log),
         }
+
+
+def _path_text(path: Path | None) -> str | None:
+    return None if path is None else str(path.absolute())
+
+
+def tail_text(
+    path: Path, *, max_lines: int = STDERR_TAIL_LINES, max_bytes: int = STDERR_TAIL_BYTES
+) -> str:
+    """The last ``max_lines`` lines of a file, at most ``max_bytes`` bytes of them.
+
+    Reads only the file's end. A line cut by the byte bound loses its start; bytes that
+    are not UTF-8 become U+FFFD.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     log = pathlib.Path(d, "err.log")
+        ...     _ = log.write_text("a\\nb\\nc\\n")
+        ...     tail_text(log, max_lines=2)
+        'b\\nc\\n'
+    """
+    with open(path, "rb") as stream:
+        stream.seek(0, 2)
+        size = stream.tell()
+        stream.seek(max(0, size - max_bytes))
+        data = stream.read(max_bytes)
+    text = data.decode("utf-8", errors="replace")
+    lines = text.splitlines(keepends=True)
+    return "".join(lines[-max_lines:]) if max_lines > 0 else ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,8 +354,25 @@ class SubplanOutcome:
         """True when the subplan succeeded."""
         return self.status == "succeeded"
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
+    @property
+    def exit_code(self) -> int | None:
+        """The exit status of the last attempt's command (see :attr:`AttemptRecord.exit_code`)."""
+        return self.attempts[-1].exit_code if self.attempts else None
+
+    @property
+    def changed(self) -> tuple[str, ...] | None:
+        """The files changed by its last attempt that had a workspace, or None."""
+        for attempt in reversed(self.attempts):
+            if attempt.changed is not None:
+                return attempt.changed
+        return None
+
+    def to_dict(self, run_dir: Path | None = None) -> dict[str, Any]:
+        """JSON-ready form; with ``run_dir``, the last attempt's log paths and stderr tail."""
+        stdout_log = stderr_log = None
+        if self.attempts:
+            stdout_log, stderr_log = self.attempts[-1].logs(run_dir)
+        changed = self.changed
         return {
             "subplan_id": self.subplan_id,
             "label": self.label,
@@ -299,7 +380,13 @@ class SubplanOutcome:
             "status": self.status,
             "reason": self.reason,
             "cost": self.cost,
-            "attempts": [a.to_dict() for a in self.attempts],
+            "attempts": [a.to_dict(run_dir) for a in self.attempts],
+            "attempt_count": len(self.attempts),
+            "exit_code": self.exit_code,
+            "stdout_log": _path_text(stdout_log),
+            "stderr_log": _path_text(stderr_log),
+            "stderr_tail": None if stderr_log is None else tail_text(stderr_log),
+            "changed": None if changed is None else list(changed),
         }
 
 
@@ -314,6 +401,8 @@ class GroupSummary:
         finished: leaves that ran to an end (succeeded or failed).
         passed: leaves that succeeded.
         total_cost: cost of every attempt of its leaves.
+        skipped: leaves skipped (a prerequisite did not succeed).
+        not_run: leaves not run to an end (the run was cancelled, or is still going).
     """
 
     subplan_id: str
@@ -322,6 +411,8 @@ class GroupSummary:
     finished: int
     passed: int
     total_cost: float
+    skipped: int = 0
+    not_run: int = 0
 
     @property
     def pass_rate(self) -> float:
@@ -334,23 +425,44 @@ class GroupSummary:
         return self.total_cost / self.finished if self.finished else 0.0
 
     @property
-    def cost_of_pass(self) -> float:
-        """mean_cost / pass_rate: the expected cost of one passing leaf (inf when none passed)."""
-        return self.mean_cost / self.pass_rate if self.pass_rate else math.inf
+    def cost_of_pass(self) -> float | None:
+        """mean_cost / pass_rate: the expected cost of one passing leaf (None when none
+        passed, as ``null`` in the JSON report)."""
+        return self.mean_cost / self.pass_rate if self.pass_rate else None
+
+    def pass_rate_text(self) -> str:
+        """The pass rate with what it is a rate of: ``100% of 1 run, 42 not run``.
+
+        Example:
+            >>> GroupSummary("r", "root", 43, 1, 1, 0.0, not_run=42).pass_rate_text()
+            '100% of 1 run, 42 not run'
+        """
+        if not self.finished:
+            text = "- (none run)"
+        else:
+            runs = "run" if self.finished == 1 else "runs"
+            text = f"{self.pass_rate:.0%} of {self.finished} {runs}"
+        if self.skipped:
+            text += f", {self.skipped} skipped"
+        if self.not_run:
+            text += f", {self.not_run} not run"
+        return text
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form (``cost_of_pass`` is null when infinite)."""
-        cost_of_pass = self.cost_of_pass
+        """JSON-ready form (``cost_of_pass`` is null when nothing passed)."""
         return {
             "subplan_id": self.subplan_id,
             "label": self.label,
             "leaves": self.leaves,
             "finished": self.finished,
             "passed": self.passed,
+            "failed": self.finished - self.passed,
+            "skipped": self.skipped,
+            "not_run": self.not_run,
             "pass_rate": self.pass_rate,
             "total_cost": self.total_cost,
             "mean_cost": self.mean_cost,
-            "cost_of_pass": None if math.isinf(cost_of_pass) else cost_of_pass,
+            "cost_of_pass": self.cost_of_pass,
         }
 
 
@@ -370,6 +482,7 @@ class Event:
         reason: why, for ``failed`` (a subplan failed for good, after its retries),
             ``skipped``, ``paused`` and ``run_ended``.
         until: wall-clock time a pause ends, for ``paused``.
+        exit_code: the exit status of the attempt's command, for ``attempt_ended``.
     """
 
     kind: EventKind
@@ -382,15 +495,67 @@ class Event:
     delay: float | None = None
     reason: str | None = None
     until: float | None = None
+    exit_code: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form, leaving out fields that are None."""
-        out: dict[str, Any] = {"event": self.kind, "time": self.time, "run_id": self.run_id}
-        for name in ("subplan_id", "attempt", "status", "error", "delay", "reason", "until"):
+        """JSON-ready form (schema ``subplan.event/1``), leaving out fields that are None."""
+        out: dict[str, Any] = {
+            "schema": EVENT_SCHEMA,
+            "event": self.kind,
+            "time": self.time,
+            "run_id": self.run_id,
+        }
+        for name in _EVENT_FIELDS:
             value = getattr(self, name)
             if value is not None:
                 out[name] = value
         return out
+
+
+_EVENT_FIELDS = (
+    "subplan_id",
+    "attempt",
+    "status",
+    "error",
+    "delay",
+    "reason",
+    "until",
+    "exit_code",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """One stretch of time an orchestrator worked on a run: the first ``run``, or a
+    ``resume``.
+
+    Attributes:
+        started: wall-clock time it took the run.
+        ended: when it let go (for a session whose orchestrator died: its last recorded
+            activity).
+        host: the orchestrator's host name.
+        pid: its process id.
+    """
+
+    started: float
+    ended: float
+    host: str = ""
+    pid: int = 0
+
+    @property
+    def length(self) -> float:
+        """Seconds from start to end."""
+        return max(0.0, self.ended - self.started)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "started": self.started,
+            "ended": self.ended,
+            "length": self.length,
+            "host": self.host,
+            "pid": self.pid,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -470,6 +635,10 @@ class RunReport:
         slots: the run limiter's statistics at the end (acquired == released when every
             slot came back).
         pauses: every time the run paused for a rate limit, in order.
+        sessions: the stretches of time orchestrators worked on the run (the first run,
+            then each resume), in order; empty when unknown (then the run counts as one
+            session from ``started`` to ``ended``).
+        run_dir: ``<runs_dir>/<run_id>``, where the subplans' logs are, when known.
     """
 
     run_id: str
@@ -484,6 +653,8 @@ class RunReport:
     warnings: tuple[str, ...] = ()
     slots: LimiterStatistics | None = None
     pauses: tuple[Pause, ...] = ()
+    sessions: tuple[Session, ...] = ()
+    run_dir: Path | None = None
 
     def _ids(self, status: SubplanStatus) -> tuple[str, ...]:
         return tuple(i for i, o in self.outcomes.items() if o.status == status)
@@ -521,8 +692,32 @@ class RunReport:
 
     @property
     def duration(self) -> float:
-        """Seconds the run took."""
+        """Seconds from the run's start to its (latest) end, idle time between sessions
+        included: see :attr:`active_seconds` for the time it really ran."""
         return self.ended - self.started
+
+    @property
+    def active_seconds(self) -> float:
+        """Seconds orchestrators worked on the run: the union of its sessions (the whole
+        :attr:`duration` when the sessions are unknown)."""
+        if not self.sessions:
+            return self.duration
+        return time_covered((s.started, s.ended) for s in self.sessions)
+
+    @property
+    def idle_seconds(self) -> float:
+        """Seconds between sessions when nothing ran (a run, then a resume hours later)."""
+        return sum(end - start for start, end in self.idle_gaps())
+
+    def idle_gaps(self) -> tuple[tuple[float, float], ...]:
+        """The ``(start, end)`` times between sessions, in order."""
+        gaps: list[tuple[float, float]] = []
+        reach: float | None = None
+        for session in sorted(self.sessions, key=lambda s: s.started):
+            if reach is not None and session.started > reach:
+                gaps.append((reach, session.started))
+            reach = session.ended if reach is None else max(reach, session.ended)
+        return tuple(gaps)
 
     @property
     def paused_seconds(self) -> float:
@@ -541,6 +736,7 @@ class RunReport:
         leaves = [leaf.id for leaf in self.plan.leaves_under(node.id)]
         outcomes = [self.outcomes[i] for i in leaves if i in self.outcomes]
         finished = [o for o in outcomes if o.status in ("succeeded", "failed")]
+        skipped = sum(1 for o in outcomes if o.status == "skipped")
         return GroupSummary(
             subplan_id=node.id,
             label=node.label,
@@ -548,6 +744,9 @@ class RunReport:
             finished=len(finished),
             passed=sum(1 for o in finished if o.status == "succeeded"),
             total_cost=sum(o.cost for o in outcomes),
+            skipped=skipped,
+            # A leaf with no outcome (an older plan's) was not run either.
+            not_run=len(leaves) - len(finished) - skipped,
         )
 
     def changes(self) -> dict[str, tuple[str, ...]]:
@@ -580,14 +779,15 @@ class RunReport:
         return tuple(self.group(n.id) for n in self.plan if not n.is_leaf)
 
     def to_dict(self) -> dict[str, Any]:
-        """The report as JSON-ready data (what ``subplan run --json`` prints)."""
+        """The report as JSON-ready data (what ``subplan run --json`` prints): schema
+        ``subplan.report/1``, described by ``subplan/schemas/report.schema.json``."""
         counts = {
             status: len(self._ids(status))
             for status in ("succeeded", "failed", "skipped", "not_run")
         }
         overlap = self.overlaps()
         return {
-            "schema": "subplan.report/1",
+            "schema": REPORT_SCHEMA,
             "run_id": self.run_id,
             "status": self.status,
             "max_parallel": self.max_parallel,
@@ -599,12 +799,16 @@ class RunReport:
             "started": self.started,
             "ended": self.ended,
             "duration": self.duration,
+            "active_seconds": self.active_seconds,
+            "idle_seconds": self.idle_seconds,
+            "sessions": [s.to_dict() for s in self.sessions],
+            "run_dir": _path_text(self.run_dir),
             "counts": counts,
             "attempts": len(self.attempts),
             "total_cost": self.total_cost,
             "root": self.group(self.plan.root.id).to_dict(),
             "groups": [g.to_dict() for g in self.groups()],
-            "subplans": [o.to_dict() for o in self.outcomes.values()],
+            "subplans": [o.to_dict(self.run_dir) for o in self.outcomes.values()],
             "pauses": [p.to_dict() for p in self.pauses],
             "paused_seconds": self.paused_seconds,
             "workspaces": overlap.to_dict() if overlap.changed else None,

@@ -19,6 +19,7 @@ import queue
 import random
 import secrets
 import signal
+import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
@@ -44,6 +45,7 @@ from ._durable import (
     describe_work,
     is_store,
     prepare_resume,
+    sessions_of,
 )
 from ._halt import Halt
 from ._in_workspace import InWorkspaces, WorkspacePolicy, changed_of
@@ -52,7 +54,7 @@ from ._live_output import OutputFollower, OutputLine
 from ._pool import LayeredLimiter, OuterLimiter
 from ._processes import JobEnd, ProcessWorkers
 from ._ratelimit import RateLimitDetector, RateLimited, RateLimitInfo
-from ._results import AttemptContext, CancelFlag, Event, RunReport, WorkResult
+from ._results import AttemptContext, CancelFlag, Event, RunReport, Session, WorkResult
 from ._retry import RetryPolicy
 from ._shared import SharedLimiter
 from ._tracker import ConcurrencyTracker, peak_from_intervals
@@ -532,6 +534,7 @@ class _Setup:
         error: BaseException | None,
     ) -> AttemptEnd:
         interrupted = live.timed_out or live.cancel.is_set()
+        exit_code = value.exit_code if isinstance(value, WorkResult) else None
         if error is None:
             try:
                 passed, cost, detail = _interpret(value)
@@ -540,7 +543,9 @@ class _Setup:
         if error is None:
             if passed:
                 late = "finished after its timeout" if live.timed_out else None
-                return AttemptEnd("succeeded", started, ended, None, None, cost, True, late)
+                return AttemptEnd(
+                    "succeeded", started, ended, None, None, cost, True, late, exit_code=exit_code
+                )
             if not interrupted:
                 return AttemptEnd(
                     "failed",
@@ -551,6 +556,7 @@ class _Setup:
                     cost,
                     False,
                     detail,
+                    exit_code=exit_code,
                 )
         text = _one_line(error) if error is not None else "stopped"
         limited = self.rate_limit(error)
@@ -619,7 +625,17 @@ class _Setup:
         ended = self.clock.time()
         sched.emit("run_ended", status=status, reason=sched.cancel_reason)
         warnings = list(sched.warnings)
+        started = self.started
+        sessions: tuple[Session, ...] = (
+            Session(started, ended, socket.gethostname(), os.getpid()),
+        )
         if self.durable is not None:
+            rows = self.durable.sessions()
+            if rows:
+                # A resume's report covers the run since it began, as `subplan report`'s.
+                every = [a for o in outcomes.values() for a in o.attempts]
+                sessions = sessions_of(rows, every, sched.pauses, ended)
+                started = min(started, sessions[0].started)
             # Everything is committed (and every event delivered) before the report
             # exists: what it says succeeded is durable. A store that failed raises here.
             self.durable.finish(status, ended)
@@ -628,7 +644,7 @@ class _Setup:
             run_id=self.run_id,
             status=status,
             max_parallel=sched.max_parallel,
-            started=self.started,
+            started=started,
             ended=ended,
             outcomes=outcomes,
             peak_concurrency=peak_from_intervals(intervals),
@@ -637,6 +653,8 @@ class _Setup:
             warnings=tuple(warnings),
             slots=self.limiter.statistics(),
             pauses=tuple(sched.pauses),
+            sessions=sessions,
+            run_dir=self.run_dir,
         )
 
 

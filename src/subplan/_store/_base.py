@@ -168,6 +168,26 @@ class AttemptRow:
 
 
 @dataclass(frozen=True, slots=True)
+class SessionRow:
+    """One session of a run: from an orchestrator taking it (``run`` or ``resume``)
+    to its letting go.
+
+    Attributes:
+        run_id: the run.
+        started: when the session began.
+        ended: when it ended; None while it runs, or when its orchestrator died.
+        host: the orchestrator's host name.
+        pid: its process id.
+    """
+
+    run_id: str
+    started: float
+    ended: float | None
+    host: str
+    pid: int
+
+
+@dataclass(frozen=True, slots=True)
 class PauseRow:
     """A pause of the whole run for a rate limit (see :class:`subplan.Pause`)."""
 
@@ -337,6 +357,10 @@ class Store(Protocol):
 
     def pauses(self, run_id: str) -> list[PauseRow]:
         """Every pause of the run, in order."""
+
+    def sessions(self, run_id: str) -> list[SessionRow]:
+        """The run's sessions (its first run, then each resume), by start. Raises
+        UnknownRunError. Empty for a run recorded by a release that kept none."""
 
     def record_integrations(self, rows: Sequence[IntegrationRow]) -> None:
         """Add or replace (by run, branch and subplan) integration outcomes, in one

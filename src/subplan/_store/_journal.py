@@ -58,14 +58,6 @@ _STARTED, _ENDED, _WRITE, _EVENT = "started", "ended", "write", "event"
 _Item: TypeAlias = tuple[Any, ...]
 
 
-def _exit_code(error: BaseException | None) -> int | None:
-    for name in ("exit_code", "returncode"):
-        value = getattr(error, name, None)
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    return None
-
-
 def record_of(row: AttemptRow) -> AttemptRecord:
     """A stored attempt as the dispatcher's :class:`AttemptRecord` (for a resume)."""
     from .._execute._results import AttemptRecord
@@ -85,6 +77,7 @@ def record_of(row: AttemptRow) -> AttemptRecord:
         detail=row.detail,
         dispatched=row.dispatched,
         changed=None if row.changed is None else tuple(json.loads(row.changed)),
+        exit_code=row.exit_code,
     )
 
 
@@ -316,7 +309,7 @@ class StoreJournal:
                         record.status,
                         record.ended,
                         started=record.started,
-                        exit_code=_exit_code(end.error) if end.error is not None else None,
+                        exit_code=record.exit_code,
                         error=record.error,
                         error_type=record.error_type,
                         rate_limit=limit,

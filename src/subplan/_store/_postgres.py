@@ -45,6 +45,7 @@ from ._base import (
     AttemptProcess,
     AttemptStarted,
     RunRecord,
+    RunStatusChanged,
     Write,
     clean_text,
     expect_updated,
@@ -537,6 +538,15 @@ class PostgresStore(SqlReads):
             )
             if cursor.rowcount == 0:
                 raise RunExistsError(run.run_id, location=self.location)
+            if run.status == "running" and run.ended is None:
+                self._record_sessions(
+                    conn,
+                    [
+                        RunStatusChanged(
+                            run.run_id, run.status, run.created, None, run.host, run.pid
+                        )
+                    ],
+                )
 
     def apply(self, writes: Sequence[Write]) -> list[Write]:
         """Apply ``writes`` in order in one transaction; return those fencing rejected.
@@ -675,6 +685,7 @@ class PostgresStore(SqlReads):
                     _UPDATE_RUN,
                     [(w.status, w.at, w.ended, w.host, w.pid, w.run_id) for w in fenced.statuses],
                 )
+            self._record_sessions(conn, fenced.statuses)
         return fenced.rejected
 
     def lock_run(self, run_id: str) -> PostgresRunLock:

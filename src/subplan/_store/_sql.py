@@ -22,6 +22,8 @@ from ._base import (
     RunInfo,
     RunRecord,
     RunStatus,
+    RunStatusChanged,
+    SessionRow,
     StoredAttemptStatus,
     clean_text,
 )
@@ -31,6 +33,7 @@ __all__ = [
     "INTEGRATIONS_TABLE",
     "LIST_RUNS_SQL",
     "RUN_COLUMNS",
+    "SESSIONS_TABLE",
     "SqlReads",
     "attempt_from_row",
     "runs_from_rows",
@@ -58,6 +61,16 @@ INTEGRATIONS_TABLE = """CREATE TABLE IF NOT EXISTS integrations (
     files      TEXT NOT NULL,
     detail     TEXT,
     PRIMARY KEY (run_id, branch, subplan_id)
+)"""
+# Added after schema version 1 in the same way as ``integrations``: made by the first
+# session written; a run without rows (an earlier release's) counts as one session.
+SESSIONS_TABLE = """CREATE TABLE IF NOT EXISTS sessions (
+    run_id  TEXT NOT NULL REFERENCES runs (run_id),
+    started DOUBLE PRECISION NOT NULL,
+    ended   DOUBLE PRECISION,
+    host    TEXT NOT NULL,
+    pid     INTEGER NOT NULL,
+    PRIMARY KEY (run_id, started)
 )"""
 _INTEGRATION_COLUMNS = "run_id, branch, subplan_id, status, at, commit_sha, files, detail"
 
@@ -229,6 +242,40 @@ class SqlReads:
             if not rows:
                 self._require_run(conn, run_id)
         return [PauseRow(*row) for row in rows]
+
+    def _record_sessions(self, conn: Any, statuses: Sequence[RunStatusChanged]) -> None:
+        """Open a session for each change to ``running`` (a run or resume taking the
+        run) and close the open ones at each end, in the caller's transaction."""
+        p = self._P
+        for w in statuses:
+            if w.status == "running" and w.ended is None:
+                if not self._has_table(conn, "sessions"):
+                    self._before_ddl(conn)
+                    conn.execute(SESSIONS_TABLE)
+                conn.execute(
+                    "INSERT INTO sessions (run_id, started, ended, host, pid) "  # noqa: S608
+                    f"VALUES ({p}, {p}, NULL, {p}, {p}) ON CONFLICT DO NOTHING",
+                    (w.run_id, w.at, w.host or "", w.pid or 0),
+                )
+            elif w.ended is not None and self._has_table(conn, "sessions"):
+                conn.execute(
+                    f"UPDATE sessions SET ended = {p} "  # noqa: S608 - constant
+                    f"WHERE run_id = {p} AND ended IS NULL",
+                    (w.ended, w.run_id),
+                )
+
+    def sessions(self, run_id: str) -> list[SessionRow]:
+        """The run's sessions by start. Raises UnknownRunError."""
+        with self._reading("read") as conn:
+            self._require_run(conn, run_id)
+            if not self._has_table(conn, "sessions"):
+                return []
+            rows = conn.execute(
+                "SELECT run_id, started, ended, host, pid FROM sessions "  # noqa: S608
+                f"WHERE run_id = {self._P} ORDER BY started",
+                (run_id,),
+            ).fetchall()
+        return [SessionRow(*row) for row in rows]
 
     def record_integrations(self, rows: Sequence[IntegrationRow]) -> None:
         """Add or replace integration outcomes (by run, branch, subplan) in one transaction.
