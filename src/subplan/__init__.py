@@ -65,6 +65,8 @@ from ._execute._live_output import OutputLine as OutputLine
 from ._execute._ratelimit import RateLimitDetector as RateLimitDetector
 from ._execute._ratelimit import RateLimited as RateLimited
 from ._execute._ratelimit import RateLimitInfo as RateLimitInfo
+from ._execute._results import EVENT_SCHEMA as EVENT_SCHEMA
+from ._execute._results import REPORT_SCHEMA as REPORT_SCHEMA
 from ._execute._results import AttemptContext as AttemptContext
 from ._execute._results import AttemptRecord as AttemptRecord
 from ._execute._results import Event as Event
@@ -130,7 +132,9 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "EVENT_SCHEMA",
     "PLAN_SCHEMA",
+    "REPORT_SCHEMA",
     "ArgumentListTooLongError",
     "AttemptContext",
     "AttemptRecord",

@@ -53,6 +53,7 @@ from subplan._store._base import (
     RunInfo,
     RunRecord,
     RunStatusChanged,
+    SessionRow,
     Store,
     StoredAttemptStatus,
     Write,
@@ -476,6 +477,34 @@ def test_pauses_are_added_and_extended(store: Store) -> None:
         PauseRow("r1", 10.0, 16.0, "odd, longer", "text", None),
     ] == store.pauses("r1")
     assert [PauseRow("r2", 10.0, 20.0, "other run", "json")] == store.pauses("r2")
+
+
+def test_each_taking_of_a_run_is_a_session_closed_by_its_end(backend: Backend) -> None:
+    with backend.open() as store:
+        store.create_run(record(created=100.0, host="h1", pid=1))
+        assert [SessionRow("r1", 100.0, None, "h1", 1)] == store.sessions("r1")
+        store.apply([RunStatusChanged("r1", "failed", 130.0, 130.0)])
+        # a resume hours later, by another orchestrator, which dies without an end
+        store.apply([RunStatusChanged("r1", "running", 9000.0, None, "h2", 2)])
+        store.apply([RunStatusChanged("r1", "running", 9100.0, None, "h3", 3)])
+        store.apply([RunStatusChanged("r1", "succeeded", 9150.0, 9150.0)])
+        store.create_run(record("r2", created=5.0, status="failed", ended=6.0))
+    with backend.open(readonly=True) as reader:
+        assert [
+            SessionRow("r1", 100.0, 130.0, "h1", 1),
+            SessionRow("r1", 9000.0, 9150.0, "h2", 2),
+            SessionRow("r1", 9100.0, 9150.0, "h3", 3),
+        ] == reader.sessions("r1")
+        assert [] == reader.sessions("r2")  # created ended: nobody ever ran it
+        with pytest.raises(UnknownRunError):
+            reader.sessions("nope")
+
+
+def test_a_store_without_sessions_reads_none(backend: Backend) -> None:
+    with backend.open() as store:
+        store.create_run(record(status="failed", ended=120.0))
+        # a store written by a release that kept no sessions has no such table
+        assert [] == store.sessions("r1")
 
 
 # -- durability ---------------------------------------------------------------------------

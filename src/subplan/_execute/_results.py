@@ -707,7 +707,7 @@ class RunReport:
     @property
     def idle_seconds(self) -> float:
         """Seconds between sessions when nothing ran (a run, then a resume hours later)."""
-        return sum(end - start for start, end in self.idle_gaps())
+        return sum((end - start for start, end in self.idle_gaps()), 0.0)
 
     def idle_gaps(self) -> tuple[tuple[float, float], ...]:
         """The ``(start, end)`` times between sessions, in order."""

@@ -63,9 +63,12 @@ INTEGRATIONS_TABLE = """CREATE TABLE IF NOT EXISTS integrations (
     PRIMARY KEY (run_id, branch, subplan_id)
 )"""
 # Added after schema version 1 in the same way as ``integrations``: made by the first
-# session written; a run without rows (an earlier release's) counts as one session.
+# session written; a run without rows (an earlier release's) counts as one session. No
+# foreign key: creating one would lock ``runs`` while other transactions write it (a
+# deadlock with a concurrent create_run on PostgreSQL); rows are only written together
+# with their run's row anyway.
 SESSIONS_TABLE = """CREATE TABLE IF NOT EXISTS sessions (
-    run_id  TEXT NOT NULL REFERENCES runs (run_id),
+    run_id  TEXT NOT NULL,
     started DOUBLE PRECISION NOT NULL,
     ended   DOUBLE PRECISION,
     host    TEXT NOT NULL,
@@ -247,11 +250,12 @@ class SqlReads:
         """Open a session for each change to ``running`` (a run or resume taking the
         run) and close the open ones at each end, in the caller's transaction."""
         p = self._P
+        opens = any(w.status == "running" and w.ended is None for w in statuses)
+        if opens and not self._has_table(conn, "sessions"):
+            self._before_ddl(conn)
+            conn.execute(SESSIONS_TABLE)
         for w in statuses:
             if w.status == "running" and w.ended is None:
-                if not self._has_table(conn, "sessions"):
-                    self._before_ddl(conn)
-                    conn.execute(SESSIONS_TABLE)
                 conn.execute(
                     "INSERT INTO sessions (run_id, started, ended, host, pid) "  # noqa: S608
                     f"VALUES ({p}, {p}, NULL, {p}, {p}) ON CONFLICT DO NOTHING",

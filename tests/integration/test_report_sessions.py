@@ -1,0 +1,69 @@
+"""Run time is the sum of a run's sessions: idle time before a resume is shown apart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from execute_helpers import flat_plan
+from subplan import AttemptContext, Subplan, WorkResult, open_store, resume, run
+from subplan._execute._durable import report_from_store
+from subplan._progress import render_report, render_summary
+from subplan.testing import FakeClock
+
+IDLE = 3 * 3600 + 12 * 60  # a resume 3h12m after the run ended
+
+
+def test_idle_time_between_a_run_and_its_resume_is_not_run_time(tmp_path: Path) -> None:
+    clock = FakeClock()
+    plan = flat_plan(3)
+    flaky = plan.leaves[0].id
+
+    def work(subplan: Subplan, ctx: AttemptContext) -> WorkResult:
+        clock.advance(5.0)  # each attempt "takes" five seconds of the fake clock
+        return WorkResult(passed=subplan.id != flaky or ctx.attempt > 1, cost=1.0)
+
+    store = str(tmp_path / "state.db")
+    first = run(plan, work, store=store, runs_dir=tmp_path, run_id="r", clock=clock)
+    assert [flaky] == list(first.failed)
+    clock.advance(IDLE)
+    second = resume("r", work, store=store, runs_dir=tmp_path, clock=clock)
+    assert second.ok
+
+    with open_store(store, tmp_path, create=False, readonly=True) as reader:
+        record = reader.get_run("r")
+        stored = report_from_store(
+            record, reader.attempts("r"), reader.pauses("r"), reader.sessions("r")
+        )
+    for report in (second, stored):
+        one, two = report.sessions
+        assert (first.started, first.ended) == (one.started, one.ended)
+        assert IDLE == two.started - one.ended == report.idle_seconds
+        assert one.length + two.length == report.active_seconds
+        assert report.duration == report.active_seconds + report.idle_seconds
+        assert 5.0 == two.length  # one attempt ran in the resume
+    assert "(+3h12m idle between sessions)" in render_summary(stored, runs_dir="x")
+    text = render_report(stored)
+    assert "run time 20s in 2 sessions; idle between them 3h12m" in text
+    assert "in 20.00s over 2 sessions" in text
+
+
+def test_a_run_that_died_ends_its_session_at_its_last_activity(tmp_path: Path) -> None:
+    clock = FakeClock()
+    plan = flat_plan(2)
+    store = str(tmp_path / "state.db")
+
+    def work(subplan: Subplan, ctx: AttemptContext) -> None:
+        clock.advance(7.0)
+
+    run(plan, work, store=store, runs_dir=tmp_path, run_id="r", clock=clock)
+    with open_store(store, tmp_path) as writer:
+        from subplan._store._base import RunStatusChanged
+
+        # An orchestrator that took the run and died: no end, no attempt.
+        writer.apply([RunStatusChanged("r", "running", clock.time() + 100, None, "h", 9)])
+        rows = writer.sessions("r")
+        report = report_from_store(writer.get_run("r"), writer.attempts("r"), [], rows)
+    assert None is rows[-1].ended
+    # Its session ends where it began (nothing recorded after), not at "now".
+    assert 0.0 == report.sessions[-1].length
+    assert 14.0 == report.active_seconds
