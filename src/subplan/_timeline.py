@@ -12,7 +12,10 @@ The picture has two panels on one time axis (seconds since the run started):
   apart); a thin black line before a bar marks the time between dispatch and start;
 - running attempts: the concurrency curve, with ``max_parallel`` as a dashed line.
 
-Rate-limit pauses are shaded across both panels. When there are more rows than
+Rate-limit pauses are shaded across both panels. Idle time between sessions (a run, then
+a ``resume`` hours later) is cut down to a narrow hatched band labelled with its length
+(``idle 3h12m``), so that the sessions stay readable; the time axis still shows the
+seconds since the run started. When there are more rows than
 ``max_rows``, consecutive rows share one band and lose their labels, so that a run of
 ten thousand attempts stays quick to draw and readable; failures are drawn over
 successes so that they stay visible.
@@ -23,6 +26,7 @@ from __future__ import annotations
 import math
 import os
 import secrets
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,10 +40,12 @@ if TYPE_CHECKING:
     from matplotlib.artist import Artist
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
+    from matplotlib.legend import Legend
 
 __all__ = [
     "TimelineBar",
     "TimelineData",
+    "TimelineGap",
     "TimelinePause",
     "TimelineRow",
     "timeline_data",
@@ -58,6 +64,7 @@ _STATUS_COLOURS: dict[AttemptStatus, str] = {
 }
 _PAUSE_COLOUR = "#F0E442"  # yellow
 _CURVE_COLOUR = "#0072B2"  # blue
+_IDLE_COLOUR = "#777777"
 
 _NEEDS_MATPLOTLIB = "the timeline needs matplotlib: pip install 'subplan[plot]'"
 
@@ -71,12 +78,16 @@ _MAX_BANDED_HEIGHT = 12.0  # inches of attempts panel when rows share bands
 _MIN_ATTEMPTS_HEIGHT = 1.2
 _CURVE_HEIGHT = 2.0
 _TITLE_HEIGHT = 0.7
-_LEGEND_HEIGHT = 0.55
+_LEGEND_SPACING = 0.06  # inches between legend groups
+_TOP_AXIS_HEIGHT = 0.3  # the time axis repeated above a tall attempts panel
 _GAP = 0.4  # room for the curve panel's title
 _AXIS_HEIGHT = 0.55  # x tick labels and the x axis label
 _RIGHT_MARGIN = 0.3
 _MAX_LABEL_CHARS = 48
 _MAX_REASON_CHARS = 60
+GAP_SHARE = 0.04
+"""An idle time between sessions is drawn this share of the run time wide (or as it is,
+when that is narrower)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +147,26 @@ class TimelinePause:
 
 
 @dataclass(frozen=True, slots=True)
+class TimelineGap:
+    """Idle time between two sessions of a run, cut down to a narrow band.
+
+    Attributes:
+        start: where the band starts on the time axis.
+        end: where it ends.
+        idle: the real length of the idle time, seconds.
+    """
+
+    start: float
+    end: float
+    idle: float
+
+    @property
+    def cut(self) -> float:
+        """Seconds of the axis the band saves: everything after it is this much earlier."""
+        return self.idle - (self.end - self.start)
+
+
+@dataclass(frozen=True, slots=True)
 class TimelineData:
     """Everything the timeline draws, in seconds since the run started.
 
@@ -154,6 +185,10 @@ class TimelineData:
             :func:`~subplan._execute._tracker.concurrency_curve` over the attempts'
             ``(started, ended)`` intervals; each level holds until the next point.
         not_started: units of work that have no attempt (skipped or not run).
+        gaps: idle times between sessions, each cut down to a band of
+            :data:`GAP_SHARE` of the run time: times after a gap are its
+            :attr:`~TimelineGap.cut` earlier than the real seconds since the start
+            (:meth:`real_seconds` undoes it).
     """
 
     run_id: str
@@ -166,6 +201,17 @@ class TimelineData:
     pauses: tuple[TimelinePause, ...]
     curve: tuple[tuple[float, int], ...]
     not_started: int
+    gaps: tuple[TimelineGap, ...] = ()
+
+    def real_seconds(self, x: float) -> float:
+        """The real seconds since the start at ``x`` on the (gap-cut) time axis."""
+        shift = 0.0
+        for gap in self.gaps:
+            if x >= gap.end:
+                shift += gap.cut
+            elif x > gap.start:
+                return gap.start + shift + (x - gap.start) * gap.idle / (gap.end - gap.start)
+        return x + shift
 
     @property
     def peak(self) -> int:
@@ -208,6 +254,22 @@ def timeline_data(report: RunReport) -> TimelineData:
         + [a.dispatched for a in attempts if a.dispatched is not None]
         + [p.started for p in report.pauses]
     )
+    band = GAP_SHARE * max(report.active_seconds, 1e-9)
+    cuts: list[tuple[float, float, float]] = []  # (real start, real end, drawn width)
+    for gap_start, gap_end in report.idle_gaps():
+        cuts.append((gap_start - origin, gap_end - origin, min(band, gap_end - gap_start)))
+
+    def at(epoch: float) -> float:
+        """Seconds since the origin on the drawn axis: idle gaps cut to their bands."""
+        x = epoch - origin
+        shift = 0.0
+        for start, end, drawn in cuts:
+            if x >= end:
+                shift += (end - start) - drawn
+            elif x > start:
+                return start - shift + (x - start) * drawn / (end - start)
+        return x - shift
+
     plan_order = {unit_id: index for index, unit_id in enumerate(report.outcomes)}
     first_start: dict[str, float] = {}
     for attempt in attempts:
@@ -216,7 +278,7 @@ def timeline_data(report: RunReport) -> TimelineData:
             first_start[attempt.subplan_id] = attempt.started
     ordered = sorted(first_start, key=lambda i: (first_start[i], plan_order.get(i, math.inf)))
     rows = tuple(
-        TimelineRow(unit_id, _row_label(report, unit_id), first_start[unit_id] - origin)
+        TimelineRow(unit_id, _row_label(report, unit_id), at(first_start[unit_id]))
         for unit_id in ordered
     )
     row_of = {row.subplan_id: index for index, row in enumerate(rows)}
@@ -226,21 +288,24 @@ def timeline_data(report: RunReport) -> TimelineData:
             subplan_id=a.subplan_id,
             number=a.number,
             status=a.status,
-            start=a.started - origin,
-            end=a.ended - origin,
-            dispatched=None if a.dispatched is None else a.dispatched - origin,
+            start=at(a.started),
+            end=at(a.ended),
+            dispatched=None if a.dispatched is None else at(a.dispatched),
         )
         for a in attempts
     )
     curve = tuple(
-        (time - origin, level)
+        (at(time), level)
         for time, level in concurrency_curve((a.started, a.ended) for a in attempts)
     )
     pauses = tuple(
-        TimelinePause(p.started - origin, p.ends - origin, p.reason, p.source)
-        for p in report.pauses
+        TimelinePause(at(p.started), at(p.ends), p.reason, p.source) for p in report.pauses
     )
-    end = max([report.ended - origin] + [bar.end for bar in bars])
+    end = max([at(report.ended)] + [bar.end for bar in bars])
+    gaps = tuple(
+        TimelineGap(at(origin + start), at(origin + start) + drawn, end_ - start)
+        for start, end_, drawn in cuts
+    )
     return TimelineData(
         run_id=report.run_id,
         status=report.status,
@@ -252,6 +317,7 @@ def timeline_data(report: RunReport) -> TimelineData:
         pauses=pauses,
         curve=curve,
         not_started=sum(1 for o in report.outcomes.values() if not o.attempts),
+        gaps=gaps,
     )
 
 
@@ -410,11 +476,28 @@ def _draw(data: TimelineData, *, width: float, max_rows: int) -> Figure:
         raise ConfigError(_NEEDS_MATPLOTLIB) from exc
 
     layout = _layout(data, max_rows=max_rows)
-    top = _TITLE_HEIGHT + _LEGEND_HEIGHT
-    height = top + layout.attempts_height + _GAP + _CURVE_HEIGHT + _AXIS_HEIGHT
-    # The object API only: no pyplot, no global backend, nothing left registered.
-    figure = Figure(figsize=(width, height), dpi=_DPI)
+    # The object API only: no pyplot, no global backend, nothing left registered. The
+    # height is settled once the legends are measured (below).
+    figure = Figure(figsize=(width, 10.0), dpi=_DPI)
     FigureCanvasAgg(figure)
+    attempts_ax = figure.add_axes((0.1, 0.5, 0.8, 0.4))
+    curve_ax = figure.add_axes((0.1, 0.1, 0.8, 0.3), sharex=attempts_ax)
+    x_end = data.end if data.end > 0 else 1.0
+    attempts_ax.set_xlim(0, x_end * 1.01)
+
+    statuses, extras = _draw_attempts(attempts_ax, data, layout, x_end)
+    _draw_curve(curve_ax, data)
+    extras += _draw_pauses((attempts_ax, curve_ax), data.pauses)
+    extras += _draw_idle((attempts_ax, curve_ax), data)
+    # Two groups of legend rows: the statuses, then the marks that are not statuses;
+    # each as many rows as it needs to fit the width, measured, so that nothing below
+    # (the top time axis of a tall panel) is drawn over.
+    legends = [_fit_legend(figure, handles, width) for handles in (statuses, extras) if handles]
+    labels_on_top = layout.attempts_height > 8
+    top = _TITLE_HEIGHT + sum(h for _, h in legends) + _LEGEND_SPACING * len(legends)
+    top = max(top, _TITLE_HEIGHT + 0.25) + (_TOP_AXIS_HEIGHT if labels_on_top else 0.0)
+    height = top + layout.attempts_height + _GAP + _CURVE_HEIGHT + _AXIS_HEIGHT
+    figure.set_size_inches(width, height)
     left = layout.left / width
     right = 1 - _RIGHT_MARGIN / width
     if right - left < 0.2:  # a narrow picture gives the labels less room
@@ -424,13 +507,8 @@ def _draw(data: TimelineData, *, width: float, max_rows: int) -> Figure:
     def box(from_top: float, inches: float) -> tuple[float, float, float, float]:
         return (left, 1 - (from_top + inches) / height, right - left, inches / height)
 
-    attempts_ax = figure.add_axes(box(top, layout.attempts_height))
-    curve_ax = figure.add_axes(
-        box(top + layout.attempts_height + _GAP, _CURVE_HEIGHT), sharex=attempts_ax
-    )
-    x_end = data.end if data.end > 0 else 1.0
-    attempts_ax.set_xlim(0, x_end * 1.01)
-
+    attempts_ax.set_position(box(top, layout.attempts_height))
+    curve_ax.set_position(box(top + layout.attempts_height + _GAP, _CURVE_HEIGHT))
     figure.text(
         0.5,
         1 - 0.12 / height,
@@ -440,25 +518,56 @@ def _draw(data: TimelineData, *, width: float, max_rows: int) -> Figure:
         fontsize=11,
         linespacing=1.5,
     )
-    statuses, extras = _draw_attempts(attempts_ax, data, layout, x_end)
-    _draw_curve(curve_ax, data)
-    extras += _draw_pauses((attempts_ax, curve_ax), data.pauses)
-    # Two legend rows: the statuses, then the marks that are not statuses.
-    for row, handles in enumerate((statuses, extras)):
-        if handles:
-            figure.legend(
-                handles=handles,
-                loc="upper center",
-                bbox_to_anchor=(0.5, 1 - (_TITLE_HEIGHT + 0.24 * row) / height),
-                ncol=len(handles),
-                frameon=False,
-                fontsize=9,
-                handlelength=1.5,
-                columnspacing=1.5,
-                borderaxespad=0,
-                borderpad=0.2,
-            )
+    below = _TITLE_HEIGHT
+    for legend, inches in legends:
+        legend.set_bbox_to_anchor((0.5, 1 - below / height), transform=figure.transFigure)
+        below += inches + _LEGEND_SPACING
     return figure
+
+
+def _fit_legend(figure: Figure, handles: list[Artist], width: float) -> tuple[Legend, float]:
+    """A legend of ``handles`` centred at the top, in as few rows as fit ``width``
+    inches; returns it with its height in inches."""
+    room = (width - 0.2) * _DPI  # pixels, a margin each side
+    renderer = figure.canvas.get_renderer()  # type: ignore[attr-defined]
+    columns = len(handles)
+    while True:
+        legend = figure.legend(
+            handles=handles,
+            loc="upper center",
+            bbox_to_anchor=(0.5, 1.0),
+            ncol=columns,
+            frameon=False,
+            fontsize=9,
+            handlelength=1.5,
+            columnspacing=1.5,
+            borderaxespad=0,
+            borderpad=0.2,
+        )
+        extent = legend.get_window_extent(renderer)
+        if extent.width <= room:
+            return legend, extent.height / _DPI
+        legend.remove()
+        if columns > 1:
+            columns -= 1
+            continue
+        # One entry wider than the picture: wrap its text.
+        chars = max(12, int(room / (9 * 0.62 * _DPI / 72)))
+        for handle in handles:
+            label = str(handle.get_label())
+            handle.set_label(textwrap.fill(label, chars))
+        legend = figure.legend(
+            handles=handles,
+            loc="upper center",
+            bbox_to_anchor=(0.5, 1.0),
+            ncol=1,
+            frameon=False,
+            fontsize=9,
+            handlelength=1.5,
+            borderaxespad=0,
+            borderpad=0.2,
+        )
+        return legend, legend.get_window_extent(renderer).height / _DPI
 
 
 def _title(data: TimelineData) -> str:
@@ -566,7 +675,9 @@ def _draw_attempts(
         labels = [_short(data.rows[i].label, _MAX_LABEL_CHARS) for i in shown]
         ax.set_yticks(shown, labels=labels, fontsize=layout.label_size)
         ax.tick_params(axis="y", length=0)
-        ax.set_ylabel("subplan (by first start)", fontsize=9)
+        # On a short panel, on two lines: it must not reach up into the legend.
+        short = layout.attempts_height < 2
+        ax.set_ylabel(f"subplan{chr(10) if short else ' '}(by first start)", fontsize=9)
     else:
         rows = len(data.rows)
         numbers = [1] + [
@@ -641,6 +752,57 @@ def _draw_pauses(axes: Sequence[Axes], pauses: Sequence[TimelinePause]) -> list[
         shown += f"; {len(reasons) - 2} more"
     count = "" if len(pauses) == 1 else f" ({len(pauses)})"
     return [Patch(facecolor=_PAUSE_COLOUR, alpha=0.45, label=f"rate-limit pause{count}: {shown}")]
+
+
+def _draw_idle(axes: Sequence[Axes], data: TimelineData) -> list[Artist]:
+    """Hatched bands where the run sat idle between sessions, each labelled with its length."""
+    if not data.gaps:
+        return []
+    from matplotlib.patches import Patch, Rectangle
+    from matplotlib.ticker import FuncFormatter
+
+    from ._progress import span_text
+
+    for ax in axes:
+        for gap in data.gaps:
+            ax.add_patch(
+                Rectangle(
+                    (gap.start, 0.0),
+                    gap.end - gap.start,
+                    1.0,
+                    transform=ax.get_xaxis_transform(),
+                    facecolor="white",
+                    edgecolor=_IDLE_COLOUR,
+                    hatch="////",
+                    linewidth=0.0,
+                    zorder=12,
+                )
+            )
+    for gap in data.gaps:
+        axes[-1].text(
+            (gap.start + gap.end) / 2,
+            0.97,
+            f"idle {span_text(gap.idle)}",
+            transform=axes[-1].get_xaxis_transform(),
+            rotation=90,
+            ha="center",
+            va="top",
+            fontsize=8,
+            zorder=13,
+            bbox={"facecolor": "white", "edgecolor": "none", "pad": 1.0},
+        )
+    # Ticks say the real seconds since the start, the idle time included.
+    axes[-1].xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{data.real_seconds(x):g}"))
+    axes[-1].set_xlabel("seconds since the run started (idle time between sessions cut short)")
+    count = "" if len(data.gaps) == 1 else f" ({len(data.gaps)})"
+    return [
+        Patch(
+            facecolor="white",
+            edgecolor=_IDLE_COLOUR,
+            hatch="////",
+            label=f"idle between sessions{count}",
+        )
+    ]
 
 
 def _short_reason(reason: str) -> str:

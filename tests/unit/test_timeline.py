@@ -9,16 +9,27 @@ import sys
 import textwrap
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from matplotlib.image import imread
 
 from execute_helpers import flat_plan
-from subplan import ConfigError, InputError, Plan, RunReport, decompose, run
+from subplan import (
+    AttemptContext,
+    ConfigError,
+    InputError,
+    Plan,
+    RunReport,
+    Subplan,
+    decompose,
+    resume,
+    run,
+)
 from subplan._execute._ratelimit import RateLimited
-from subplan._timeline import TimelineData, _layout, timeline_data, write_timeline
-from subplan.testing import ScriptedWork, Step, simulate
+from subplan._timeline import TimelineData, _draw, _layout, timeline_data, write_timeline
+from subplan.testing import FakeClock, ScriptedWork, Step, simulate
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -408,3 +419,100 @@ def test_an_extension_that_names_no_picture_format_is_refused(
     with pytest.raises(InputError, match=r"cannot draw a timeline as .*\.png, \.svg, \.pdf"):
         write_timeline(report, tmp_path / name)
     assert [] == list(tmp_path.iterdir())
+
+
+# -- legend placement and idle time between sessions ----------------------------------
+
+
+def legend_collisions(figure: Any) -> list[str]:
+    """What any legend of ``figure`` covers: axis tick labels, axis labels, titles, or the
+    picture's edge."""
+    renderer = figure.canvas.get_renderer()
+    texts: list[tuple[str, Any]] = []
+    for ax in figure.axes:
+        for tick in ax.get_xticklabels(which="both") + ax.get_yticklabels():
+            if tick.get_visible() and tick.get_text():
+                texts.append((f"tick {tick.get_text()!r}", tick.get_window_extent(renderer)))
+        for label in (ax.xaxis.label, ax.yaxis.label, ax.title):
+            if label.get_text():
+                texts.append((f"label {label.get_text()!r}", label.get_window_extent(renderer)))
+    for text in figure.texts:
+        texts.append(("title", text.get_window_extent(renderer)))
+    found: list[str] = []
+    for legend in figure.legends:
+        box = legend.get_window_extent(renderer)
+        if box.x0 < figure.bbox.x0 - 1 or box.x1 > figure.bbox.x1 + 1:
+            found.append(f"legend leaves the picture: {box}")
+        found += [what for what, extent in texts if box.overlaps(extent)]
+    return found
+
+
+def busy_report(leaves: int) -> RunReport:
+    plan = decompose([f"d{i}/a.py" for i in range(leaves)], min_files=1, max_files=1)
+    first, second, third = (leaf.id for leaf in plan.leaves[:3])
+    limited = RateLimited("429 " + "a long reason from the provider " * 4, retry_after=30)
+    work = ScriptedWork(
+        {
+            first: [Step(1.0, fail=limited), Step(1.0)],
+            second: [Step(2.0, fail=True)],
+            third: [Step(2.0, crash=True), Step(1.0)],
+        },
+        default=Step(3.0),
+    )
+    return simulate(plan, work, max_parallel=3, retries=1, timeout=60.0)
+
+
+@pytest.mark.parametrize("width", [5.0, 12.0])
+@pytest.mark.parametrize("leaves", [5, 60, 900])
+def test_the_legend_covers_no_axis_label_and_fits_the_picture(leaves: int, width: float) -> None:
+    # 60 rows make a panel tall enough to repeat the time axis on top, under the legend;
+    # 900 share bands; a width of 5 inches cannot hold the legend on one line.
+    figure = _draw(timeline_data(busy_report(leaves)), width=width, max_rows=400)
+    figure.canvas.draw()
+    assert [] == legend_collisions(figure)
+
+
+IDLE = 3 * 3600 + 12 * 60
+
+
+def run_then_resume(tmp_path: Path) -> RunReport:
+    clock = FakeClock()
+    plan = flat_plan(3)
+    flaky = plan.leaves[0].id
+
+    def work(subplan: Subplan, ctx: AttemptContext) -> bool:
+        clock.advance(5.0)
+        return subplan.id != flaky or ctx.attempt > 1
+
+    store = str(tmp_path / "state.db")
+    run(plan, work, store=store, runs_dir=tmp_path, run_id="r", clock=clock)
+    clock.advance(IDLE)
+    return resume("r", work, store=store, runs_dir=tmp_path, clock=clock)
+
+
+def test_idle_time_between_sessions_is_cut_to_a_labelled_band(tmp_path: Path) -> None:
+    report = run_then_resume(tmp_path)
+    data = timeline_data(report)
+    (gap,) = data.gaps
+    assert IDLE == gap.idle
+    assert pytest.approx(0.04 * report.active_seconds) == gap.end - gap.start
+    last = max(data.bars, key=lambda b: b.start)  # the resume's attempt
+    real = last.start + gap.cut
+    assert pytest.approx(report.attempts[-1].started - data.origin) == real
+    assert pytest.approx(real) == data.real_seconds(last.start)
+    assert last.start < data.end < 2 * report.active_seconds  # the idle hours are cut out
+    figure = _draw(data, width=12.0, max_rows=400)
+    figure.canvas.draw()
+    texts = [t.get_text() for ax in figure.axes for t in ax.texts]
+    assert "idle 3h12m" in texts
+    legend = [t.get_text() for lg in figure.legends for t in lg.get_texts()]
+    assert "idle between sessions" in legend
+    assert [] == legend_collisions(figure)
+    written = write_timeline(report, tmp_path / "resumed.png")
+    assert PNG_SIGNATURE == written.read_bytes()[:8]
+
+
+def test_a_run_of_one_session_has_no_gap(report: RunReport) -> None:
+    data = timeline_data(report)
+    assert () == data.gaps
+    assert 12.5 == data.real_seconds(12.5)
