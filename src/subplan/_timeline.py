@@ -587,8 +587,18 @@ def _title(data: TimelineData) -> str:
         detail += f" ({counts})"
     if data.not_started:
         detail += f", {data.not_started} not started"
+    took = _duration_text(data.end)
+    if data.gaps:
+        from ._progress import span_text
+
+        idle = sum(g.idle for g in data.gaps)
+        running = data.end - sum(g.end - g.start for g in data.gaps)
+        took = (
+            f"{_duration_text(running)} in {len(data.gaps) + 1} sessions, "
+            f"idle {span_text(idle)} between them"
+        )
     return (
-        f"run {data.run_id}: {data.status}, {_duration_text(data.end)}\n"
+        f"run {data.run_id}: {data.status}, {took}\n"
         f"{detail}; peak concurrency {data.peak} of max_parallel {data.max_parallel}"
     )
 
@@ -792,7 +802,7 @@ def _draw_idle(axes: Sequence[Axes], data: TimelineData) -> list[Artist]:
             bbox={"facecolor": "white", "edgecolor": "none", "pad": 1.0},
         )
     # Ticks say the real seconds since the start, the idle time included.
-    axes[-1].xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{data.real_seconds(x):g}"))
+    axes[-1].xaxis.set_major_formatter(FuncFormatter(lambda x, _: _tick_text(data.real_seconds(x))))
     axes[-1].set_xlabel("seconds since the run started (idle time between sessions cut short)")
     count = "" if len(data.gaps) == 1 else f" ({len(data.gaps)})"
     return [
@@ -803,6 +813,10 @@ def _draw_idle(axes: Sequence[Axes], data: TimelineData) -> list[Artist]:
             label=f"idle between sessions{count}",
         )
     ]
+
+
+def _tick_text(seconds: float) -> str:
+    return f"{seconds:.0f}" if abs(seconds) >= 100 else f"{seconds:g}"
 
 
 def _short_reason(reason: str) -> str:

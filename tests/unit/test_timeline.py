@@ -516,3 +516,10 @@ def test_a_run_of_one_session_has_no_gap(report: RunReport) -> None:
     data = timeline_data(report)
     assert () == data.gaps
     assert 12.5 == data.real_seconds(12.5)
+
+
+def test_the_title_of_a_resumed_run_gives_run_time_and_idle_time(tmp_path: Path) -> None:
+    data = timeline_data(run_then_resume(tmp_path))
+    figure = _draw(data, width=12.0, max_rows=400)
+    (title,) = (t.get_text() for t in figure.texts)
+    assert "20.0 s in 2 sessions, idle 3h12m between them" in title
