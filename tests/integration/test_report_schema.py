@@ -175,3 +175,27 @@ def test_a_document_missing_a_key_or_with_a_wrong_type_does_not_validate(
     assert not validator.is_valid(report)
     event = {"schema": EVENT_SCHEMA, "event": "attempt_ended", "time": 1.0, "run_id": "r"}
     assert not schema("events.schema.json").is_valid(event)  # no subplan, attempt, status
+
+
+@pytest.mark.parametrize("backend", ["thread", "process"])
+def test_the_exit_code_of_a_failed_command_reaches_the_report_from_any_backend(
+    tmp_path: Path, backend: str
+) -> None:
+    # The process backend sends the command's error to the parent pickled: it must keep
+    # its exit code on the way.
+    for name in ("ok", "bad"):
+        (tmp_path / "proj" / name).mkdir(parents=True)
+        (tmp_path / "proj" / name / "a.py").write_text("x = 1\n")
+    (tmp_path / "agent.py").write_text(AGENT)
+    done = subplan(
+        tmp_path, "run", "proj", "--min-files", "1", "--max-files", "1", "--backend", backend,
+        "--progress", "off", "--json", "--", sys.executable, str(tmp_path / "agent.py"),
+    )  # fmt: skip
+    report = json.loads(done.stdout)
+    schema("report.schema.json").validate(report)
+    subplans = by_label(report)
+    assert (3, "CommandFailedError") == (
+        subplans["bad"]["exit_code"],
+        subplans["bad"]["attempts"][-1]["error_type"],
+    )
+    assert 0 == subplans["ok"]["exit_code"]

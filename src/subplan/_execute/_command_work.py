@@ -39,6 +39,15 @@ class CommandFailedError(SubplanError, RuntimeError):
         self.signal = signal
         self.stderr_path = stderr_path
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # Keyword-only arguments: the default reduction (args only) cannot rebuild it, and
+        # the process backend sends it to the parent pickled.
+        return (_rebuild_failed, (type(self), str(self.args[0])), self.__dict__)
+
+
+def _rebuild_failed(cls: type[CommandFailedError], message: str) -> CommandFailedError:
+    return cls(message, exit_code=None, signal=None, stderr_path=Path())  # state follows
+
 
 class CommandTimeoutError(SubplanError, TimeoutError):
     """A subplan's command ran past its timeout; its whole process group was killed."""
