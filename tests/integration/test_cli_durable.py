@@ -55,6 +55,9 @@ def test_status_report_and_resume_of_a_failed_run(
     status, out, _ = call("status", "n", "--json")
     data = json.loads(out)
     assert {"succeeded": 2, "failed": 1, "skipped": 0, "not_run": 0} == data["counts"]
+    assert data["counts"] == info["counts"]  # the list counts as `status ID` does
+    _, table, _ = call("status")
+    assert "2 succeeded, 1 failed, 0 skipped, 0 not run" in table.splitlines()[1]
 
     status, out, _ = call("report", "n")
     assert EXIT_OK == status
