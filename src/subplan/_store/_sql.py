@@ -72,7 +72,7 @@ SESSIONS_TABLE = """CREATE TABLE IF NOT EXISTS sessions (
     started DOUBLE PRECISION NOT NULL,
     ended   DOUBLE PRECISION,
     host    TEXT NOT NULL,
-    pid     INTEGER NOT NULL,
+    pid     BIGINT NOT NULL,
     PRIMARY KEY (run_id, started)
 )"""
 _INTEGRATION_COLUMNS = "run_id, branch, subplan_id, status, at, commit_sha, files, detail"
