@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from execute_helpers import flat_plan
-from subplan import AttemptContext, Subplan, WorkResult, open_store, resume, run
+from subplan import AttemptContext, Store, StoreError, Subplan, WorkResult, open_store, resume, run
 from subplan._execute._durable import report_from_store
 from subplan._progress import render_report, render_summary
 from subplan.testing import FakeClock
@@ -67,3 +68,30 @@ def test_a_run_that_died_ends_its_session_at_its_last_activity(tmp_path: Path) -
     # Its session ends where it began (nothing recorded after), not at "now".
     assert 0.0 == report.sessions[-1].length
     assert 14.0 == report.active_seconds
+
+
+class SessionlessStore:
+    """A real SQLite store whose session reads fail (say, a lost connection just then)."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def sessions(self, run_id: str) -> list[Any]:
+        raise StoreError("connection lost")
+
+
+def test_a_store_that_cannot_read_sessions_gives_the_live_session(tmp_path: Path) -> None:
+    with open_store(str(tmp_path / "state.db"), tmp_path) as inner:
+        report = run(
+            flat_plan(2),
+            lambda s, c: None,
+            store=SessionlessStore(inner),
+            run_id="r",
+            runs_dir=tmp_path,
+        )  # type: ignore[arg-type]
+    assert report.ok
+    (only,) = report.sessions
+    assert (report.started, report.ended) == (only.started, only.ended)

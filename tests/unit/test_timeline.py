@@ -28,6 +28,7 @@ from subplan import (
     run,
 )
 from subplan._execute._ratelimit import RateLimited
+from subplan._execute._results import Pause
 from subplan._timeline import TimelineData, _draw, _layout, timeline_data, write_timeline
 from subplan.testing import FakeClock, ScriptedWork, Step, simulate
 
@@ -523,3 +524,16 @@ def test_the_title_of_a_resumed_run_gives_run_time_and_idle_time(tmp_path: Path)
     figure = _draw(data, width=12.0, max_rows=400)
     (title,) = (t.get_text() for t in figure.texts)
     assert "20.0 s in 2 sessions, idle 3h12m between them" in title
+
+
+def test_a_pause_that_runs_into_an_idle_gap_ends_inside_its_band(tmp_path: Path) -> None:
+    # The run stopped while paused: the pause's planned end lies in the idle time.
+    report = run_then_resume(tmp_path)
+    ((gap_start, _),) = report.idle_gaps()
+    planned = gap_start + 1000.0
+    paused = dataclasses.replace(report, pauses=(Pause(gap_start - 2.0, planned, "429", "text"),))
+    data = timeline_data(paused)
+    (gap,) = data.gaps
+    (pause,) = data.pauses
+    assert gap.start < pause.end < gap.end
+    assert pytest.approx(planned - data.origin) == data.real_seconds(pause.end)
