@@ -91,7 +91,7 @@ def test_a_store_that_cannot_read_sessions_gives_the_live_session(tmp_path: Path
             store=SessionlessStore(inner),
             run_id="r",
             runs_dir=tmp_path,
-        )  # type: ignore[arg-type]
+        )
     assert report.ok
     (only,) = report.sessions
     assert (report.started, report.ended) == (only.started, only.ended)
