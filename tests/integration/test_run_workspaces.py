@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.resources
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 from subplan import decompose
@@ -72,6 +75,13 @@ def test_each_subplan_edits_its_own_worktree_and_its_patch_is_collected(tmp_path
         k: tuple(sorted(v)) for k, v in changes.items()
     }
     assert report.overlaps().ok
+    # The JSON report says it per subplan too, valid against its schema.
+    data = report.to_dict()
+    text = importlib.resources.files("subplan").joinpath("schemas/report.schema.json")
+    jsonschema.Draft202012Validator(json.loads(text.read_text("utf-8"))).validate(data)
+    assert {leaf.id: sorted(leaf.files) for leaf in plan.leaves} == {
+        s["subplan_id"]: sorted(s["changed"]) for s in data["subplans"]
+    }
     for leaf in plan.leaves:
         patch = runs / "w" / leaf.id / "changes.patch"
         assert patch.exists(), patch
