@@ -423,6 +423,7 @@ def run_status_data(record: RunRecord, report: RunReport) -> dict[str, Any]:
                 "label": outcome.label,
                 "attempts": len(outcome.attempts),
                 "last_attempt": None if last is None else last.status,
+                "exit_code": outcome.exit_code,
                 "reason": outcome.reason,
             }
         )

@@ -56,6 +56,8 @@ def test_status_report_and_resume_of_a_failed_run(
     data = json.loads(out)
     assert {"succeeded": 2, "failed": 1, "skipped": 0, "not_run": 0} == data["counts"]
     assert data["counts"] == info["counts"]  # the list counts as `status ID` does
+    (failed,) = data["subplans"]["failed"]
+    assert (1, "failed") == (failed["exit_code"], failed["last_attempt"])
     _, table, _ = call("status")
     assert "2 succeeded, 1 failed, 0 skipped, 0 not run" in table.splitlines()[1]
 

@@ -19,7 +19,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from subplan import EVENT_SCHEMA, REPORT_SCHEMA
+from subplan import EVENT_SCHEMA, REPORT_SCHEMA, CommandWork, decompose, run
 
 AGENT = """\
 import os, pathlib, sys, time
@@ -199,3 +199,21 @@ def test_the_exit_code_of_a_failed_command_reaches_the_report_from_any_backend(
         subplans["bad"]["attempts"][-1]["error_type"],
     )
     assert 0 == subplans["ok"]["exit_code"]
+
+
+def test_the_python_report_names_the_same_logs_and_tail(tmp_path: Path) -> None:
+    (tmp_path / "agent.py").write_text(AGENT)
+    plan = decompose(["ok/a.py", "bad/a.py"], min_files=1, max_files=1)
+    work = CommandWork([sys.executable, str(tmp_path / "agent.py")])
+    report = run(plan, work, runs_dir=tmp_path / "runs", run_id="py")
+    bad = next(o for o in report.outcomes.values() if o.label == "bad")
+    stdout_log, stderr_log = report.logs(bad.subplan_id)
+    assert (tmp_path / "runs" / "py" / bad.subplan_id / "stderr-1.log") == stderr_log
+    assert stdout_log is not None and "working on bad\n" == stdout_log.read_text()
+    assert "oops: line 1\noops: line 2\n" == report.stderr_tail(bad.subplan_id)
+    assert 3 == bad.exit_code
+    (entry,) = (s for s in report.to_dict()["subplans"] if s["label"] == "bad")
+    assert (str(stderr_log.absolute()), report.stderr_tail(bad.subplan_id)) == (
+        entry["stderr_log"],
+        entry["stderr_tail"],
+    )

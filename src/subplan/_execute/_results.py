@@ -749,6 +749,31 @@ class RunReport:
             not_run=len(leaves) - len(finished) - skipped,
         )
 
+    def logs(self, subplan_id: str) -> tuple[Path | None, Path | None]:
+        """The (stdout, stderr) log files of the unit's last attempt, None for one that
+        does not exist (Python work writes none; a report without ``run_dir`` knows none).
+
+        Raises:
+            KeyError: no such unit in the report.
+        """
+        attempts = self.outcomes[subplan_id].attempts
+        return attempts[-1].logs(self.run_dir) if attempts else (None, None)
+
+    def stderr_tail(self, subplan_id: str) -> str | None:
+        """The last lines of the unit's last standard error log (at most
+        :data:`STDERR_TAIL_LINES` lines, :data:`STDERR_TAIL_BYTES` bytes), or None.
+
+        Example:
+            >>> from subplan import decompose
+            >>> from subplan.testing import ScriptedWork, Step, simulate
+            >>> plan = decompose(["a/1.py", "b/1.py"])
+            >>> report = simulate(plan, ScriptedWork(default=Step(1.0)))
+            >>> report.stderr_tail(plan.leaves[0].id) is None  # no command, no log
+            True
+        """
+        stderr_log = self.logs(subplan_id)[1]
+        return None if stderr_log is None else tail_text(stderr_log)
+
     def changes(self) -> dict[str, tuple[str, ...]]:
         """The files each unit changed in its workspace (its last attempt that had one).
 
