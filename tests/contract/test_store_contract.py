@@ -492,7 +492,7 @@ def test_each_taking_of_a_run_is_a_session_closed_by_its_end(backend: Backend) -
     with backend.open(readonly=True) as reader:
         assert [
             SessionRow("r1", 100.0, 130.0, "h1", 1),
-            SessionRow("r1", 9000.0, 9150.0, "h2", 2),
+            SessionRow("r1", 9000.0, None, "h2", 2),  # died: the resume does not end it
             SessionRow("r1", 9100.0, 9150.0, "h3", 3),
         ] == reader.sessions("r1")
         assert [] == reader.sessions("r2")  # created ended: nobody ever ran it

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -95,3 +100,47 @@ def test_a_store_that_cannot_read_sessions_gives_the_live_session(tmp_path: Path
     assert report.ok
     (only,) = report.sessions
     assert (report.started, report.ended) == (only.started, only.ended)
+
+
+def test_a_killed_session_ends_at_its_last_activity_not_at_the_resumes_end(
+    tmp_path: Path,
+) -> None:
+    for d in range(4):
+        (tmp_path / "proj" / f"d{d}").mkdir(parents=True)
+        (tmp_path / "proj" / f"d{d}" / "a.py").write_text("x = 1\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    env.pop("SUBPLAN_STORE", None)
+    argv = [
+        sys.executable, "-m", "subplan", "run", "proj", "--min-files", "1", "--max-files", "1",
+        "--run-id", "k", "--max-parallel", "1", "--progress", "off", "--",
+        sys.executable, "-c", "pass",
+    ]  # fmt: skip
+    killed = subprocess.run(
+        argv,
+        cwd=tmp_path,
+        env={**env, "SUBPLAN_TEST_KILL_AT": "before_success:3"},
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert -signal.SIGKILL == killed.returncode, killed.stderr
+    runs = tmp_path / ".subplan"
+    with open_store(None, runs, create=False) as store:
+        # The dead session's end is what a later time would be: make the resume "later".
+        last_seen = max(r.ended or r.dispatched for r in store.attempts("k"))
+    resumed = subprocess.run(
+        [sys.executable, "-m", "subplan", "resume", "k", "--json", "--progress", "off"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert 0 == resumed.returncode, resumed.stderr
+    first, second = json.loads(resumed.stdout)["sessions"]
+    assert last_seen == first["ended"]  # not the resume's end
+    assert first["ended"] <= second["started"]
+    with open_store(None, runs, create=False) as store:
+        dead, live = store.sessions("k")
+    assert (None, second["ended"]) == (dead.ended, live.ended)

@@ -99,7 +99,8 @@ def test_a_group_that_ran_nothing_shows_no_rate() -> None:
 
 def test_sessions_without_an_end_end_at_their_last_activity() -> None:
     attempts = [
-        AttemptRecord("a", 1, "interrupted", 12.0, 15.0, dispatched=11.0),
+        # reclaimed by the resume at 95: that is not when its orchestrator was last seen
+        AttemptRecord("a", 1, "interrupted", 12.0, 95.0, dispatched=11.0),
         AttemptRecord("a", 2, "succeeded", 101.0, 109.0, dispatched=100.5),
     ]
     pauses = [Pause(16.0, 18.0, "limit", "text")]

@@ -353,8 +353,11 @@ def sessions_of(
     its last recorded activity (an attempt's or a pause's end), the last open one no
     earlier than ``end`` (the run's last update)."""
     ordered = sorted(rows, key=lambda r: r.started)
+    # An interrupted attempt "ended" when a resume found it: that says nothing of when
+    # its dead orchestrator last did something.
     marks = sorted(
-        [t for a in attempts for t in (a.dispatched or a.started, a.started, a.ended)]
+        [t for a in attempts for t in (a.dispatched or a.started, a.started)]
+        + [a.ended for a in attempts if a.status != "interrupted"]
         + [t for p in pauses for t in (p.started, p.ends)]
     )
     out: list[Session] = []

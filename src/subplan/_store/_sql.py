@@ -248,7 +248,7 @@ class SqlReads:
 
     def _record_sessions(self, conn: Any, statuses: Sequence[RunStatusChanged]) -> None:
         """Open a session for each change to ``running`` (a run or resume taking the
-        run) and close the open ones at each end, in the caller's transaction."""
+        run) and close the latest at each end, in the caller's transaction."""
         p = self._P
         opens = any(w.status == "running" and w.ended is None for w in statuses)
         if opens and not self._has_table(conn, "sessions"):
@@ -262,10 +262,13 @@ class SqlReads:
                     (w.run_id, w.at, w.host or "", w.pid or 0),
                 )
             elif w.ended is not None and self._has_table(conn, "sessions"):
+                # Only the latest: an earlier open one is a session whose orchestrator
+                # died; it ends at its last activity (see ``sessions_of``), not now.
                 conn.execute(
                     f"UPDATE sessions SET ended = {p} "  # noqa: S608 - constant
-                    f"WHERE run_id = {p} AND ended IS NULL",
-                    (w.ended, w.run_id),
+                    f"WHERE run_id = {p} AND ended IS NULL AND started = "
+                    f"(SELECT max(started) FROM sessions WHERE run_id = {p})",
+                    (w.ended, w.run_id, w.run_id),
                 )
 
     def sessions(self, run_id: str) -> list[SessionRow]:
