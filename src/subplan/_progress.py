@@ -356,9 +356,9 @@ def _run_time(report: RunReport) -> str:
     text = f"{report.active_seconds:.2f}s"
     if len(report.sessions) > 1:
         text += f" over {len(report.sessions)} sessions"
-    idle = report.idle_seconds
-    if idle > 0:
-        text += f" (+{span_text(idle)} idle between sessions)"
+    idle = span_text(report.idle_seconds)
+    if idle != "0s":  # a resume right after the run: nothing worth saying
+        text += f" (+{idle} idle between sessions)"
     return text
 
 
