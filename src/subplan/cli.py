@@ -468,7 +468,13 @@ def _build_parser() -> _Parser:
     )
     report.add_argument("run_id", metavar="RUN_ID")
     _add_store_options(report, runs_dir=True)
-    report.add_argument("--json", action="store_true", help="print the report as JSON")
+    report.add_argument(
+        "--json",
+        action="store_true",
+        help="print the report as JSON (schema subplan.report/1, shipped as "
+        "subplan/schemas/report.schema.json): per subplan its status, exit code, "
+        "attempts, log paths, stderr tail, changed files and cost",
+    )
     report.add_argument(
         "--timeline",
         metavar="FILE",
