@@ -183,3 +183,39 @@ def step_logs_kept(context: Any, count: int) -> None:
 def step_json_succeeded(context: Any, status: str, count: int) -> None:
     data = json.loads(context.result.stdout)
     assert (status, count) == (data["status"], data["counts"]["succeeded"])
+
+
+@then('stderr has a line starting with "{start}" and ending with "{end}"')
+def step_stderr_line(context: Any, start: str, end: str) -> None:
+    lines = context.result.stderr.splitlines()
+    assert any(ln.startswith(start) and ln.endswith(end) for ln in lines), lines
+
+
+@then("stderr is empty")
+def step_stderr_empty(context: Any) -> None:
+    assert "" == context.result.stderr, context.result.stderr
+
+
+@then('every subplan in the JSON report failed with "{reason}"')
+def step_all_failed_with(context: Any, reason: str) -> None:
+    subplans = json.loads(context.result.stdout)["subplans"]
+    leaves = [s for s in subplans if s["kind"] == "leaf"]
+    assert leaves, subplans
+    assert {("failed", reason)} == {(s["status"], s["reason"]) for s in leaves}, leaves
+
+
+@then('"{name}" is an SVG picture')
+def step_svg(context: Any, name: str) -> None:
+    text = (context.workdir / name).read_text(encoding="utf-8")
+    assert "<svg" in text[:2000] and text.rstrip().endswith("</svg>"), text[:200]
+
+
+@then('"{name}" is a PDF document')
+def step_pdf(context: Any, name: str) -> None:
+    data = (context.workdir / name).read_bytes()
+    assert data.startswith(b"%PDF-") and b"%%EOF" in data[-64:], data[:8]
+
+
+@then('"{name}" was not written')
+def step_not_written(context: Any, name: str) -> None:
+    assert not (context.workdir / name).exists()

@@ -566,8 +566,11 @@ class _Setup:
                 "rate_limited", started, ended, error, text, charge=False, wait=wait, source=source
             )
         if live.timed_out or isinstance(error, TimeoutError):
+            # Our timeout stopped the work: its "command cancelled" is an echo of that.
+            echo = live.timed_out and text.startswith("CommandFailedError: command cancelled")
+            why = "its process group was killed" if echo else text
             return AttemptEnd(
-                "timed_out", started, ended, error, f"timed out after {self.timeout}s ({text})"
+                "timed_out", started, ended, error, f"timed out after {self.timeout}s ({why})"
             )
         if self.scheduler.cancelled and (interrupted or error is None):
             # Stopped by our cancellation, not by its own fault: no attempt is spent, and
