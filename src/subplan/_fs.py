@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -14,7 +15,8 @@ RUNS_DIR_GITIGNORE = "# Written by subplan: nothing in a runs directory belongs 
 def write_atomic(path: str | os.PathLike[str], data: bytes | str) -> Path:
     """Write ``data`` to ``path`` so that readers see the old file or the new one, never half.
 
-    Parents are created first; the data goes to a temporary file in the same directory,
+    A target that exists and is no regular file (``/dev/null``, a FIFO) is written to,
+    not replaced. Otherwise parents are created first; the data goes to a temporary file in the same directory,
     which is flushed, fsync'd and renamed over ``path``; the directory is fsync'd too so
     the rename survives a crash.
 
@@ -29,8 +31,18 @@ def write_atomic(path: str | os.PathLike[str], data: bytes | str) -> Path:
         OSError: the directory cannot be created or written.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
     payload = data.encode("utf-8") if isinstance(data, str) else data
+    try:
+        mode = target.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        mode = None
+    if mode is not None and not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+        # /dev/null, a FIFO, a terminal: written to, never replaced by a file (as root a
+        # rename would put a plain file where /dev/null was).
+        with target.open("wb") as handle:
+            handle.write(payload)
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
+import stat
+import threading
 from pathlib import Path
 
 import pytest
@@ -97,6 +100,31 @@ def test_write_atomic_replaces_whole_files(tmp_path: Path) -> None:
     write_atomic(target, b"two")
     assert "two" == target.read_text()
     assert ["out.txt"] == [p.name for p in target.parent.iterdir()]
+
+
+def test_write_atomic_writes_into_a_fifo_instead_of_replacing_it(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    write_atomic(fifo, "through the pipe")
+    reader.join(10)
+    assert [b"through the pipe"] == got
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+    assert ["pipe"] == [p.name for p in tmp_path.iterdir()]
+
+
+def test_write_atomic_to_dev_null_leaves_the_device(tmp_path: Path) -> None:
+    # As root a rename over /dev/null put a plain file there for every process.
+    try:
+        write_atomic(os.devnull, "nothing")
+        assert stat.S_ISCHR(os.stat(os.devnull).st_mode)
+    finally:
+        if not stat.S_ISCHR(os.stat(os.devnull).st_mode) and os.geteuid() == 0:
+            os.remove(os.devnull)
+            os.mknod(os.devnull, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+            os.chmod(os.devnull, 0o666)
 
 
 def test_write_atomic_leaves_nothing_behind_on_failure(tmp_path: Path) -> None:
