@@ -16,8 +16,8 @@ def write_atomic(path: str | os.PathLike[str], data: bytes | str) -> Path:
     """Write ``data`` to ``path`` so that readers see the old file or the new one, never half.
 
     A target that exists and is no regular file (``/dev/null``, a FIFO) is written to,
-    not replaced. Otherwise parents are created first; the data goes to a temporary file in the same directory,
-    which is flushed, fsync'd and renamed over ``path``; the directory is fsync'd too so
+    not replaced. Otherwise parents are created first; the data goes to a temporary file
+    in the same directory, which is flushed, fsync'd and renamed over ``path``; the directory is fsync'd too so
     the rename survives a crash.
 
     Args:

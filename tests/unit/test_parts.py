@@ -117,14 +117,15 @@ def test_write_atomic_writes_into_a_fifo_instead_of_replacing_it(tmp_path: Path)
 
 def test_write_atomic_to_dev_null_leaves_the_device(tmp_path: Path) -> None:
     # As root a rename over /dev/null put a plain file there for every process.
+    devnull = Path(os.devnull)
     try:
-        write_atomic(os.devnull, "nothing")
-        assert stat.S_ISCHR(os.stat(os.devnull).st_mode)
+        write_atomic(devnull, "nothing")
+        assert stat.S_ISCHR(devnull.stat().st_mode)
     finally:
-        if not stat.S_ISCHR(os.stat(os.devnull).st_mode) and os.geteuid() == 0:
-            os.remove(os.devnull)
-            os.mknod(os.devnull, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
-            os.chmod(os.devnull, 0o666)
+        if not stat.S_ISCHR(devnull.stat().st_mode) and os.geteuid() == 0:
+            devnull.unlink()  # put the device back for everyone else
+            os.mknod(devnull, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+            devnull.chmod(0o666)  # noqa: S103 - /dev/null is world-writable
 
 
 def test_write_atomic_leaves_nothing_behind_on_failure(tmp_path: Path) -> None:
