@@ -17,8 +17,8 @@ def write_atomic(path: str | os.PathLike[str], data: bytes | str) -> Path:
 
     A target that exists and is no regular file (``/dev/null``, a FIFO) is written to,
     not replaced. Otherwise parents are created first; the data goes to a temporary file
-    in the same directory, which is flushed, fsync'd and renamed over ``path``; the directory is fsync'd too so
-    the rename survives a crash.
+    in the same directory, which is flushed, fsync'd and renamed over ``path``; the
+    directory is fsync'd too so the rename survives a crash.
 
     Args:
         path: where to write.

@@ -125,7 +125,7 @@ def test_write_atomic_to_dev_null_leaves_the_device(tmp_path: Path) -> None:
         if not stat.S_ISCHR(devnull.stat().st_mode) and os.geteuid() == 0:
             devnull.unlink()  # put the device back for everyone else
             os.mknod(devnull, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
-            devnull.chmod(0o666)  # noqa: S103 - /dev/null is world-writable
+            devnull.chmod(0o666)
 
 
 def test_write_atomic_leaves_nothing_behind_on_failure(tmp_path: Path) -> None:
