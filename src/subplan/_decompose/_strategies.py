@@ -368,13 +368,15 @@ def prefix_groups(data: Sorted, runs: Runs) -> list[Group]:
     # Every file name's first word, found by one regex pass over all of them at C speed.
     names = "\n".join([paths[i].rpartition("/")[2] for i in order])
     words = _PREFIX_LINES_RE.findall(names)
-    if len(set(words)) == 1:
-        return []  # one prefix: nothing groups
+    if len(set(words)) in (1, len(words)):
+        # One prefix: nothing groups. One file per prefix: fill_chunks makes the same
+        # cuts (each group would be one file, anchored by its path).
+        return []
     named: list[tuple[str, Runs]] = []
     for word, group in itertools.groupby(zip(words, order, strict=True), key=lambda x: x[0]):
         named.append((word or "", runs_of([i for _, i in group])))
     if all(len(r) == 1 and r[0][1] - r[0][0] == 1 for _, r in named):
-        return []  # one file per prefix: fill_chunks makes the same cuts, file by file
+        return []  # a prefix repeats, but never in a row: again one file per group
     prefix = common_dir(data, runs)
     out: list[Group] = []
     for word, r in named:

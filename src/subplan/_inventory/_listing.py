@@ -480,6 +480,11 @@ def _walk(top: str, excludes: _Excludes) -> tuple[list[FileEntry], list[Skipped]
 # -- path lists -------------------------------------------------------------------------
 
 _NEVER_REASON: Final = "in a .git or .subplan directory"
+# What normalize_path would change or refuse, seen in paths joined by newlines (with a
+# newline before the first and after the last): an empty path, a trailing "/", "//",
+# a "." or ".." component, NUL or CR (a leading "/" is checked apart).
+_UNCLEAN_LIST: tuple[str, ...] = ("/\n", "\n\n", "//", "\x00", "\r", "/./", "/../", "/.\n", "/..\n")
+_UNCLEAN_LIST += ("\n./", "\n../", "\n.\n", "\n..\n", "\n/")
 
 
 def _size_under(base: str | None, path: str) -> int:
@@ -546,28 +551,46 @@ def read_path_list(
     """
     real_root = None if root is None else _resolve_root(root)
     base = None if real_root is None else str(real_root)
-    first_line: dict[str, int] = {}
-    files: list[FileEntry] = []
-    skipped: list[Skipped] = []
+    numbers: list[int] = []
+    texts: list[str] = []
+    sizes: list[str | None] = []
     for lineno, line in enumerate(_list_lines(lines), start=1):
         line = line.removesuffix("\n").removesuffix("\r")
         if not line.strip() or line.startswith("#"):
             continue
         text, tab, size_text = line.partition("\t")
-        try:
-            path = normalize_path(text)
-        except InputError as exc:
-            raise InputError(f"{source}:{lineno}: {exc}", path=exc.path) from None
-        if path in first_line:
-            raise InputError(
-                f"{source}:{lineno}: duplicate path {path!r} (first on line {first_line[path]})",
-                path=path,
-            )
-        first_line[path] = lineno
-        if never_planned(path):
+        numbers.append(lineno)
+        texts.append(text)
+        sizes.append(size_text if tab else None)
+    # One pass over all paths at C speed; only a suspicious list pays for normalizing
+    # each path (which cleans what it can and names what it refuses).
+    paths = texts
+    joined = "\n" + "\n".join(texts) + "\n"
+    if any(bad in joined for bad in _UNCLEAN_LIST):
+        paths = []
+        for lineno, text in zip(numbers, texts, strict=True):
+            try:
+                paths.append(normalize_path(text))
+            except InputError as exc:
+                raise InputError(f"{source}:{lineno}: {exc}", path=exc.path) from None
+    if len(set(paths)) != len(paths):
+        first_line: dict[str, int] = {}
+        for lineno, path in zip(numbers, paths, strict=True):
+            if path in first_line:
+                raise InputError(
+                    f"{source}:{lineno}: duplicate path {path!r} "
+                    f"(first on line {first_line[path]})",
+                    path=path,
+                )
+            first_line[path] = lineno
+    files: list[FileEntry] = []
+    skipped: list[Skipped] = []
+    suspicious = ".git" in joined or ".subplan" in joined
+    for lineno, path, size_text in zip(numbers, paths, sizes, strict=True):
+        if suspicious and never_planned(path):
             skipped.append(Skipped(path, _NEVER_REASON))
             continue
-        if tab:
+        if size_text is not None:
             digits = size_text.strip(" ")
             if not _SIZE_RE.fullmatch(digits):
                 raise InputError(

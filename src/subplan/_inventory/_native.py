@@ -26,7 +26,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Final
 
-from .._model import path_sort_key
+from .._model import path_sort_key, sort_paths
 
 __all__ = ["HEAD", "native_edges"]
 
@@ -259,14 +259,15 @@ def native_edges(paths: Iterable[str], read: Reader) -> list[tuple[str, str]]:
     """Every dependency edge among the C/C++, device-tree, Go, Rust and JVM files.
 
     Args:
-        paths: the project's files (normalized relative paths), in any order.
+        paths: the project's files (normalized relative paths): a list sorted with
+            :func:`~subplan._model.sort_paths` and unique, else any iterable.
         read: returns the first :data:`HEAD` bytes of a file, or ``None`` when the file
             cannot be read or is binary.
 
     Returns:
         ``(importer, imported)`` pairs, in path order of the importer.
     """
-    ordered = sorted(set(paths), key=path_sort_key)
+    ordered = paths if isinstance(paths, list) else sort_paths(set(paths))
     c_files = [p for p in ordered if p.endswith(C_SUFFIXES)]
     go_files = [p for p in ordered if p.endswith(GO_SUFFIXES)]
     go_mods = [p for p in ordered if p.rpartition("/")[2] == "go.mod"]
