@@ -324,3 +324,14 @@ def test_an_added_file_changes_only_leaves_of_its_directory(
     if len(mine) == 1:
         assert len(gone) <= 1
     event(f"leaves gone: {min(len(gone), 3)}")
+
+
+@given(sized_graphs(), configs, st.integers(1, 4000))
+def test_no_two_subplans_share_a_label(
+    case: tuple[list[FileEntry], nx.DiGraph], cfg: PlanConfig, budget: int
+) -> None:
+    items, graph = case
+    cfg = replace(cfg, max_tokens=budget, max_depth=max(cfg.max_depth, 1))
+    for plan in (decompose(items, config=cfg, import_graph=graph), decompose(items, config=cfg)):
+        labels = [node.label for node in plan]
+        assert len(labels) == len(set(labels)), Counter(labels).most_common(3)

@@ -375,3 +375,25 @@ def test_file_entries_are_normalized_with_their_tokens() -> None:
     plan = decompose([FileEntry("./x", 40), FileEntry("y", 4)])
     assert plan.root.tokens == 11
     assert ("x", "y") == plan.files
+
+
+def test_no_two_subplans_share_a_label() -> None:
+    # Names starting with "_" are their own prefix group, "pkg/_*", not a second "pkg/*".
+    files = sized(
+        [f"pkg/__init__{i}.py" for i in range(6)]
+        + [f"pkg/mod{i}.py" for i in range(6)]
+        + [f"pkg/sub/{i}.py" for i in range(6)]
+    )
+    labels = [node.label for node in decompose(files, max_tokens=3000)]
+    assert "pkg/_*" in labels
+    assert len(labels) == len(set(labels)), labels
+
+
+def test_a_label_earned_twice_gets_a_number() -> None:
+    # A directory named like the chunk of another: "pkg [a.py..c.py]" twice.
+    files = sized([f"pkg/{c}.py" for c in "abcdef"])
+    files += sized([f"pkg [a.py..c.py]/{c}.py" for c in "xyz"], 1000)
+    plan = decompose(files, max_tokens=3000)
+    labels = [node.label for node in plan]
+    assert {"pkg [a.py..c.py]", "pkg [a.py..c.py] (2)"} <= set(labels), labels
+    assert len(labels) == len(set(labels)), labels

@@ -445,6 +445,18 @@ def decompose_levels(
             found = ids[key] = id_of_sorted(_slice(all_paths, runs))
         return found
 
+    used: set[str] = set()
+
+    def unique(label: str) -> str:
+        # Two nodes may earn the same label (chunks of one directory on two levels, a
+        # group and a pack of it): later ones get a number, so every label names one node.
+        n, found = 1, label
+        while found in used:
+            n += 1
+            found = f"{label} ({n})"
+        used.add(found)
+        return found
+
     while level:
         finished: list[Subplan] = []
         next_level: list[_Pending] = []
@@ -480,7 +492,7 @@ def decompose_levels(
                     parent=node.parent,
                     children=tuple(children),
                     depth=node.depth,
-                    label=node.label,
+                    label=unique(node.label),
                     files=paths,
                     tokens=tokens,
                     leaf_reason=reason,

@@ -383,7 +383,9 @@ def prefix_groups(data: Sorted, runs: Runs) -> list[Group]:
         # A group of one file is that file: named and anchored by its path, as in
         # fill_chunks, so a file sharing a prefix with another changes nothing else.
         lone = r[0][1] - r[0][0] == 1 and len(r) == 1
-        made = group_of(data, r, paths[r[0][0]] if lone else _join(prefix, word + "*"))
+        # Names starting with "_", "-" or "." have an empty first word: show that sign.
+        shown = word or paths[r[0][0]].rpartition("/")[2][:1]
+        made = group_of(data, r, paths[r[0][0]] if lone else _join(prefix, shown + "*"))
         made.key = paths[r[0][0]]
         out.append(made)
     return out
