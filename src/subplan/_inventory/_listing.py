@@ -14,8 +14,10 @@ does. Both modes share the rules that matter to a planner:
   is listed under the link's own path with the target's size; a link to a directory is
   not descended and is recorded as skipped ("symlink to a directory"), like links that
   are broken, loop, or leave the root;
-* names that are not UTF-8, special files and unreadable entries are recorded as
-  :class:`Skipped`, never raised: one odd file must not stop a plan.
+* names that are not UTF-8 or hold a line break, special files and unreadable entries
+  are recorded as :class:`Skipped`, never raised: one odd file must not stop a plan;
+* plans, reports and event files that subplan wrote (JSON whose head names a
+  ``subplan.*/N`` schema, or an event line) are recorded as skipped, never planned.
 """
 
 from __future__ import annotations
@@ -159,6 +161,29 @@ def _weigh(files: Iterable[FileEntry]) -> list[FileEntry]:
     ]
 
 
+# The head of a plan, a report or an event line that subplan wrote: never planned.
+_OUTPUT_HEAD_RE: Final = re.compile(
+    rb'\A\s*\{\s*(?:"schema"\s*:\s*"subplan\.[a-z]+/\d+"|"event"\s*:\s*"[a-z_]+"\s*,\s*"time")'
+)
+_OUTPUT_REASON: Final = "a subplan plan, report or event file"
+_LINE_BREAK_REASON: Final = "name holds a line break"
+
+
+def _is_output(base: str, path: str) -> bool:
+    """True when ``path`` under ``base`` is a plan, report or events file subplan wrote."""
+    try:
+        with open(base + path, "rb") as handle:
+            head = handle.read(256)
+    except OSError:
+        return False
+    return _OUTPUT_HEAD_RE.match(head) is not None
+
+
+def _escaped(path: str) -> str:
+    """``path`` with backslashes and line breaks escaped, to show on one line."""
+    return path.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
+
+
 def _sorted_inventory(
     root: pathlib.Path | None,
     files: Iterable[FileEntry],
@@ -167,6 +192,29 @@ def _sorted_inventory(
     *,
     weigh_all: bool = True,
 ) -> Inventory:
+    files = list(files)
+    skipped = list(skipped)
+    joined = "\n".join(f.path for f in files)
+    if joined.count("\n") != max(0, len(files) - 1) or "\r" in joined:
+        # A name with a line break cannot go in a path list or a command's file list:
+        # skipped with a warning, not an error, so one odd name does not stop a plan.
+        kept = [f for f in files if "\n" not in f.path and "\r" not in f.path]
+        skipped.extend(
+            Skipped(_escaped(f.path), _LINE_BREAK_REASON)
+            for f in files
+            if "\n" in f.path or "\r" in f.path
+        )
+        files = kept
+    if root is not None and (".json" in joined):
+        base = str(root).rstrip("/") + "/"
+        outputs = {
+            f.path
+            for f in files
+            if f.path.endswith((".json", ".jsonl")) and _is_output(base, f.path)
+        }
+        if outputs:
+            skipped.extend(Skipped(p, _OUTPUT_REASON) for p in sorted(outputs))
+            files = [f for f in files if f.path not in outputs]
     if not weigh_all:
         files = _weigh(files)
     return Inventory(
