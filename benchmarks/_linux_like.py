@@ -40,11 +40,7 @@ def linux_like(n: int = 75_000, seed: int = 0) -> list[tuple[str, int]]:
     seen.update(p for p, _ in out)
     names = [f"n{i}" for i in range(60)]
     while len(out) < n:
-        r = rnd.random()
-        for top, share, depth in _TOP:
-            r -= share
-            if r <= 0:
-                break
+        top, _, depth = rnd.choices(_TOP, weights=[share for _, share, _ in _TOP])[0]
         parts = [top]
         for _ in range(rnd.randint(max(0, depth - 1), depth + 1)):
             parts.append(rnd.choice(names[: 8 + 4 * len(parts)]))
