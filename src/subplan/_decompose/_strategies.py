@@ -353,7 +353,8 @@ def graph_chunks(data: Sorted, runs: Runs, graph: Graph | None, cfg: PlanConfig)
     ]
 
 
-_PREFIX_LINES_RE = re.compile(r"^[^_.\-\n]*", re.M)
+# The first word of each line's file name: after the last "/", up to "_", "-" or ".".
+_PREFIX_LINES_RE = re.compile(r"^(?:[^\n]*/)?([^_.\-\n/]*)", re.M)
 
 
 def prefix_groups(data: Sorted, runs: Runs) -> list[Group]:
@@ -363,15 +364,15 @@ def prefix_groups(data: Sorted, runs: Runs) -> list[Group]:
     ``-`` or ``.``. Files with one prefix are contiguous in path order. No groups when
     every file has the same prefix.
     """
-    order = list(indices(runs))
     paths = data.paths
-    # Every file name's first word, found by one regex pass over all of them at C speed.
-    names = "\n".join([paths[i].rpartition("/")[2] for i in order])
-    words = _PREFIX_LINES_RE.findall(names)
+    # Every file name's first word, found by one regex pass over the paths at C speed.
+    joined = "\n".join(itertools.chain.from_iterable(paths[a:b] for a, b in runs))
+    words = _PREFIX_LINES_RE.findall(joined)
     if len(set(words)) in (1, len(words)):
         # One prefix: nothing groups. One file per prefix: fill_chunks makes the same
         # cuts (each group would be one file, anchored by its path).
         return []
+    order = list(indices(runs))
     named: list[tuple[str, Runs]] = []
     for word, group in itertools.groupby(zip(words, order, strict=True), key=lambda x: x[0]):
         named.append((word or "", runs_of([i for _, i in group])))

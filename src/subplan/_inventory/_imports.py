@@ -41,7 +41,9 @@ _TS_FOR_JS: Final = {
 }
 
 _NATIVE_SUFFIXES: Final = C_SUFFIXES + GO_SUFFIXES + RUST_SUFFIXES + JVM_SUFFIXES
-_GRAPH_SUFFIXES: Final = PY_SUFFIXES + JS_SUFFIXES + _NATIVE_SUFFIXES
+_PY_SET: Final = frozenset(PY_SUFFIXES)
+_JS_SET: Final = frozenset(JS_SUFFIXES)
+_NATIVE_SET: Final = frozenset(_NATIVE_SUFFIXES)
 
 _READ_LIMIT: Final = 1 << 20
 _BINARY_PROBE: Final = 8192
@@ -365,11 +367,22 @@ def import_graph(root: str | os.PathLike[str], paths: Iterable[str]) -> nx.DiGra
     """
     base = str(_resolve_root(root)).rstrip("/") + "/"
     ordered = sort_paths(set(paths))
-    py_files = [p for p in ordered if p.endswith(PY_SUFFIXES)]
-    js_files = [p for p in ordered if p.endswith(JS_SUFFIXES)]
-    manifests = [
-        p for p in ordered if p.endswith("package.json") and p.rpartition("/")[2] == "package.json"
-    ]
+    py_files: list[str] = []
+    js_files: list[str] = []
+    manifests: list[str] = []
+    nodes: list[str] = []
+    for path in ordered:
+        dot = path.rfind(".")
+        suffix = path[dot:] if dot > path.rfind("/") else ""
+        if suffix in _PY_SET:
+            py_files.append(path)
+        elif suffix in _JS_SET:
+            js_files.append(path)
+        elif suffix not in _NATIVE_SET:
+            if path == "package.json" or path.endswith("/package.json"):
+                manifests.append(path)
+            continue
+        nodes.append(path)
     py = _PythonResolver(py_files)
     js = _JsResolver(js_files, _workspaces(base, manifests) if js_files else None)
     edges: list[tuple[str, str]] = []
@@ -382,6 +395,6 @@ def import_graph(root: str | os.PathLike[str], paths: Iterable[str]) -> nx.DiGra
     import networkx as nx  # imported when needed: it takes a quarter of a second
 
     graph = nx.DiGraph()
-    graph.add_nodes_from(p for p in ordered if p.endswith(_GRAPH_SUFFIXES))
+    graph.add_nodes_from(nodes)
     graph.add_edges_from(sorted(edges, key=lambda e: (path_sort_key(e[0]), path_sort_key(e[1]))))
     return graph

@@ -217,9 +217,14 @@ def _sorted_inventory(
             files = [f for f in files if f.path not in outputs]
     if not weigh_all:
         files = _weigh(files)
+    files = list(files)
+    # The sort keys made at C speed (see sort_paths), then one sort of positions by them.
+    # (No name holds a line break any more: they were skipped above.)
+    keys = "\n".join([f.path for f in files]).replace("/", "\x00").split("\n") if files else []
+    order = sorted(range(len(files)), key=keys.__getitem__)
     return Inventory(
         root=root,
-        files=tuple(sorted(files, key=lambda f: path_sort_key(f.path))),
+        files=tuple([files[i] for i in order]),
         skipped=tuple(sorted(skipped, key=lambda s: (path_sort_key(s.path), s.reason))),
         source=source,
     )

@@ -41,6 +41,13 @@ C_SUFFIXES: Final = (
 GO_SUFFIXES: Final = (".go",)
 RUST_SUFFIXES: Final = (".rs",)
 JVM_SUFFIXES: Final = (".java", ".kt", ".kts")
+_KIND_OF_SUFFIX: Final = {
+    **dict.fromkeys(C_SUFFIXES, "c"),
+    **dict.fromkeys(GO_SUFFIXES, "go"),
+    **dict.fromkeys(RUST_SUFFIXES, "rust"),
+    **dict.fromkeys(JVM_SUFFIXES, "jvm"),
+}
+_KIND_OF_NAME: Final = {"go.mod": "go.mod", "Cargo.toml": "cargo"}
 
 _C_INCLUDE_RE: Final = re.compile(
     rb'^[ \t]*(?:#[ \t]*(?:include|import)[ \t]*[<"]([^>"\n]+)[>"]|/include/[ \t]*"([^"\n]+)")',
@@ -268,12 +275,18 @@ def native_edges(paths: Iterable[str], read: Reader) -> list[tuple[str, str]]:
         ``(importer, imported)`` pairs, in path order of the importer.
     """
     ordered = paths if isinstance(paths, list) else sort_paths(set(paths))
-    c_files = [p for p in ordered if p.endswith(C_SUFFIXES)]
-    go_files = [p for p in ordered if p.endswith(GO_SUFFIXES)]
-    go_mods = [p for p in ordered if p.rpartition("/")[2] == "go.mod"]
-    rust_files = [p for p in ordered if p.endswith(RUST_SUFFIXES)]
-    cargo = [p for p in ordered if p.rpartition("/")[2] == "Cargo.toml"]
-    jvm_files = [p for p in ordered if p.endswith(JVM_SUFFIXES)]
+    # One pass sorts the files by kind (a dict lookup of the suffix, not six scans).
+    kinds: dict[str, list[str]] = {"c": [], "go": [], "go.mod": [], "rust": [], "cargo": []}
+    kinds["jvm"] = []
+    for path in ordered:
+        name = path[path.rfind("/") + 1 :]
+        kind = _KIND_OF_SUFFIX.get(name[name.rfind(".") :]) if "." in name else None
+        if kind is None:
+            kind = _KIND_OF_NAME.get(name)
+        if kind is not None:
+            kinds[kind].append(path)
+    c_files, go_files, go_mods = kinds["c"], kinds["go"], kinds["go.mod"]
+    rust_files, cargo, jvm_files = kinds["rust"], kinds["cargo"], kinds["jvm"]
     edges: list[tuple[str, str]] = []
     if c_files:
         edges.extend(_c_edges(c_files, read))
