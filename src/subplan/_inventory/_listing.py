@@ -639,15 +639,15 @@ def read_path_list(
     files: list[FileEntry] = []
     skipped: list[Skipped] = []
     suspicious = ".git" in joined or ".subplan" in joined
-    for lineno, path, size_text in zip(numbers, paths, sizes, strict=True):
+    for lineno, path, given in zip(numbers, paths, sizes, strict=True):
         if suspicious and never_planned(path):
             skipped.append(Skipped(path, _NEVER_REASON))
             continue
-        if size_text is not None:
-            digits = size_text.strip(" ")
+        if given is not None:
+            digits = given.strip(" ")
             if not _SIZE_RE.fullmatch(digits):
                 raise InputError(
-                    f"{source}:{lineno}: size is not a non-negative integer: {size_text!r}",
+                    f"{source}:{lineno}: size is not a non-negative integer: {given!r}",
                     path=path,
                 )
             size = int(digits)
