@@ -397,3 +397,26 @@ def test_a_label_earned_twice_gets_a_number() -> None:
     labels = [node.label for node in plan]
     assert {"pkg [a.py..c.py]", "pkg [a.py..c.py] (2)"} <= set(labels), labels
     assert len(labels) == len(set(labels)), labels
+
+
+def test_with_a_graph_a_small_pack_joins_the_big_sibling_it_imports() -> None:
+    # "aaa" (a small directory) imports "zeta", the second of two big siblings: it is
+    # carried into zeta's leaves, not into alpha, the next one in path order.
+    files = sized([f"alpha/{i}.py" for i in range(6)] + [f"zeta/{i}.py" for i in range(6)])
+    files += sized(["aaa/util.py"])
+    graph = nx.DiGraph([("aaa/util.py", "zeta/3.py"), ("alpha/0.py", "alpha/1.py")])
+    plan = decompose(files, max_tokens=4000, import_graph=graph)
+    holder = plan.leaf_for("aaa/util.py")
+    assert any(f.startswith("zeta/") for f in holder.files), holder
+    assert [] == over_budget(plan)
+
+
+def test_with_a_graph_a_directory_of_a_few_budgets_is_cut_whole() -> None:
+    # 53 loose files and two tiny subdirectories, 55k tokens, with a graph among the
+    # loose files: cutting the whole directory takes two leaves.
+    files = sized([f"tests/test_{i:02d}.py" for i in range(53)])
+    files += sized(["tests/static/a.css", "tests/templates/b.html"])
+    graph = nx.DiGraph([("tests/test_00.py", "tests/test_01.py")])
+    plan = decompose(files, max_tokens=50_000, import_graph=graph)
+    assert 2 == len(plan.leaves)
+    assert [] == over_budget(plan)

@@ -756,3 +756,9 @@ def test_plans_reports_and_event_files_are_never_planned(tmp_path: pathlib.Path)
     assert ("a.py", "events.jsonl", "plan.json") == read_path_list(
         ["a.py", "plan.json", "events.jsonl"]
     ).paths
+
+
+def test_a_listed_json_file_that_is_not_there_is_planned(tmp_path: pathlib.Path) -> None:
+    listed = read_path_list(["gone.json\t40", ".git/config", "a.py\t4"], root=tmp_path)
+    assert ("a.py", "gone.json") == listed.paths
+    assert [Skipped(".git/config", "in a .git or .subplan directory")] == list(listed.skipped)

@@ -530,14 +530,6 @@ def pack(
         O(groups x window + E log E) for the E edges of the groups' files.
     """
     n = len(groups)
-    if graph is None:
-        spans = anchored_spans(
-            [g.key or g.label for g in groups],
-            [g.count for g in groups],
-            [g.tokens for g in groups],
-            cfg,
-        )
-        return [cluster_of(groups[a:b], prefix) for a, b in spans]
     root = list(range(n))
     counts = [g.count for g in groups]
     tokens = [g.tokens for g in groups]
