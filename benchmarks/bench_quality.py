@@ -21,7 +21,7 @@ from subplan import FileEntry, decompose, import_graph, scan
 from .bench_decompose import naive_leaves
 
 TREES = ("flask", "redis", "prometheus")
-METHODS = ("subplan", "naive", "louvain")
+METHODS = ("subplan", "subplan-no-graph", "naive", "louvain")
 BUDGETS = (20_000, 50_000)
 
 
@@ -99,8 +99,9 @@ def leaves_of(
     method: str, files: list[FileEntry], graph: nx.DiGraph, budget: int
 ) -> list[list[str]]:
     """The leaves (as file lists) of ``method`` at ``budget``."""
-    if method == "subplan":
-        plan = decompose(files, max_tokens=budget, import_graph=graph)
+    if method.startswith("subplan"):
+        use = graph if method == "subplan" else None  # no graph: content-anchored cuts
+        plan = decompose(files, max_tokens=budget, import_graph=use)
         return [list(leaf.files) for leaf in plan.leaves]
     if method == "naive":
         return naive_leaves(files, budget)

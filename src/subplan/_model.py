@@ -472,7 +472,7 @@ class Plan:
             >>> plan = decompose([FileEntry(f"d/{i}", 400) for i in range(10)], max_tokens=500)
             >>> stats = plan.statistics()
             >>> stats.leaves, round(stats.fill, 2), stats.over_budget
-            (3, 0.67, 0)
+            (5, 0.4, 0)
         """
         cfg = self._config
         leaves = self._leaves

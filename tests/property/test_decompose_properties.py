@@ -310,7 +310,8 @@ def test_an_added_file_changes_only_leaves_of_its_directory(
     present = {e.path for e in items}
     assume(added not in present)
     assume(not any(p.startswith(added + "/") or added.startswith(p + "/") for p in present))
-    cfg = replace(cfg, max_tokens=budget, max_depth=max(cfg.max_depth, 1))
+    # Deep enough that no level cuts a whole subtree file by file (max_depth - 1 does).
+    cfg = replace(cfg, max_tokens=budget, max_depth=8)
     size = data.draw(st.integers(0, 16_000), label="size")
     before = _leaf_sets(decompose(items, config=cfg))
     after = _leaf_sets(decompose([*items, FileEntry(added, size)], config=cfg))

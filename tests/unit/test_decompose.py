@@ -272,10 +272,11 @@ def test_packing_prefers_directories_tied_by_imports() -> None:
     assert [["a", "c"], ["b", "d"]] == sorted(
         sorted({f.split("/")[0] for f in leaf.files}) for leaf in plan.leaves
     )
+    # Without a graph, the cuts are content-anchored and know no ties.
     without = decompose(files, max_tokens=4000)
-    assert [["a", "b"], ["c", "d"]] == sorted(
+    assert ["a", "c"] not in [
         sorted({f.split("/")[0] for f in leaf.files}) for leaf in without.leaves
-    )
+    ]
 
 
 def test_a_flat_directory_without_a_graph_splits_by_name_prefix() -> None:
@@ -316,7 +317,7 @@ def test_graph_chunks_are_deterministic() -> None:
 def test_max_files_chunks_a_flat_directory_within_the_budget() -> None:
     plan = decompose(FLAT, max_files=8)
     assert all(leaf.file_count <= 8 for leaf in plan.leaves)
-    assert all(leaf.leaf_reason == "fits_budget" for leaf in plan.leaves)
+    assert {"fits_budget", "below_min_files"} >= {leaf.leaf_reason for leaf in plan.leaves}
     assert 7 <= len(plan.leaves) <= 14
     assert [leaf.files for leaf in plan.leaves] == sorted(leaf.files for leaf in plan.leaves)
     first = plan.leaves[0].files
@@ -390,12 +391,12 @@ def test_no_two_subplans_share_a_label() -> None:
 
 
 def test_a_label_earned_twice_gets_a_number() -> None:
-    # A directory named like the chunk of another: "pkg [a.py..c.py]" twice.
+    # A directory named like the chunk of another: "pkg [b.py..d.py]" twice.
     files = sized([f"pkg/{c}.py" for c in "abcdef"])
-    files += sized([f"pkg [a.py..c.py]/{c}.py" for c in "xyz"], 1000)
+    files += sized([f"pkg [b.py..d.py]/{c}.py" for c in "xyz"], 1000)
     plan = decompose(files, max_tokens=3000)
     labels = [node.label for node in plan]
-    assert {"pkg [a.py..c.py]", "pkg [a.py..c.py] (2)"} <= set(labels), labels
+    assert {"pkg [b.py..d.py]", "pkg [b.py..d.py] (2)"} <= set(labels), labels
     assert len(labels) == len(set(labels)), labels
 
 
