@@ -421,3 +421,10 @@ def test_with_a_graph_a_directory_of_a_few_budgets_is_cut_whole() -> None:
     plan = decompose(files, max_tokens=50_000, import_graph=graph)
     assert 2 == len(plan.leaves)
     assert [] == over_budget(plan)
+
+
+def test_anchored_spans_of_nothing_is_nothing() -> None:
+    from subplan._decompose._strategies import anchored_spans
+
+    assert [] == anchored_spans([], [], [], PlanConfig(max_tokens=10))
+    assert [(0, 1), (1, 2)] == anchored_spans(["a", "b"], [1, 1], [8, 8], PlanConfig(max_tokens=10))
