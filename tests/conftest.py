@@ -16,4 +16,8 @@ settings.register_profile(
 settings.register_profile(
     "ci", deadline=None, suppress_health_check=[HealthCheck.too_slow], max_examples=200
 )
+# pytest --hypothesis-profile=thorough: a long search, for a change to the decomposer.
+settings.register_profile(
+    "thorough", deadline=None, suppress_health_check=[HealthCheck.too_slow], max_examples=5000
+)
 settings.load_profile("ci" if os.environ.get("CI") else "default")

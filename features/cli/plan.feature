@@ -19,9 +19,10 @@ Feature: subplan plan on the command line
   Scenario: The tree shows each subplan with its counts and leaf reason
     When I run "subplan plan . --max-tokens 500"
     Then the exit status is 0
-    And the output starts with "plan: 10 files, 4 leaves, depth 3"
+    And the output starts with "plan: 10 files, 5 leaves, depth 3"
     And the output has a line for "src/lib" with "3 files, 300 tokens" and "[fits_budget]"
-    And the output has a line for "{*,tests}" with "4 files" and "[fits_budget]"
+    And the output has a line for "src/app [b.py..c.py]" with "2 files, 400 tokens" and "[below_min_files]"
+    And the output has a line for "tests" with "3 files, 150 tokens" and "[fits_budget]"
 
   Scenario: Without a budget, a leaf holds up to 50,000 tokens
     When I run "subplan plan ."
@@ -46,6 +47,27 @@ Feature: subplan plan on the command line
     When I run "subplan plan --from-list files.txt --format json"
     Then the exit status is 0
     And the JSON output is a plan of 4 files with 1425 tokens
+
+  Scenario Outline: What subplan wrote is never planned
+    Given a file "<file>" holding a plan, a report or events: <head>
+    When I run "subplan plan . --format json"
+    Then the exit status is 0
+    And the JSON output plans 10 files
+    And stderr is one line mentioning "skipped 1 entry (1 a subplan plan, report or event file); first: <file>"
+
+    Examples:
+      | file             | head                                                  |
+      | plan.json        | {"schema": "subplan.plan/1", "config": {}}            |
+      | out/report.json  | {"schema": "subplan.report/1", "run_id": "r1"}        |
+      | events.jsonl     | {"event": "run_started", "time": 1.0, "run_id": "r1"} |
+      | runs/ev.jsonl    | {"schema": "subplan.event/1", "event": "started"}     |
+
+  Scenario: A file name with a newline is skipped with a warning
+    Given a file whose name holds a newline, "src/odd" then "name.py"
+    When I run "subplan plan . --format json"
+    Then the exit status is 0
+    And the JSON output plans 10 files
+    And stderr is one line mentioning "first: src/odd\nname.py (name holds a line break)"
 
   Scenario: A budget splits until every leaf fits
     When I run "subplan plan . --max-files 2 --format json"

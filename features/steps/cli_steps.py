@@ -22,6 +22,23 @@ def step_project_dir(context: Any) -> None:
         path.write_bytes(b"x" * int(row["bytes"]))
 
 
+@given('a file "{name}" holding a plan, a report or events: {head}')
+def step_output_file(context: Any, name: str, head: str) -> None:
+    path = context.workdir / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(head + "\n", encoding="utf-8")
+
+
+@given('a file whose name holds a newline, "{first}" then "{second}"')
+def step_newline_name(context: Any, first: str, second: str) -> None:
+    (context.workdir / f"{first}\n{second}").write_bytes(b"x" * 400)
+
+
+@then("the JSON output plans {count:d} files")
+def step_json_count(context: Any, count: int) -> None:
+    assert count == json.loads(context.result.stdout)["nodes"][0]["file_count"]
+
+
 @given('a script "{name}" with these lines:')
 @given('a list file "{name}" with these lines:')
 def step_list_file(context: Any, name: str) -> None:

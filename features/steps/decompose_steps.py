@@ -111,6 +111,20 @@ def step_add_and_redecompose(context: Any, count: int, directory: str) -> None:
     context.plan = decompose(context.files, config=context.plan_config, import_graph=context.graph)
 
 
+@when('"{path}" grows to {size:d} bytes and the project is decomposed again')
+def step_grow_and_redecompose(context: Any, path: str, size: int) -> None:
+    context.before = context.plan
+    context.files = [FileEntry(path, size) if f.path == path else f for f in context.files]
+    context.plan = decompose(context.files, config=context.plan_config, import_graph=context.graph)
+
+
+@when('"{path}" is added and the project is decomposed again')
+def step_add_one_and_redecompose(context: Any, path: str) -> None:
+    context.before = context.plan
+    context.files = [*context.files, FileEntry(path, 4000)]
+    context.plan = decompose(context.files, config=context.plan_config, import_graph=context.graph)
+
+
 @when("the project is decomposed twice, the second time with its files shuffled")
 def step_twice(context: Any) -> None:
     shuffled = list(context.files)
@@ -181,6 +195,19 @@ def step_identical(context: Any) -> None:
 @then("there are {count:d} leaves")
 def step_leaf_count(context: Any, count: int) -> None:
     assert count == len(context.plan.leaves), len(context.plan.leaves)
+
+
+@then("there are between {low:d} and {high:d} leaves")
+def step_leaf_count_between(context: Any, low: int, high: int) -> None:
+    assert low <= len(context.plan.leaves) <= high, len(context.plan.leaves)
+
+
+@then("at most {count:d} leaf of the first plan is cut differently")
+@then("at most {count:d} leaves of the first plan are cut differently")
+def step_changed_leaves(context: Any, count: int) -> None:
+    before = {frozenset(leaf.files) for leaf in context.before.leaves}
+    after = {frozenset(leaf.files) for leaf in context.plan.leaves}
+    assert len(before - after) <= count, before - after
 
 
 @then("no leaf of two or more files holds more than {tokens:d} tokens")

@@ -49,6 +49,21 @@ def estimate_tokens(size: int) -> int:
     return (size + 3) // 4
 
 
+def sort_paths(paths: Iterable[str]) -> list[str]:
+    """``sorted(paths, key=path_sort_key)``, with the keys made and undone at C speed.
+
+    Example:
+        >>> sort_paths(["a/y", "a-b/x", "a/x"])
+        ['a/x', 'a/y', 'a-b/x']
+    """
+    items = list(paths)
+    joined = "\n".join(items)
+    if not items or joined.count("\n") != len(items) - 1:
+        return sorted(items, key=path_sort_key)  # a path holds a newline
+    keys = sorted(joined.replace("/", "\x00").split("\n"))
+    return "\n".join(keys).replace("\x00", "/").split("\n")
+
+
 def path_sort_key(path: str) -> str:
     """Sort key that orders paths component by component.
 
@@ -456,8 +471,8 @@ class Plan:
             >>> from subplan import FileEntry, decompose
             >>> plan = decompose([FileEntry(f"d/{i}", 400) for i in range(10)], max_tokens=500)
             >>> stats = plan.statistics()
-            >>> stats.leaves, stats.fill, stats.over_budget
-            (2, 1.0, 0)
+            >>> stats.leaves, round(stats.fill, 2), stats.over_budget
+            (5, 0.4, 0)
         """
         cfg = self._config
         leaves = self._leaves

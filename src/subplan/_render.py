@@ -100,7 +100,7 @@ def render_stats(stats: PlanStatistics) -> str:
         >>> from subplan import FileEntry, decompose
         >>> plan = decompose([FileEntry(f"d/{i}", 400) for i in range(10)], max_tokens=500)
         >>> print(render_stats(plan.statistics()), end="")
-        stats: 2 leaves, fill 100%, largest leaf 500 tokens, 0 over budget, 0 oversized files
+        stats: 5 leaves, fill 40%, largest leaf 500 tokens, 0 over budget, 0 oversized files
           edges: no dependency graph; waves: 1
     """
     fill = "n/a" if stats.fill is None else f"{stats.fill:.0%}"

@@ -18,6 +18,7 @@ import shlex
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, TextIO
 
@@ -51,7 +52,7 @@ from ._execute._run import default_runs_dir, resume, run
 from ._execute._shared import SharedLimiter
 from ._fs import write_atomic
 from ._integrate import integrate, integration_data, integration_lines
-from ._inventory import Inventory, import_graph, read_path_list, scan
+from ._inventory import Inventory, Skipped, import_graph, read_path_list, scan
 from ._model import Plan, PlanConfig
 from ._progress import (
     Progress,
@@ -700,11 +701,30 @@ def _warn_skipped(inventory: Inventory, stderr: TextIO) -> None:
     )
 
 
+def _without_runs_dir(inventory: Inventory, args: argparse.Namespace) -> Inventory:
+    """The inventory without the files of the runs directory, when it lies inside the
+    project (``.subplan/`` is left out by the listing itself; ``--runs-dir`` or
+    ``$SUBPLAN_RUNS_DIR`` may name another)."""
+    chosen = getattr(args, "runs_dir", None)
+    runs = Path(chosen) if chosen else default_runs_dir()
+    project = inventory.root if inventory.root is not None else Path(args.path)
+    inside = os.path.relpath(runs.absolute(), Path(project).absolute())
+    if inside == "." or inside.startswith(".."):
+        return inventory
+    prefix = Path(inside).as_posix() + "/"
+    gone = [f for f in inventory.files if f.path.startswith(prefix)]
+    if not gone:
+        return inventory
+    files = tuple(f for f in inventory.files if not f.path.startswith(prefix))
+    skipped = (*inventory.skipped, *(Skipped(f.path, "in the runs directory") for f in gone))
+    return replace(inventory, files=files, skipped=skipped)
+
+
 def _make_plan(
     args: argparse.Namespace, stderr: TextIO, stdin: TextIO
 ) -> tuple[Plan, nx.DiGraph | None]:
     config = _plan_config(args)
-    inventory = _read_inventory(args, stdin)
+    inventory = _without_runs_dir(_read_inventory(args, stdin), args)
     _warn_skipped(inventory, stderr)
     graph = None
     if args.imports and inventory.root is not None:

@@ -11,13 +11,21 @@ from collections import Counter
 from dataclasses import replace
 
 import networkx as nx
-from hypothesis import event, given
+from hypothesis import assume, event, given
 from hypothesis import strategies as st
 
 from subplan import ConfigError, FileEntry, Plan, PlanConfig, decompose, subplan_id
 from subplan._decompose._builder import with_default_budget
 
-from strategies import configs, entries, flat_configs, flat_import_graphs, path_sets, reordered
+from strategies import (
+    configs,
+    entries,
+    flat_configs,
+    flat_import_graphs,
+    path_sets,
+    paths,
+    reordered,
+)
 
 
 def check_invariants(plan: Plan, files: list[str]) -> None:
@@ -241,3 +249,90 @@ def test_with_a_graph_the_budget_is_hard_and_the_plan_deterministic(
     shuffled = list(items)
     rnd.shuffle(shuffled)
     assert plan.to_json() == decompose(shuffled, config=cfg, import_graph=graph).to_json()
+
+
+# -- stable cuts -----------------------------------------------------------------------------
+
+
+def _leaf_sets(plan: Plan) -> set[frozenset[str]]:
+    return {frozenset(leaf.files) for leaf in plan.leaves}
+
+
+@given(entries(min_size=2, max_size=150), configs, st.integers(1, 4000), st.data())
+def test_a_file_that_grows_changes_only_the_leaf_that_holds_it(
+    items: list[FileEntry], cfg: PlanConfig, budget: int, data: st.DataObject
+) -> None:
+    cfg = replace(cfg, max_tokens=budget, max_depth=max(cfg.max_depth, 1))
+    k = data.draw(st.integers(0, len(items) - 1), label="edited file")
+    grown = items[k].size + data.draw(st.integers(1, 20_000), label="bytes added")
+    edited = [*items[:k], FileEntry(items[k].path, grown), *items[k + 1 :]]
+    before = _leaf_sets(decompose(items, config=cfg))
+    after = _leaf_sets(decompose(edited, config=cfg))
+    gone, new = before - after, after - before
+    # At most the leaf that held it is re-cut, into leaves of its own files only.
+    assert len(gone) <= 1
+    assert set().union(*gone) == set().union(*new)
+    assert all(items[k].path in leaf for leaf in gone)
+
+
+@given(entries(min_size=2, max_size=150), configs, st.integers(1, 4000), st.data())
+def test_a_file_that_shrinks_changes_only_the_leaf_that_comes_to_hold_it(
+    items: list[FileEntry], cfg: PlanConfig, budget: int, data: st.DataObject
+) -> None:
+    # The same two plans as growing it back: the leaf that now holds it is the only new
+    # one (it may take in the leaves its old pieces were).
+    cfg = replace(cfg, max_tokens=budget, max_depth=max(cfg.max_depth, 1))
+    k = data.draw(st.integers(0, len(items) - 1), label="edited file")
+    smaller = data.draw(st.integers(0, items[k].size), label="new size")
+    edited = [*items[:k], FileEntry(items[k].path, smaller), *items[k + 1 :]]
+    before = _leaf_sets(decompose(items, config=cfg))
+    after = _leaf_sets(decompose(edited, config=cfg))
+    new = after - before
+    assert len(new) <= 1
+    assert all(items[k].path in leaf for leaf in new)
+
+
+def _home(path: str, present: set[str]) -> str:
+    """The deepest directory above ``path`` that already holds files ("" for the top)."""
+    parts = path.split("/")[:-1]
+    while parts:
+        prefix = "/".join(parts) + "/"
+        if any(p.startswith(prefix) for p in present):
+            return prefix
+        parts.pop()
+    return ""
+
+
+@given(entries(min_size=2, max_size=150), configs, st.integers(1, 4000), paths(), st.data())
+def test_an_added_file_changes_only_leaves_of_its_directory(
+    items: list[FileEntry], cfg: PlanConfig, budget: int, added: str, data: st.DataObject
+) -> None:
+    present = {e.path for e in items}
+    assume(added not in present)
+    assume(not any(p.startswith(added + "/") or added.startswith(p + "/") for p in present))
+    # Deep enough that no level cuts a whole subtree file by file (max_depth - 1 does).
+    cfg = replace(cfg, max_tokens=budget, max_depth=8)
+    size = data.draw(st.integers(0, 16_000), label="size")
+    before = _leaf_sets(decompose(items, config=cfg))
+    after = _leaf_sets(decompose([*items, FileEntry(added, size)], config=cfg))
+    gone, new = before - after, after - before
+    assert set().union(*gone) | {added} == set().union(*new)
+    # Only leaves holding files of the deepest directory above it that has any; when
+    # those files all lay in one leaf, that leaf alone is re-cut.
+    home = _home(added, present)
+    mine = [leaf for leaf in before if any(p.startswith(home) for p in leaf)]
+    assert all(leaf in mine for leaf in gone)
+    if len(mine) == 1:
+        assert len(gone) <= 1
+    event(f"leaves gone: {min(len(gone), 3)}")
+
+
+@given(sized_graphs(), configs, st.integers(1, 4000))
+def test_no_two_subplans_share_a_label(
+    case: tuple[list[FileEntry], nx.DiGraph], cfg: PlanConfig, budget: int
+) -> None:
+    items, graph = case
+    cfg = replace(cfg, max_tokens=budget, max_depth=max(cfg.max_depth, 1))
+    for plan in (decompose(items, config=cfg, import_graph=graph), decompose(items, config=cfg)):
+        labels = [node.label for node in plan]
+        assert len(labels) == len(set(labels)), Counter(labels).most_common(3)

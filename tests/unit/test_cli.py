@@ -436,3 +436,32 @@ def test_only_infrastructure_failures_exit_75(
 
     monkeypatch.setattr(cli, "_cmd_status", fail)
     assert (expected, EXIT_TEMPFAIL) == (main(["status"], stderr=io.StringIO()), 75)
+
+
+def test_plan_skips_a_name_with_a_newline_with_one_warning_line(project: Path) -> None:
+    (project / "alpha" / "odd\nname.py").write_text("x\n")
+    status, out, err = call("plan")
+    assert EXIT_OK == status
+    assert out.startswith("plan: 9 files, 3 leaves")
+    assert 1 == err.count("\n")
+    assert r"alpha/odd\nname.py (name holds a line break)" in err
+
+
+@pytest.mark.parametrize("how", ["option", "environment"])
+def test_the_runs_directory_is_never_planned(
+    project: Path, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    (project / "runs" / "r1").mkdir(parents=True)
+    (project / "runs" / "r1" / "out.log").write_text("x\n")
+    (project / "plan.json").write_text(json.dumps({"schema": "subplan.plan/1"}))
+    if how == "environment":
+        monkeypatch.setenv("SUBPLAN_RUNS_DIR", str(project / "runs"))
+        status, out, err = call("plan", "--format", "json")
+    else:
+        status, out, err = call(
+            "run", ".", "--runs-dir", "runs", "--dry-run", "--json", "--", "echo", "{files}"
+        )
+    assert EXIT_OK == status
+    assert "runs/r1/out.log" not in out and "plan.json" not in out
+    assert "alpha/m0.py" in out
+    assert "skipped 2 entries" in err

@@ -709,3 +709,56 @@ def test_from_paths_type_errors() -> None:
 def test_inventory_paths_follow_files() -> None:
     inv = Inventory(None, (FileEntry("a"), FileEntry("b")), (), "list")
     assert ("a", "b") == inv.paths
+
+
+# -- never planned: names with line breaks, subplan's own outputs -------------------------
+
+
+@pytest.mark.parametrize("use_git", [False, True])
+def test_a_name_with_a_line_break_is_skipped_not_refused(
+    tmp_path: pathlib.Path, use_git: bool
+) -> None:
+    write(tmp_path, {"src/a.py": "x = 1\n", "src/b\nc.py": "y\n", "d\re.txt": "z\n"})
+    if use_git:
+        subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    inv = scan(tmp_path, use_git=use_git)
+    assert ("src/a.py",) == inv.paths
+    assert [
+        Skipped("d\\re.txt", "name holds a line break"),
+        Skipped("src/b\\nc.py", "name holds a line break"),
+    ] == sorted(inv.skipped, key=lambda s: s.path)
+
+
+def test_plans_reports_and_event_files_are_never_planned(tmp_path: pathlib.Path) -> None:
+    write(
+        tmp_path,
+        {
+            "a.py": "x = 1\n",
+            "plan.json": '{\n  "schema": "subplan.plan/1",\n  "config": {}\n}\n',
+            "out/report.json": '{"schema": "subplan.report/1", "run_id": "r"}',
+            "events.jsonl": '{"event": "run_started", "time": 1.5, "run_id": "r"}\n',
+            "more/ev.jsonl": '{"schema": "subplan.event/1", "event": "x"}\n',
+            "package.json": '{"name": "web", "schema": "subplan.plan/1"}\n',
+            "data.jsonl": '{"event": "click"}\n',
+        },
+    )
+    expected = ("a.py", "data.jsonl", "package.json")
+    inv = scan(tmp_path, use_git=False)
+    assert expected == inv.paths
+    reasons = {s.path: s.reason for s in inv.skipped}
+    assert {"plan.json", "out/report.json", "events.jsonl", "more/ev.jsonl"} == set(reasons)
+    assert {"a subplan plan, report or event file"} == set(reasons.values())
+    # From a list too, when the files are there to look at.
+    listed = read_path_list(
+        ["a.py", "plan.json", "events.jsonl", "data.jsonl", "package.json"], root=tmp_path
+    )
+    assert expected == listed.paths
+    assert ("a.py", "events.jsonl", "plan.json") == read_path_list(
+        ["a.py", "plan.json", "events.jsonl"]
+    ).paths
+
+
+def test_a_listed_json_file_that_is_not_there_is_planned(tmp_path: pathlib.Path) -> None:
+    listed = read_path_list(["gone.json\t40", ".git/config", "a.py\t4"], root=tmp_path)
+    assert ("a.py", "gone.json") == listed.paths
+    assert [Skipped(".git/config", "in a .git or .subplan directory")] == list(listed.skipped)

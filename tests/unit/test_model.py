@@ -402,3 +402,11 @@ def test_statistics_count_leaves_over_the_budget() -> None:
     plan = _chain_plan()
     tighter = Plan(list(plan), config=PlanConfig(max_files=2), root=plan.root.id)
     assert 3 == tighter.statistics().over_budget
+
+
+def test_sort_paths_orders_by_component_even_with_a_newline_in_a_name() -> None:
+    from subplan._model import path_sort_key, sort_paths
+
+    paths = ["a/y", "a-b/x", "a/x", "a/b\nc", "b"]
+    assert sorted(paths, key=path_sort_key) == sort_paths(paths)
+    assert [] == sort_paths([])

@@ -5,10 +5,12 @@ The builder works level by level. A node that fits the budget (default
 is a leaf: ``below_min_files`` when it has fewer than ``min_files`` files, else
 ``fits_budget``. A single file over the budget is an ``oversized_file`` leaf. Every other
 node is split (see :mod:`._strategies`): grouped by directory, dependency communities or
-file-name prefixes, the groups that fit packed by tokens, the rest split again one level
-down, and cut into fitting chunks in path order when nothing else splits it or the next
-level is ``max_depth``. So the budget is a hard bound: no leaf of two or more files
-exceeds it, whatever ``max_depth`` and ``min_files`` say.
+file-name prefixes; without a graph the groups are cut at content-anchored points (an
+edit re-cuts only the leaf holding it), with one the groups that fit are packed by
+tokens; the rest are split again one level down, and cut into fitting chunks when
+nothing else splits them or the next level is ``max_depth``. So the budget is a hard
+bound: no leaf of two or more files exceeds it, whatever ``max_depth`` and ``min_files``
+say.
 
 Notes:
     Files are held once, sorted with :func:`~subplan._model.path_sort_key`, and nodes are
@@ -41,6 +43,8 @@ from ._strategies import (
     Group,
     Runs,
     Sorted,
+    anchored_spans,
+    cluster_of,
     common_dir,
     directory_groups,
     fill_chunks,
@@ -187,6 +191,8 @@ def _split(data: Sorted, node: _Pending, cfg: PlanConfig, graph: Graph | None) -
             return chunks  # they fit, and greedy chunks do not pack together
         groups = _as_groups(data, chunks)
     last = node.depth + 1 >= cfg.max_depth
+    if graph is None:
+        return _anchored_split(data, groups, cfg, last=last)
     small = [g for g in groups if cfg.fits_budget(g.count, g.tokens)]
     big: list[Group] = []
     cut: list[Cluster] = []
@@ -227,17 +233,77 @@ def _split(data: Sorted, node: _Pending, cfg: PlanConfig, graph: Graph | None) -
             (carry if under else keep).append(cluster)
         if len(keep) + len(big) + len(cut) < 2 and carry:
             keep.append(carry.pop(0))  # the node must still split in two
-        if carry:
-            target = min(range(len(big)), key=lambda k: (big[k].tokens, k))
+        # Each small cluster fills the leaves of a big sibling: the one it has the most
+        # edges with, else the next one in path order (else the last). The choice depends
+        # on the two of them only, so an edit elsewhere never moves it.
+        hosted: dict[int, list[Group]] = {}
+        owner = {i: k for k, g in enumerate(big) for i in graph.linked_in(g.runs)}
+        for cluster in carry:
+            hosted.setdefault(_host(cluster, big, graph, owner), []).append(
+                group_of(data, cluster.runs, cluster.label)
+            )
+        for target, extra in hosted.items():
             host = big[target]
-            extra = tuple(group_of(data, c.runs, c.label) for c in carry)
             merged = _merge_runs([host.runs, *(g.runs for g in extra)])
-            clusters[target] = Cluster(merged, f"{host.label} +{len(extra)}", extra, host.runs)
+            label = f"{host.label} +{len(extra)}"
+            clusters[target] = Cluster(merged, label, tuple(extra), host.runs)
         packed = keep
     clusters.extend(packed)
     clusters.extend(cut)
     clusters.sort(key=lambda c: c.runs[0][0])
     return clusters
+
+
+def _anchored_split(
+    data: Sorted, groups: list[Group], cfg: PlanConfig, *, last: bool
+) -> list[Cluster]:
+    """Groups cut into spans at content-anchored points (see :func:`anchored_spans`).
+
+    Groups over the budget take part too: a span holding one cannot fit, so it is cut
+    down to that group alone, which is split again one level down (or cut into fitting
+    chunks on the last level). So a group growing over the budget only splits the span
+    that held it, and every other span stays as it was.
+    """
+    prefix = common_dir(data, [(groups[0].runs[0][0], groups[-1].runs[-1][1])])
+    # The loose files first: where they fall among the subdirectories in path order
+    # changes as files come and go, and the order of the items must not.
+    groups = sorted(groups, key=lambda g: (not g.loose, g.runs[0][0]))
+    spans = anchored_spans(
+        [g.key or g.label for g in groups],
+        [g.count for g in groups],
+        [g.tokens for g in groups],
+        cfg,
+    )
+    clusters: list[Cluster] = []
+    for a, b in spans:
+        if b - a == 1 and not cfg.fits_budget(groups[a].count, groups[a].tokens):
+            group = groups[a]
+            if last or group.count == 1:
+                clusters.extend(fill_chunks(data, group.runs, cfg))
+            else:
+                clusters.append(Cluster(group.runs, group.label))
+        else:
+            clusters.append(cluster_of(groups[a:b], prefix))
+    clusters.sort(key=lambda c: c.runs[0][0])
+    return clusters
+
+
+def _host(cluster: Cluster, big: list[Group], graph: Graph, owner: dict[int, int]) -> int:
+    """The big sibling that takes a small cluster in: the one it has the most edges with
+    (``owner``: the big sibling of each linked file), else the next one in path order."""
+    ties: dict[int, int] = {}
+    for i in graph.linked_in(cluster.runs):
+        for j in graph.neighbours[i]:
+            k = owner.get(j)
+            if k is not None:
+                ties[k] = ties.get(k, 0) + 1
+    if ties:
+        return min(ties, key=lambda k: (-ties[k], k))
+    first = cluster.runs[0][0]
+    for k, group in enumerate(big):
+        if group.runs[0][0] > first:
+            return k
+    return len(big) - 1
 
 
 def _score(chunks: list[Cluster], graph: Graph | None) -> tuple[int, int]:
@@ -379,6 +445,18 @@ def decompose_levels(
             found = ids[key] = id_of_sorted(_slice(all_paths, runs))
         return found
 
+    used: set[str] = set()
+
+    def unique(label: str) -> str:
+        # Two nodes may earn the same label (chunks of one directory on two levels, a
+        # group and a pack of it): later ones get a number, so every label names one node.
+        n, found = 1, label
+        while found in used:
+            n += 1
+            found = f"{label} ({n})"
+        used.add(found)
+        return found
+
     while level:
         finished: list[Subplan] = []
         next_level: list[_Pending] = []
@@ -414,7 +492,7 @@ def decompose_levels(
                     parent=node.parent,
                     children=tuple(children),
                     depth=node.depth,
-                    label=node.label,
+                    label=unique(node.label),
                     files=paths,
                     tokens=tokens,
                     leaf_reason=reason,

@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Final
 
-from .._model import path_sort_key
+from .._model import path_sort_key, sort_paths
 from ._listing import _resolve_root
 from ._native import C_SUFFIXES, GO_SUFFIXES, HEAD, JVM_SUFFIXES, RUST_SUFFIXES, native_edges
 
@@ -41,6 +41,9 @@ _TS_FOR_JS: Final = {
 }
 
 _NATIVE_SUFFIXES: Final = C_SUFFIXES + GO_SUFFIXES + RUST_SUFFIXES + JVM_SUFFIXES
+_PY_SET: Final = frozenset(PY_SUFFIXES)
+_JS_SET: Final = frozenset(JS_SUFFIXES)
+_NATIVE_SET: Final = frozenset(_NATIVE_SUFFIXES)
 
 _READ_LIMIT: Final = 1 << 20
 _BINARY_PROBE: Final = 8192
@@ -363,12 +366,23 @@ def import_graph(root: str | os.PathLike[str], paths: Iterable[str]) -> nx.DiGra
         (['a.py', 'b.py'], [('a.py', 'b.py')])
     """
     base = str(_resolve_root(root)).rstrip("/") + "/"
-    unique = set(paths)
-    py_files = sorted((p for p in unique if p.endswith(PY_SUFFIXES)), key=path_sort_key)
-    js_files = sorted((p for p in unique if p.endswith(JS_SUFFIXES)), key=path_sort_key)
-    manifests = sorted(
-        (p for p in unique if p.rpartition("/")[2] == "package.json"), key=path_sort_key
-    )
+    ordered = sort_paths(set(paths))
+    py_files: list[str] = []
+    js_files: list[str] = []
+    manifests: list[str] = []
+    nodes: list[str] = []
+    for path in ordered:
+        dot = path.rfind(".")
+        suffix = path[dot:] if dot > path.rfind("/") else ""
+        if suffix in _PY_SET:
+            py_files.append(path)
+        elif suffix in _JS_SET:
+            js_files.append(path)
+        elif suffix not in _NATIVE_SET:
+            if path == "package.json" or path.endswith("/package.json"):
+                manifests.append(path)
+            continue
+        nodes.append(path)
     py = _PythonResolver(py_files)
     js = _JsResolver(js_files, _workspaces(base, manifests) if js_files else None)
     edges: list[tuple[str, str]] = []
@@ -377,11 +391,10 @@ def import_graph(root: str | os.PathLike[str], paths: Iterable[str]) -> nx.DiGra
             text = _read_source(base + path)
             if text is not None:
                 edges.extend((path, target) for target in resolver.imports(path, text))
-    edges.extend(native_edges(unique, lambda path: _read_head(base + path)))
-    native = [p for p in unique if p.endswith(_NATIVE_SUFFIXES)]
+    edges.extend(native_edges(ordered, lambda path: _read_head(base + path)))
     import networkx as nx  # imported when needed: it takes a quarter of a second
 
     graph = nx.DiGraph()
-    graph.add_nodes_from(sorted(py_files + js_files + native, key=path_sort_key))
+    graph.add_nodes_from(nodes)
     graph.add_edges_from(sorted(edges, key=lambda e: (path_sort_key(e[0]), path_sort_key(e[1]))))
     return graph

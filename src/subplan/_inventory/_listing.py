@@ -14,8 +14,10 @@ does. Both modes share the rules that matter to a planner:
   is listed under the link's own path with the target's size; a link to a directory is
   not descended and is recorded as skipped ("symlink to a directory"), like links that
   are broken, loop, or leave the root;
-* names that are not UTF-8, special files and unreadable entries are recorded as
-  :class:`Skipped`, never raised: one odd file must not stop a plan.
+* names that are not UTF-8 or hold a line break, special files and unreadable entries
+  are recorded as :class:`Skipped`, never raised: one odd file must not stop a plan;
+* plans, reports and event files that subplan wrote (JSON whose head names a
+  ``subplan.*/N`` schema, or an event line) are recorded as skipped, never planned.
 """
 
 from __future__ import annotations
@@ -159,6 +161,29 @@ def _weigh(files: Iterable[FileEntry]) -> list[FileEntry]:
     ]
 
 
+# The head of a plan, a report or an event line that subplan wrote: never planned.
+_OUTPUT_HEAD_RE: Final = re.compile(
+    rb'\A\s*\{\s*(?:"schema"\s*:\s*"subplan\.[a-z]+/\d+"|"event"\s*:\s*"[a-z_]+"\s*,\s*"time")'
+)
+_OUTPUT_REASON: Final = "a subplan plan, report or event file"
+_LINE_BREAK_REASON: Final = "name holds a line break"
+
+
+def _is_output(base: str, path: str) -> bool:
+    """True when ``path`` under ``base`` is a plan, report or events file subplan wrote."""
+    try:
+        with open(base + path, "rb") as handle:
+            head = handle.read(256)
+    except OSError:
+        return False
+    return _OUTPUT_HEAD_RE.match(head) is not None
+
+
+def _escaped(path: str) -> str:
+    """``path`` with backslashes and line breaks escaped, to show on one line."""
+    return path.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
+
+
 def _sorted_inventory(
     root: pathlib.Path | None,
     files: Iterable[FileEntry],
@@ -167,11 +192,39 @@ def _sorted_inventory(
     *,
     weigh_all: bool = True,
 ) -> Inventory:
+    files = list(files)
+    skipped = list(skipped)
+    joined = "\n".join(f.path for f in files)
+    if joined.count("\n") != max(0, len(files) - 1) or "\r" in joined:
+        # A name with a line break cannot go in a path list or a command's file list:
+        # skipped with a warning, not an error, so one odd name does not stop a plan.
+        kept = [f for f in files if "\n" not in f.path and "\r" not in f.path]
+        skipped.extend(
+            Skipped(_escaped(f.path), _LINE_BREAK_REASON)
+            for f in files
+            if "\n" in f.path or "\r" in f.path
+        )
+        files = kept
+    if root is not None and (".json" in joined):
+        base = str(root).rstrip("/") + "/"
+        outputs = {
+            f.path
+            for f in files
+            if f.path.endswith((".json", ".jsonl")) and _is_output(base, f.path)
+        }
+        if outputs:
+            skipped.extend(Skipped(p, _OUTPUT_REASON) for p in sorted(outputs))
+            files = [f for f in files if f.path not in outputs]
     if not weigh_all:
         files = _weigh(files)
+    files = list(files)
+    # The sort keys made at C speed (see sort_paths), then one sort of positions by them.
+    # (No name holds a line break any more: they were skipped above.)
+    keys = "\n".join([f.path for f in files]).replace("/", "\x00").split("\n") if files else []
+    order = sorted(range(len(files)), key=keys.__getitem__)
     return Inventory(
         root=root,
-        files=tuple(sorted(files, key=lambda f: path_sort_key(f.path))),
+        files=tuple([files[i] for i in order]),
         skipped=tuple(sorted(skipped, key=lambda s: (path_sort_key(s.path), s.reason))),
         source=source,
     )
@@ -480,6 +533,11 @@ def _walk(top: str, excludes: _Excludes) -> tuple[list[FileEntry], list[Skipped]
 # -- path lists -------------------------------------------------------------------------
 
 _NEVER_REASON: Final = "in a .git or .subplan directory"
+# What normalize_path would change or refuse, seen in paths joined by newlines (with a
+# newline before the first and after the last): an empty path, a trailing "/", "//",
+# a "." or ".." component, NUL or CR (a leading "/" is checked apart).
+_UNCLEAN_LIST: tuple[str, ...] = ("/\n", "\n\n", "//", "\x00", "\r", "/./", "/../", "/.\n", "/..\n")
+_UNCLEAN_LIST += ("\n./", "\n../", "\n.\n", "\n..\n", "\n/")
 
 
 def _size_under(base: str | None, path: str) -> int:
@@ -546,32 +604,50 @@ def read_path_list(
     """
     real_root = None if root is None else _resolve_root(root)
     base = None if real_root is None else str(real_root)
-    first_line: dict[str, int] = {}
-    files: list[FileEntry] = []
-    skipped: list[Skipped] = []
+    numbers: list[int] = []
+    texts: list[str] = []
+    sizes: list[str | None] = []
     for lineno, line in enumerate(_list_lines(lines), start=1):
         line = line.removesuffix("\n").removesuffix("\r")
         if not line.strip() or line.startswith("#"):
             continue
         text, tab, size_text = line.partition("\t")
-        try:
-            path = normalize_path(text)
-        except InputError as exc:
-            raise InputError(f"{source}:{lineno}: {exc}", path=exc.path) from None
-        if path in first_line:
-            raise InputError(
-                f"{source}:{lineno}: duplicate path {path!r} (first on line {first_line[path]})",
-                path=path,
-            )
-        first_line[path] = lineno
-        if never_planned(path):
+        numbers.append(lineno)
+        texts.append(text)
+        sizes.append(size_text if tab else None)
+    # One pass over all paths at C speed; only a suspicious list pays for normalizing
+    # each path (which cleans what it can and names what it refuses).
+    paths = texts
+    joined = "\n" + "\n".join(texts) + "\n"
+    if any(bad in joined for bad in _UNCLEAN_LIST):
+        paths = []
+        for lineno, text in zip(numbers, texts, strict=True):
+            try:
+                paths.append(normalize_path(text))
+            except InputError as exc:
+                raise InputError(f"{source}:{lineno}: {exc}", path=exc.path) from None
+    if len(set(paths)) != len(paths):
+        first_line: dict[str, int] = {}
+        for lineno, path in zip(numbers, paths, strict=True):
+            if path in first_line:
+                raise InputError(
+                    f"{source}:{lineno}: duplicate path {path!r} "
+                    f"(first on line {first_line[path]})",
+                    path=path,
+                )
+            first_line[path] = lineno
+    files: list[FileEntry] = []
+    skipped: list[Skipped] = []
+    suspicious = ".git" in joined or ".subplan" in joined
+    for lineno, path, given in zip(numbers, paths, sizes, strict=True):
+        if suspicious and never_planned(path):
             skipped.append(Skipped(path, _NEVER_REASON))
             continue
-        if tab:
-            digits = size_text.strip(" ")
+        if given is not None:
+            digits = given.strip(" ")
             if not _SIZE_RE.fullmatch(digits):
                 raise InputError(
-                    f"{source}:{lineno}: size is not a non-negative integer: {size_text!r}",
+                    f"{source}:{lineno}: size is not a non-negative integer: {given!r}",
                     path=path,
                 )
             size = int(digits)

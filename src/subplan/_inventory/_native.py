@@ -26,7 +26,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Final
 
-from .._model import path_sort_key
+from .._model import path_sort_key, sort_paths
 
 __all__ = ["HEAD", "native_edges"]
 
@@ -41,6 +41,13 @@ C_SUFFIXES: Final = (
 GO_SUFFIXES: Final = (".go",)
 RUST_SUFFIXES: Final = (".rs",)
 JVM_SUFFIXES: Final = (".java", ".kt", ".kts")
+_KIND_OF_SUFFIX: Final = {
+    **dict.fromkeys(C_SUFFIXES, "c"),
+    **dict.fromkeys(GO_SUFFIXES, "go"),
+    **dict.fromkeys(RUST_SUFFIXES, "rust"),
+    **dict.fromkeys(JVM_SUFFIXES, "jvm"),
+}
+_KIND_OF_NAME: Final = {"go.mod": "go.mod", "Cargo.toml": "cargo"}
 
 _C_INCLUDE_RE: Final = re.compile(
     rb'^[ \t]*(?:#[ \t]*(?:include|import)[ \t]*[<"]([^>"\n]+)[>"]|/include/[ \t]*"([^"\n]+)")',
@@ -259,20 +266,27 @@ def native_edges(paths: Iterable[str], read: Reader) -> list[tuple[str, str]]:
     """Every dependency edge among the C/C++, device-tree, Go, Rust and JVM files.
 
     Args:
-        paths: the project's files (normalized relative paths), in any order.
+        paths: the project's files (normalized relative paths): a list sorted with
+            :func:`~subplan._model.sort_paths` and unique, else any iterable.
         read: returns the first :data:`HEAD` bytes of a file, or ``None`` when the file
             cannot be read or is binary.
 
     Returns:
         ``(importer, imported)`` pairs, in path order of the importer.
     """
-    ordered = sorted(set(paths), key=path_sort_key)
-    c_files = [p for p in ordered if p.endswith(C_SUFFIXES)]
-    go_files = [p for p in ordered if p.endswith(GO_SUFFIXES)]
-    go_mods = [p for p in ordered if p.rpartition("/")[2] == "go.mod"]
-    rust_files = [p for p in ordered if p.endswith(RUST_SUFFIXES)]
-    cargo = [p for p in ordered if p.rpartition("/")[2] == "Cargo.toml"]
-    jvm_files = [p for p in ordered if p.endswith(JVM_SUFFIXES)]
+    ordered = paths if isinstance(paths, list) else sort_paths(set(paths))
+    # One pass sorts the files by kind (a dict lookup of the suffix, not six scans).
+    kinds: dict[str, list[str]] = {"c": [], "go": [], "go.mod": [], "rust": [], "cargo": []}
+    kinds["jvm"] = []
+    for path in ordered:
+        name = path[path.rfind("/") + 1 :]
+        kind = _KIND_OF_SUFFIX.get(name[name.rfind(".") :]) if "." in name else None
+        if kind is None:
+            kind = _KIND_OF_NAME.get(name)
+        if kind is not None:
+            kinds[kind].append(path)
+    c_files, go_files, go_mods = kinds["c"], kinds["go"], kinds["go.mod"]
+    rust_files, cargo, jvm_files = kinds["rust"], kinds["cargo"], kinds["jvm"]
     edges: list[tuple[str, str]] = []
     if c_files:
         edges.extend(_c_edges(c_files, read))

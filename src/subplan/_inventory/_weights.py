@@ -20,6 +20,7 @@ Zero-weight files are:
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 __all__ = ["ZERO_WEIGHT_SUFFIXES", "is_weightless", "never_planned"]
@@ -59,6 +60,8 @@ _LOCKFILES: Final = frozenset(
 )  # fmt: skip
 
 _VENDOR_DIRS: Final = ("vendor/", "node_modules/", "third_party/", "_vendor/")
+# One search at C speed instead of a scan per directory name.
+_VENDOR_RE: Final = re.compile("(?:^|/)(?:" + "|".join(re.escape(d) for d in _VENDOR_DIRS) + ")")
 _GENERATED_ENDINGS: Final = ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py", ".pb.go", ".min.js", ".min.css")
 
 # Directories never planned, at any level: git's own and subplan's runs directory.
@@ -90,7 +93,4 @@ def is_weightless(path: str) -> bool:
         return True
     if name in _LOCKFILES or name.endswith(_GENERATED_ENDINGS) or ".generated." in name:
         return True
-    if "/" in path:
-        head = "/" + path
-        return any("/" + d in head for d in _VENDOR_DIRS)
-    return False
+    return "/" in path and _VENDOR_RE.search(path) is not None
