@@ -21,11 +21,14 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from postgres_server import postgres_url
-from subplan import SharedLimiter
+from subplan import SharedLimiter, decompose, run
+from subplan._execute._command_work import CommandWork
+from subplan._store._base import AttemptProcess
 from subplan._store._open import open_store
 
 LIMIT = 60.0  # seconds any one bounded wait may take
@@ -480,3 +483,126 @@ def test_the_stray_scan_leaves_a_run_of_the_same_id_in_another_runs_dir_alone(
         for proc in (ours, theirs):
             proc.kill()
             proc.wait()
+
+
+# -- the process backend ------------------------------------------------------------------
+
+HOLD = 2.0  # seconds the first commit of a command's group is held back
+
+
+class HoldsTheFirstGroupCommit:
+    """A real store whose first commit of a command's process group waits until that
+    command has logged its start, or ``HOLD`` seconds: it shows whether a command could
+    run before the orchestrator had recorded it durably."""
+
+    def __init__(self, store: Any, log: Path) -> None:
+        self.inner = store
+        self.log = log
+        self.ran_before_its_record: bool | None = None
+
+    def apply(self, writes: Any) -> Any:
+        if self.ran_before_its_record is None and any(
+            isinstance(w, AttemptProcess) for w in writes
+        ):
+            deadline = time.monotonic() + HOLD
+            while not lines(self.log) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            self.ran_before_its_record = bool(lines(self.log))
+        return self.inner.apply(writes)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+@pytest.mark.parametrize("backend", ["thread", "process"])
+def test_no_command_runs_before_its_group_is_committed(tmp_path: Path, backend: str) -> None:
+    runs, log = tmp_path / "runs", tmp_path / "log"
+    plan = decompose(["m00/a.py"])
+    with contextlib.closing(open_store(None, runs)) as real:
+        store = HoldsTheFirstGroupCommit(real, log)
+        report = run(
+            plan,
+            CommandWork(command(log, 0.0)),
+            backend=backend,  # type: ignore[arg-type]
+            store=store,
+            runs_dir=runs,
+            run_id="k",
+        )
+        rows = real.attempts("k")
+    assert ("succeeded", False) == (report.status, store.ran_before_its_record)
+    assert [(1, True)] == [(r.number, r.pgid is not None) for r in rows]
+
+
+def test_an_orphan_of_the_process_backend_keeps_its_pool_slot(tmp_path: Path) -> None:
+    root = project(tmp_path, 2)
+    runs, log, pools = tmp_path / "runs", tmp_path / "log", tmp_path / "pools"
+    env = {**clean_env(), "SUBPLAN_POOL_DIR": str(pools)}
+    argv = run_argv(root, runs, log, limit=2, pause=600.0)
+    argv[argv.index("--") : argv.index("--")] = ["--pool", "shared", "--backend", "process"]
+    # A group of its own: the orchestrator, its fork server and its workers die together.
+    orchestrator = subprocess.Popen(
+        argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + LIMIT
+        while len([x for x in lines(log) if x[0] == "start"]) < 2:
+            assert time.monotonic() < deadline, "the commands never started"
+            assert orchestrator.poll() is None, "the run ended early"
+            time.sleep(0.02)
+        os.killpg(orchestrator.pid, signal.SIGKILL)
+        orchestrator.wait(timeout=LIMIT)
+        orphans = processes_of("k")
+        assert orphans, "the commands died with their orchestrator"
+        pool = SharedLimiter("shared", 2, directory=pools)
+        try:
+            assert None is pool.acquire_nowait()  # both slots stay taken by the orphans...
+            for pid in orphans:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGKILL)
+            wait_until_gone("k", "the orphaned commands survived SIGKILL")
+            slots = [pool.acquire_nowait(), pool.acquire_nowait()]
+            assert None not in slots  # ...and come free once they are gone
+        finally:
+            pool.close()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(orchestrator.pid, signal.SIGKILL)
+        orchestrator.wait()
+        for pid in processes_of("k"):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("backend", ["thread", "process"])
+def test_a_second_ctrl_c_kills_every_command_at_once(tmp_path: Path, backend: str) -> None:
+    root = project(tmp_path, 2)
+    runs, log = tmp_path / "runs", tmp_path / "log"
+    # A grace of 600 s: the first Ctrl-C's SIGTERM would be followed by SIGKILL only then.
+    argv = cli(
+        "run", str(root), "--max-files", "1", "--max-parallel", "2", "--run-id", "k",
+        "--runs-dir", str(runs), "--backend", backend, "--kill-after", "600",
+        "--", sys.executable, "-c", STUBBORN, str(log),
+    )  # fmt: skip
+    orchestrator = subprocess.Popen(
+        argv, env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + LIMIT
+        while len([x for x in lines(log) if x == ["start"]]) < 2:
+            assert orchestrator.poll() is None, "the orchestrator ended early"
+            assert time.monotonic() < deadline, "the commands never started"
+            time.sleep(0.02)
+        orchestrator.send_signal(signal.SIGINT)
+        while len([x for x in lines(log) if x == ["term"]]) < 2:
+            assert time.monotonic() < deadline, "the first Ctrl-C sent no SIGTERM"
+            time.sleep(0.02)
+        orchestrator.send_signal(signal.SIGINT)
+        assert 130 == orchestrator.wait(timeout=LIMIT)
+        assert [] == processes_of("k"), "commands outlived the second Ctrl-C"
+    finally:
+        if orchestrator.poll() is None:
+            orchestrator.kill()
+            orchestrator.wait()
+        for pid in processes_of("k"):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
