@@ -16,9 +16,11 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,7 @@ from typing import Any
 import pytest
 
 from postgres_server import postgres_url
-from subplan import SharedLimiter, decompose, run
+from subplan import RunLockLostError, RunReport, SharedLimiter, decompose, resume, run
 from subplan._execute._command_work import CommandWork
 from subplan._store._base import AttemptProcess
 from subplan._store._open import open_store
@@ -606,3 +608,116 @@ def test_a_second_ctrl_c_kills_every_command_at_once(tmp_path: Path, backend: st
         for pid in processes_of("k"):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+
+# -- lock epochs: a stale orchestrator never writes after a newer one took the run ---------
+
+# A command that notes its start, waits for the file GO (or a SIGTERM), and notes its end.
+GATED = """\
+import os, signal, sys, time
+log, sid, attempt, go = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+def note(kind):
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    os.write(fd, ("%s %s %s %d\\n" % (kind, sid, attempt, os.getpid())).encode())
+    os.close(fd)
+def stop(signum, frame):
+    note("end")
+    os._exit(143)
+signal.signal(signal.SIGTERM, stop)
+note("start")
+while not os.path.exists(go):
+    time.sleep(0.01)
+note("end")
+"""
+
+
+class Freezes:
+    """A real store whose writes wait while it is frozen, as if their orchestrator were
+    stopped (SIGSTOP); it keeps the run locks it hands out, so a test can lose one."""
+
+    def __init__(self, store: Any) -> None:
+        self.inner = store
+        self.thawed = threading.Event()
+        self.thawed.set()
+        self.locks: list[Any] = []
+
+    def apply(self, writes: Any) -> Any:
+        self.thawed.wait(LIMIT)
+        return self.inner.apply(writes)
+
+    def lock_run(self, run_id: str) -> Any:
+        lock = self.inner.lock_run(run_id)
+        self.locks.append(lock)
+        return lock
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def two_stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Any, Any]]:
+    """Two store objects (two connections) on one fresh store of each kind."""
+    if request.param == "sqlite":
+        stores = [open_store(None, tmp_path / "runs") for _ in range(2)]
+        yield stores[0], stores[1]
+        for store in stores:
+            store.close()
+        return
+    import psycopg
+    from psycopg import sql
+
+    from subplan._store._postgres import PostgresStore
+
+    url, schema = postgres_url(), f"epochs_{uuid.uuid4().hex[:12]}"
+    stores = [PostgresStore(url, schema=schema) for _ in range(2)]
+    try:
+        yield stores[0], stores[1]
+    finally:
+        for store in stores:
+            store.close()
+        with psycopg.connect(url, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+
+
+def test_a_stale_orchestrator_cannot_write_after_a_newer_one_took_the_run(
+    tmp_path: Path, two_stores: tuple[Any, Any]
+) -> None:
+    runs, log, go = tmp_path / "runs", tmp_path / "log", tmp_path / "go"
+    plan = decompose(["m0/a.py", "m1/a.py", "m2/a.py"], max_files=1)
+    work = CommandWork([sys.executable, "-c", GATED, str(log), "{id}", "{attempt}", str(go)])
+    stale = Freezes(two_stores[0])
+    outcome: list[BaseException | RunReport] = []
+
+    def first() -> None:
+        try:
+            outcome.append(run(plan, work, store=stale, runs_dir=runs, run_id="k", max_parallel=1))
+        except BaseException as exc:
+            outcome.append(exc)
+
+    orchestrator = threading.Thread(target=first, daemon=True)
+    orchestrator.start()
+    deadline = time.monotonic() + LIMIT
+    while not lines(log):
+        assert time.monotonic() < deadline and not outcome, f"nothing started: {outcome}"
+        time.sleep(0.01)
+    # The first orchestrator freezes (its writes wait) and loses its lock meanwhile.
+    stale.thawed.clear()
+    stale.locks[0].release()
+    go.touch()
+    newer = resume("k", store=two_stores[1], runs_dir=runs)
+    assert "succeeded" == newer.status
+    stale.thawed.set()  # it wakes up, and tries to go on
+    orchestrator.join(LIMIT)
+    assert not orchestrator.is_alive()
+    assert isinstance(outcome[0], RunLockLostError), outcome
+    record = two_stores[1].get_run("k")
+    rows = two_stores[1].attempts("k")
+    assert ("succeeded", newer.ended) == (record.status, record.ended)
+    assert {
+        (leaf.id, 1, "interrupted") if leaf is plan.leaves[0] else (leaf.id, 1, "succeeded")
+        for leaf in plan.leaves
+    } | {(plan.leaves[0].id, 2, "succeeded")} == {(r.subplan_id, r.number, r.status) for r in rows}
+    seen = truth(log)
+    starts = [x for x in lines(log) if x[0] == "start"]
+    assert (1, [], 4) == (seen.peak, seen.repeated, len(starts)), lines(log)
+    wait_until_gone("k", "a command of the stale orchestrator outlived it")
