@@ -721,3 +721,56 @@ def test_a_stale_orchestrator_cannot_write_after_a_newer_one_took_the_run(
     starts = [x for x in lines(log) if x[0] == "start"]
     assert (1, [], 4) == (seen.peak, seen.repeated, len(starts)), lines(log)
     wait_until_gone("k", "a command of the stale orchestrator outlived it")
+
+
+# -- resume reclaims many stray groups at once ---------------------------------------------
+
+IGNORES_TERM = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"
+
+
+def test_resume_reclaims_many_groups_under_one_grace_period(tmp_path: Path) -> None:
+    import socket
+
+    from subplan._execute._durable import prepare_resume
+    from subplan._store._base import AttemptStarted, RunRecord
+    from subplan.testing import FakeClock
+
+    runs, grace, groups = tmp_path / "runs", 2.0, 4
+    plan = decompose([f"m{n}/a.py" for n in range(groups)], max_files=1)
+    # Commands a dead orchestrator left running, each shrugging off SIGTERM.
+    strays = [
+        subprocess.Popen([sys.executable, "-c", IGNORES_TERM], start_new_session=True)
+        for _ in range(groups)
+    ]
+    clock = FakeClock()
+    try:
+        with contextlib.closing(open_store(None, runs)) as store:
+            store.create_run(
+                RunRecord("k", "running", 1.0, 1.0, None, plan.to_json(), host=socket.gethostname())
+            )
+            store.apply(
+                [
+                    write
+                    for leaf, stray in zip(plan.leaves, strays, strict=True)
+                    for write in (
+                        AttemptStarted("k", leaf.id, 1, 1.0),
+                        AttemptProcess("k", leaf.id, 1, pid=stray.pid, pgid=stray.pid),
+                    )
+                ]
+            )
+            with store.lock_run("k") as lock:
+                before = clock.monotonic()
+                prepare_resume(
+                    store, "k", lock=lock, plan=None, rerun=(), clock=clock, kill_grace=grace
+                )
+                took = clock.monotonic() - before
+            statuses = [r.status for r in store.attempts("k")]
+        codes = [stray.wait(timeout=LIMIT) for stray in strays]
+    finally:
+        for stray in strays:
+            if stray.poll() is None:
+                stray.kill()
+                stray.wait()
+    assert (["interrupted"] * groups, [-signal.SIGKILL] * groups) == (statuses, codes)
+    # One grace period for all of them (on the injected clock), not one each in turn.
+    assert grace <= took < 2 * grace, f"{took:.2f}s of virtual time for {groups} groups"

@@ -327,7 +327,8 @@ def prepare_resume(
                 charged=False,
             )
         )
-    survivors = sorted(kill_process_groups(doomed, grace=kill_grace))
+    # One grace period for all, on the run's clock: not a couple of seconds per group.
+    survivors = sorted(kill_process_groups(doomed, grace=kill_grace, clock=clock))
     if reclaimed:
         store.apply([EpochFence(run_id, epoch), *reclaimed])
         rows = store.attempts(run_id)
