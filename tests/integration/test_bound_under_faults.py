@@ -575,8 +575,10 @@ def test_an_orphan_of_the_process_backend_keeps_its_pool_slot(tmp_path: Path) ->
                 os.kill(pid, signal.SIGKILL)
 
 
-@pytest.mark.parametrize("backend", ["thread", "process"])
+@pytest.mark.parametrize("backend", ["thread", "process", "dask"])
 def test_a_second_ctrl_c_kills_every_command_at_once(tmp_path: Path, backend: str) -> None:
+    if backend == "dask":
+        pytest.importorskip("distributed")  # the run starts a LocalCluster of its own
     root = project(tmp_path, 2)
     runs, log = tmp_path / "runs", tmp_path / "log"
     # A grace of 600 s: the first Ctrl-C's SIGTERM would be followed by SIGKILL only then.
@@ -774,3 +776,26 @@ def test_resume_reclaims_many_groups_under_one_grace_period(tmp_path: Path) -> N
     assert (["interrupted"] * groups, [-signal.SIGKILL] * groups) == (statuses, codes)
     # One grace period for all of them (on the injected clock), not one each in turn.
     assert grace <= took < 2 * grace, f"{took:.2f}s of virtual time for {groups} groups"
+
+
+def test_the_stray_scan_can_pick_one_attempt_of_a_run(tmp_path: Path) -> None:
+    from subplan._execute._command_process import process_groups_of_run
+
+    def sleeper(subplan_id: str, attempt: int) -> subprocess.Popen[bytes]:
+        env = {
+            **clean_env(),
+            "SUBPLAN_RUN_ID": "same",
+            "SUBPLAN_ID": subplan_id,
+            "SUBPLAN_ATTEMPT": str(attempt),
+            "SUBPLAN_FILES_LIST": str(tmp_path / "same" / subplan_id / "files.txt"),
+        }
+        return subprocess.Popen(["sleep", "60"], env=env, start_new_session=True)
+
+    procs = [sleeper("sp-1", 1), sleeper("sp-1", 2), sleeper("sp-2", 1)]
+    try:
+        found = process_groups_of_run("same", run_dir=tmp_path / "same", attempt=("sp-1", 2))
+        assert {procs[1].pid} == found
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
