@@ -1510,3 +1510,61 @@ def test_descriptors_travel_with_their_job(make_pool: Any) -> None:
     finally:
         for fd in (r1, w1, r2, w2):
             os.close(fd)
+
+
+def report_from_two_threads() -> list[str]:
+    """Two threads of one job wait for their answers at once (one reads for both)."""
+    results: list[str] = []
+    threads = [
+        threading.Thread(target=lambda g=g: results.append(report_and_wait(g)))
+        for g in (999_998, 999_999)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sorted(results)
+
+
+class Gate:
+    """A record_pgid that waits until the test lets it answer; counts its calls."""
+
+    def __init__(self) -> None:
+        self.called = threading.Event()
+        self.go = threading.Event()
+
+    def __call__(self, job_id: int, pgid: int) -> None:
+        self.called.set()
+        assert self.go.wait(LIMIT)
+
+
+def test_two_threads_of_a_job_get_their_answers(make_pool: Any) -> None:
+    pool, ends = make_pool(1, record_pgid=lambda job_id, pgid: time.sleep(0.05))
+    pool.submit(1, report_from_two_threads, ())
+    assert ["recorded", "recorded"] == ends.one(1).value
+
+
+def test_a_worker_asked_to_stop_while_its_job_waits_finishes_the_job_first(
+    make_pool: Any,
+) -> None:
+    gate = Gate()
+    pool, ends = make_pool(1, record_pgid=gate)
+    pool.submit(1, report_and_wait, (999_999,))
+    assert gate.called.wait(LIMIT)
+    pool.shutdown(wait=False)  # the worker reads its b"" while the job waits
+    gate.go.set()
+    assert ("returned", "recorded") == (ends.one(1).outcome, ends.one(1).value)
+    pool.shutdown(wait=True)
+    assert 0 == pool.statistics().alive
+
+
+def test_an_answer_for_a_job_that_was_killed_meanwhile_is_dropped(make_pool: Any) -> None:
+    gate = Gate()
+    pool, ends = make_pool(1, record_pgid=gate)
+    pool.submit(1, report_and_wait, (999_999,))
+    assert gate.called.wait(LIMIT)
+    pool.kill(1)
+    assert "killed" == ends.one(1).outcome
+    gate.go.set()  # its answer finds nobody waiting
+    pool.submit(2, math.factorial, (5,))
+    assert 120 == ends.one(2).value
