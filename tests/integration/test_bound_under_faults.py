@@ -727,7 +727,10 @@ def test_a_stale_orchestrator_cannot_write_after_a_newer_one_took_the_run(
 
 # -- resume reclaims many stray groups at once ---------------------------------------------
 
-IGNORES_TERM = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"
+IGNORES_TERM = (
+    "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+    "print('ready', flush=True); time.sleep(600)"
+)
 
 
 def test_resume_reclaims_many_groups_under_one_grace_period(tmp_path: Path) -> None:
@@ -741,11 +744,15 @@ def test_resume_reclaims_many_groups_under_one_grace_period(tmp_path: Path) -> N
     plan = decompose([f"m{n}/a.py" for n in range(groups)], max_files=1)
     # Commands a dead orchestrator left running, each shrugging off SIGTERM.
     strays = [
-        subprocess.Popen([sys.executable, "-c", IGNORES_TERM], start_new_session=True)
+        subprocess.Popen(
+            [sys.executable, "-c", IGNORES_TERM], start_new_session=True, stdout=subprocess.PIPE
+        )
         for _ in range(groups)
     ]
     clock = FakeClock()
     try:
+        for stray in strays:  # each ignores SIGTERM by now
+            assert stray.stdout is not None and b"ready\n" == stray.stdout.readline()
         with contextlib.closing(open_store(None, runs)) as store:
             store.create_run(
                 RunRecord("k", "running", 1.0, 1.0, None, plan.to_json(), host=socket.gethostname())
@@ -773,6 +780,8 @@ def test_resume_reclaims_many_groups_under_one_grace_period(tmp_path: Path) -> N
             if stray.poll() is None:
                 stray.kill()
                 stray.wait()
+            assert stray.stdout is not None
+            stray.stdout.close()
     assert (["interrupted"] * groups, [-signal.SIGKILL] * groups) == (statuses, codes)
     # One grace period for all of them (on the injected clock), not one each in turn.
     assert grace <= took < 2 * grace, f"{took:.2f}s of virtual time for {groups} groups"
