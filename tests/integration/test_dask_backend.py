@@ -7,6 +7,7 @@ gates across processes (files in a directory), not sleeps.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import itertools
@@ -806,3 +807,65 @@ def test_the_scheduler_grace_comes_from_the_environment(monkeypatch: pytest.Monk
         monkeypatch.setenv("SUBPLAN_SCHEDULER_GRACE", bad)
         with pytest.raises(ConfigError, match="SUBPLAN_SCHEDULER_GRACE must be seconds >= 0"):
             _dask.scheduler_grace()
+
+
+# A command that notes its start and a SIGTERM, and carries on: only SIGKILL ends it.
+STUBBORN = (
+    "import os, signal, sys, time\n"
+    "fd = os.open(sys.argv[1], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)\n"
+    "signal.signal(signal.SIGTERM, lambda *_: os.write(fd, b'term\\n'))\n"
+    "os.write(fd, b'start\\n')\n"
+    "while True: time.sleep(600)\n"
+)
+
+
+def commands_of(run_id: str) -> list[int]:
+    needle = f"SUBPLAN_RUN_ID={run_id}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if needle in (entry / "environ").read_bytes().split(b"\0"):
+                    stat = (entry / "stat").read_text()
+                    if stat[stat.rfind(")") + 2] not in "ZX":
+                        found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def test_a_second_signal_has_the_workers_kill_the_runs_commands(
+    client: Any, address: str, tmp_path: Path
+) -> None:
+    # A cluster given by address: its workers kill the commands of their hosts.
+    log = tmp_path / "log"
+    work = CommandWork([sys.executable, "-c", STUBBORN, str(log)], kill_grace=600.0)
+
+    def lines() -> list[str]:
+        return log.read_text().split() if log.exists() else []
+
+    def interrupt_twice() -> None:
+        wait_for(lambda: lines().count("start") >= 2, "both commands to start")
+        os.kill(os.getpid(), signal.SIGINT)  # they shrug off the SIGTERM...
+        wait_for(lambda: lines().count("term") >= 2, "the SIGTERM of the first signal")
+        os.kill(os.getpid(), signal.SIGINT)  # ...so the second signal must kill them
+
+    interrupter = threading.Thread(target=interrupt_twice)
+    interrupter.start()
+    try:
+        report = run(
+            flat_plan(2),
+            work,
+            max_parallel=2,
+            backend="dask",
+            scheduler=address,
+            run_id="second-signal",
+            runs_dir=tmp_path / "runs",
+            handle_signals=True,
+        )
+        interrupter.join(WAIT)
+        assert ("cancelled", []) == (report.status, commands_of("second-signal"))
+    finally:
+        for pid in commands_of("second-signal"):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
