@@ -898,6 +898,8 @@ class Model:
             else:
                 self.pauses.append(row)
             return True
+        if isinstance(w, EpochFence):
+            return True  # the model keeps no epochs: its batches carry none
         key = (w.subplan_id, w.number)
         current = self.attempts.get(key)
         if isinstance(w, AttemptStarted):

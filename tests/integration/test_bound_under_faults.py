@@ -767,12 +767,15 @@ def test_resume_reclaims_many_groups_under_one_grace_period(tmp_path: Path) -> N
                     )
                 ]
             )
-            with store.lock_run("k") as lock:
+            lock = store.lock_run("k")
+            try:
                 before = clock.monotonic()
                 prepare_resume(
                     store, "k", lock=lock, plan=None, rerun=(), clock=clock, kill_grace=grace
                 )
                 took = clock.monotonic() - before
+            finally:
+                lock.release()
             statuses = [r.status for r in store.attempts("k")]
         codes = [stray.wait(timeout=LIMIT) for stray in strays]
     finally:
