@@ -41,8 +41,9 @@ from subplan import ConfigError, RetryPolicy, resume, run
 from subplan._execute import _dask
 from subplan._execute._command_work import CommandWork
 from subplan._execute._dask import ClusterPool, _Lease, open_local_cluster
-from subplan._execute._results import RunReport
+from subplan._execute._results import RunReport, WorkResult
 from subplan._execute._tracker import peak_from_intervals
+from subplan._store._base import AttemptStarted
 
 distributed: Any = _distributed  # untyped: Any at this boundary
 WORKERS = 10
@@ -869,3 +870,53 @@ def test_a_second_signal_has_the_workers_kill_the_runs_commands(
         for pid in commands_of("second-signal"):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
+
+
+@dataclass(frozen=True)
+class SeesItsOwnStart:
+    """Work that passes only when the store holds its attempt's start row already."""
+
+    runs: str
+
+    def __call__(self, subplan: Any, ctx: Any) -> WorkResult:
+        from subplan import open_store
+
+        with contextlib.closing(open_store(None, Path(self.runs), readonly=True)) as store:
+            numbers = [r.number for r in store.attempts(ctx.run_id) if r.subplan_id == subplan.id]
+        return WorkResult(passed=ctx.attempt in numbers, detail=f"stored: {numbers}")
+
+
+class SlowStarts:
+    """A real store whose batches that start attempts commit a second late."""
+
+    def __init__(self, store: Any) -> None:
+        self.inner = store
+
+    def apply(self, writes: Any) -> Any:
+        if any(isinstance(w, AttemptStarted) for w in writes):
+            time.sleep(1.0)
+        return self.inner.apply(writes)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_an_attempts_start_is_committed_before_it_reaches_a_worker(
+    client: Any, address: str, tmp_path: Path
+) -> None:
+    from subplan import open_store
+
+    runs = tmp_path / "runs"
+    with contextlib.closing(open_store(None, runs)) as store:
+        report = run(
+            flat_plan(2),
+            SeesItsOwnStart(str(runs)),
+            max_parallel=2,
+            backend="dask",
+            scheduler=address,
+            runs_dir=runs,
+            store=SlowStarts(store),
+        )
+    assert [True, True] == [a.passed for a in report.attempts], [
+        (a.status, a.error, a.detail) for a in report.attempts
+    ]

@@ -41,12 +41,14 @@ Decisions (each one is a trade-off; the README says the same in users' words):
   thread backend does. A second signal stops waiting, after killing every command of
   the run: found by their environment on this host (a cluster of our own), else by each
   worker on its host (``Client.run``, best effort).
-* **What the thread and process backends do and this one cannot.** A command's start is
-  not held back until it is committed (the orchestrator is a client of the cluster, not
-  a server its workers can answer to), and a ``--pool`` slot's descriptor cannot reach a
-  worker on another host: a :class:`ClusterPool` lease is the cluster's way. A resume on
-  the host of a cluster of its own still finds the run's stray commands by their
-  environment and kills them before anything starts.
+* **What the thread and process backends do and this one cannot.** An attempt's start
+  row is committed before the attempt is sent to its runner, so its number is never
+  reused; but its command's process group is not held back until it is committed (the
+  orchestrator is a client of the cluster, not a server its workers can answer to), and
+  a ``--pool`` slot's descriptor cannot reach a worker on another host: a
+  :class:`ClusterPool` lease is the cluster's way. A resume on the host of a cluster of
+  its own still finds the run's stray commands by their environment and kills them
+  before anything starts.
 * **A scheduler that goes away.** Attempts already running reply straight from their
   workers, so they finish and are recorded. Nothing new can start: after
   ``SCHEDULER_GRACE`` seconds without the scheduler the run is cancelled with a warning
@@ -97,7 +99,7 @@ import distributed.core as _distributed_core
 import distributed.protocol.pickle as _distributed_pickle
 
 from .._clock import SystemClock
-from .._errors import ConfigError
+from .._errors import ConfigError, StoreError
 from .._model import Subplan
 from ._command_process import kill_process_groups, process_groups_of_run
 from ._core import AttemptEnd
@@ -769,6 +771,14 @@ class _DaskDriver:
     # -- talking to workers (coroutines on the client's event loop) ----------------------
 
     async def _rpc(self, address: str, op: str, **message: Any) -> Any:
+        journal = None if self.setup.durable is None else self.setup.durable.journal
+        if op == "subplan_attempt" and journal is not None:
+            # The attempt's start row is committed before the attempt leaves this host,
+            # so whatever its worker runs, a resume never reuses its number.
+            try:
+                await asyncio.get_running_loop().run_in_executor(None, journal.flush)
+            except StoreError as exc:
+                raise _NotSent(f"not started: {_one_line(exc)}") from None
         try:
             comm = await self.client.rpc.connect(address)
         except OSError as exc:
