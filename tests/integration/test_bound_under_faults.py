@@ -85,15 +85,31 @@ def lines(log: Path) -> list[list[str]]:
     return [line.split() for line in log.read_text().splitlines() if line]
 
 
+# Where this session's runs live: other test sessions on the host (other checkouts) run
+# runs of the same ids at the same time, and their commands are none of ours.
+_SCOPE: list[bytes] = []
+
+
+@pytest.fixture(autouse=True)
+def _runs_of_this_session(tmp_path_factory: pytest.TempPathFactory) -> None:
+    if not _SCOPE:
+        base = os.fsencode(tmp_path_factory.getbasetemp().absolute())
+        _SCOPE.append(b"SUBPLAN_FILES_LIST=" + base + b"/")
+
+
 def processes_of(run_id: str) -> list[int]:
-    """Pids of live processes whose environment names the run (commands, blocked or not)."""
+    """Pids of live processes whose environment names the run (commands, blocked or not),
+    among the runs of this test session."""
     needle = f"SUBPLAN_RUN_ID={run_id}".encode()
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         with contextlib.suppress(OSError):
-            if needle in (entry / "environ").read_bytes().split(b"\0"):
+            variables = (entry / "environ").read_bytes().split(b"\0")
+            if needle in variables and all(
+                any(v.startswith(scope) for v in variables) for scope in _SCOPE
+            ):
                 stat = (entry / "stat").read_text()
                 if stat[stat.rfind(")") + 2] not in "ZX":
                     found.append(int(entry.name))
