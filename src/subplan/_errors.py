@@ -408,11 +408,28 @@ class RunExistsError(StoreError):
 
 
 class RunLockLostError(StoreError):
-    """The run lock was lost while the run ran (its PostgreSQL session ended).
+    """The run lock was lost while the run ran (its PostgreSQL session ended), or a newer
+    orchestrator took the run: the store refused a write fenced by an older lock epoch.
 
     Another orchestrator may take the run from then on, so this one stops starting work,
     ends its commands and writes nothing more. ``subplan resume`` finishes the run.
+
+    Attributes:
+        epoch: the lock epoch the refused write carried (None for a lost lock).
+        current: the run's lock epoch in the store then (None for a lost lock).
     """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        location: str | None = None,
+        epoch: int | None = None,
+        current: int | None = None,
+    ) -> None:
+        super().__init__(message, location=location)
+        self.epoch = epoch
+        self.current = current
 
 
 class RunLockedError(StoreError):

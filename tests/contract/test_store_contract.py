@@ -36,6 +36,7 @@ from subplan._errors import (
     ConfigError,
     RunExistsError,
     RunLockedError,
+    RunLockLostError,
     StoreConnectError,
     StoreCorruptError,
     StoreError,
@@ -47,6 +48,7 @@ from subplan._store._base import (
     AttemptProcess,
     AttemptRow,
     AttemptStarted,
+    EpochFence,
     IntegrationRow,
     PauseRecorded,
     PauseRow,
@@ -392,6 +394,54 @@ def test_a_stale_orchestrator_cannot_end_an_attempt_a_resume_interrupted(
         charged=False,
     )
     assert [expected] == resume.attempts("r1")
+
+
+# -- lock epochs --------------------------------------------------------------------------
+
+
+def test_a_batch_fenced_by_an_older_lock_epoch_is_refused_whole(backend: Backend) -> None:
+    stale = backend.open()
+    stale.create_run(record())
+    mine = stale.bump_lock_epoch("r1")
+    assert [] == stale.apply([EpochFence("r1", mine), AttemptStarted("r1", "a", 1, 1.0)])
+    newer = backend.open()
+    theirs = newer.bump_lock_epoch("r1")  # a newer orchestrator took the run
+    # Not even what attempt fencing lets through: the run's status, a pause, a new attempt.
+    late: list[Write] = [
+        EpochFence("r1", mine),
+        RunStatusChanged("r1", "failed", 9.0, 9.0),
+        PauseRecorded("r1", 8.0, 20.0, "limited", "text"),
+        AttemptStarted("r1", "b", 1, 9.0),
+    ]
+    with pytest.raises(RunLockLostError, match="taken over by a newer orchestrator") as caught:
+        stale.apply(late)
+    assert (mine + 1, mine, theirs) == (theirs, caught.value.epoch, caught.value.current)
+    assert ("running", [("a", 1)], []) == (
+        newer.get_run("r1").status,
+        [(r.subplan_id, r.number) for r in newer.attempts("r1")],
+        newer.pauses("r1"),
+    )
+    assert [] == newer.apply([EpochFence("r1", theirs), RunStatusChanged("r1", "succeeded", 10.0)])
+    assert "succeeded" == stale.get_run("r1").status
+
+
+def test_the_lock_epoch_of_an_unknown_run_cannot_be_bumped(store: Store) -> None:
+    with pytest.raises(UnknownRunError):
+        store.bump_lock_epoch("nope")
+
+
+def test_a_store_of_an_earlier_release_gets_lock_epochs(backend: Backend) -> None:
+    store = backend.open()
+    store.create_run(record())
+    store.close()
+    execute_raw(backend, "ALTER TABLE runs DROP COLUMN lock_epoch")  # as releases before it
+    store = backend.open()
+    assert "r1" == store.get_run("r1").run_id
+    assert [] == store.apply([EpochFence("r1", 0), AttemptStarted("r1", "a", 1, 1.0)])
+    assert 1 == store.bump_lock_epoch("r1")  # adds the column
+    with pytest.raises(RunLockLostError):
+        store.apply([EpochFence("r1", 0), AttemptStarted("r1", "b", 1, 1.0)])
+    assert ["a"] == [r.subplan_id for r in backend.open().attempts("r1")]
 
 
 def test_process_information_merges_and_stops_at_the_end(store: Store) -> None:
@@ -877,6 +927,8 @@ class Model:
             else:
                 self.pauses.append(row)
             return True
+        if isinstance(w, EpochFence):
+            return True  # the model keeps no epochs: its batches carry none
         key = (w.subplan_id, w.number)
         current = self.attempts.get(key)
         if isinstance(w, AttemptStarted):

@@ -16,16 +16,21 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from postgres_server import postgres_url
-from subplan import SharedLimiter
+from subplan import RunLockLostError, RunReport, SharedLimiter, decompose, resume, run
+from subplan._execute._command_work import CommandWork
+from subplan._store._base import AttemptProcess
 from subplan._store._open import open_store
 
 LIMIT = 60.0  # seconds any one bounded wait may take
@@ -80,15 +85,31 @@ def lines(log: Path) -> list[list[str]]:
     return [line.split() for line in log.read_text().splitlines() if line]
 
 
+# Where this session's runs live: other test sessions on the host (other checkouts) run
+# runs of the same ids at the same time, and their commands are none of ours.
+_SCOPE: list[bytes] = []
+
+
+@pytest.fixture(autouse=True)
+def _runs_of_this_session(tmp_path_factory: pytest.TempPathFactory) -> None:
+    if not _SCOPE:
+        base = os.fsencode(tmp_path_factory.getbasetemp().absolute())
+        _SCOPE.append(b"SUBPLAN_FILES_LIST=" + base + b"/")
+
+
 def processes_of(run_id: str) -> list[int]:
-    """Pids of live processes whose environment names the run (commands, blocked or not)."""
+    """Pids of live processes whose environment names the run (commands, blocked or not),
+    among the runs of this test session."""
     needle = f"SUBPLAN_RUN_ID={run_id}".encode()
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         with contextlib.suppress(OSError):
-            if needle in (entry / "environ").read_bytes().split(b"\0"):
+            variables = (entry / "environ").read_bytes().split(b"\0")
+            if needle in variables and all(
+                any(v.startswith(scope) for v in variables) for scope in _SCOPE
+            ):
                 stat = (entry / "stat").read_text()
                 if stat[stat.rfind(")") + 2] not in "ZX":
                     found.append(int(entry.name))
@@ -478,5 +499,331 @@ def test_the_stray_scan_leaves_a_run_of_the_same_id_in_another_runs_dir_alone(
         assert theirs.pid not in found
     finally:
         for proc in (ours, theirs):
+            proc.kill()
+            proc.wait()
+
+
+# -- the process backend ------------------------------------------------------------------
+
+HOLD = 2.0  # seconds the first commit of a command's group is held back
+
+
+class HoldsTheFirstGroupCommit:
+    """A real store whose first commit of a command's process group waits until that
+    command has logged its start, or ``HOLD`` seconds: it shows whether a command could
+    run before the orchestrator had recorded it durably."""
+
+    def __init__(self, store: Any, log: Path) -> None:
+        self.inner = store
+        self.log = log
+        self.ran_before_its_record: bool | None = None
+
+    def apply(self, writes: Any) -> Any:
+        if self.ran_before_its_record is None and any(
+            isinstance(w, AttemptProcess) for w in writes
+        ):
+            deadline = time.monotonic() + HOLD
+            while not lines(self.log) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            self.ran_before_its_record = bool(lines(self.log))
+        return self.inner.apply(writes)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+@pytest.mark.parametrize("backend", ["thread", "process"])
+def test_no_command_runs_before_its_group_is_committed(tmp_path: Path, backend: str) -> None:
+    runs, log = tmp_path / "runs", tmp_path / "log"
+    plan = decompose(["m00/a.py"])
+    with contextlib.closing(open_store(None, runs)) as real:
+        store = HoldsTheFirstGroupCommit(real, log)
+        report = run(
+            plan,
+            CommandWork(command(log, 0.0)),
+            backend=backend,  # type: ignore[arg-type]
+            store=store,
+            runs_dir=runs,
+            run_id="k",
+        )
+        rows = real.attempts("k")
+    assert ("succeeded", False) == (report.status, store.ran_before_its_record)
+    assert [(1, True)] == [(r.number, r.pgid is not None) for r in rows]
+
+
+def test_an_orphan_of_the_process_backend_keeps_its_pool_slot(tmp_path: Path) -> None:
+    root = project(tmp_path, 2)
+    runs, log, pools = tmp_path / "runs", tmp_path / "log", tmp_path / "pools"
+    env = {**clean_env(), "SUBPLAN_POOL_DIR": str(pools)}
+    argv = run_argv(root, runs, log, limit=2, pause=600.0)
+    argv[argv.index("--") : argv.index("--")] = ["--pool", "shared", "--backend", "process"]
+    # A group of its own: the orchestrator, its fork server and its workers die together.
+    orchestrator = subprocess.Popen(
+        argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + LIMIT
+        while len([x for x in lines(log) if x[0] == "start"]) < 2:
+            assert time.monotonic() < deadline, "the commands never started"
+            assert orchestrator.poll() is None, "the run ended early"
+            time.sleep(0.02)
+        os.killpg(orchestrator.pid, signal.SIGKILL)
+        orchestrator.wait(timeout=LIMIT)
+        orphans = processes_of("k")
+        assert orphans, "the commands died with their orchestrator"
+        pool = SharedLimiter("shared", 2, directory=pools)
+        try:
+            assert None is pool.acquire_nowait()  # both slots stay taken by the orphans...
+            for pid in orphans:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGKILL)
+            wait_until_gone("k", "the orphaned commands survived SIGKILL")
+            slots = [pool.acquire_nowait(), pool.acquire_nowait()]
+            assert None not in slots  # ...and come free once they are gone
+        finally:
+            pool.close()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(orchestrator.pid, signal.SIGKILL)
+        orchestrator.wait()
+        for pid in processes_of("k"):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("backend", ["thread", "process", "dask"])
+def test_a_second_ctrl_c_kills_every_command_at_once(tmp_path: Path, backend: str) -> None:
+    if backend == "dask":
+        pytest.importorskip("distributed")  # the run starts a LocalCluster of its own
+    root = project(tmp_path, 2)
+    runs, log = tmp_path / "runs", tmp_path / "log"
+    # A grace of 600 s: the first Ctrl-C's SIGTERM would be followed by SIGKILL only then.
+    argv = cli(
+        "run", str(root), "--max-files", "1", "--max-parallel", "2", "--run-id", "k",
+        "--runs-dir", str(runs), "--backend", backend, "--kill-after", "600",
+        "--", sys.executable, "-c", STUBBORN, str(log),
+    )  # fmt: skip
+    orchestrator = subprocess.Popen(
+        argv, env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + LIMIT
+        while len([x for x in lines(log) if x == ["start"]]) < 2:
+            assert orchestrator.poll() is None, "the orchestrator ended early"
+            assert time.monotonic() < deadline, "the commands never started"
+            time.sleep(0.02)
+        orchestrator.send_signal(signal.SIGINT)
+        while len([x for x in lines(log) if x == ["term"]]) < 2:
+            assert time.monotonic() < deadline, "the first Ctrl-C sent no SIGTERM"
+            time.sleep(0.02)
+        orchestrator.send_signal(signal.SIGINT)
+        assert 130 == orchestrator.wait(timeout=LIMIT)
+        assert [] == processes_of("k"), "commands outlived the second Ctrl-C"
+    finally:
+        if orchestrator.poll() is None:
+            orchestrator.kill()
+            orchestrator.wait()
+        for pid in processes_of("k"):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+# -- lock epochs: a stale orchestrator never writes after a newer one took the run ---------
+
+# A command that notes its start, waits for the file GO (or a SIGTERM), and notes its end.
+GATED = """\
+import os, signal, sys, time
+log, sid, attempt, go = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+def note(kind):
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    os.write(fd, ("%s %s %s %d\\n" % (kind, sid, attempt, os.getpid())).encode())
+    os.close(fd)
+def stop(signum, frame):
+    note("end")
+    os._exit(143)
+signal.signal(signal.SIGTERM, stop)
+note("start")
+while not os.path.exists(go):
+    time.sleep(0.01)
+note("end")
+"""
+
+
+class Freezes:
+    """A real store whose writes wait while it is frozen, as if their orchestrator were
+    stopped (SIGSTOP); it keeps the run locks it hands out, so a test can lose one."""
+
+    def __init__(self, store: Any) -> None:
+        self.inner = store
+        self.thawed = threading.Event()
+        self.thawed.set()
+        self.locks: list[Any] = []
+
+    def apply(self, writes: Any) -> Any:
+        self.thawed.wait(LIMIT)
+        return self.inner.apply(writes)
+
+    def lock_run(self, run_id: str) -> Any:
+        lock = self.inner.lock_run(run_id)
+        self.locks.append(lock)
+        return lock
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def two_stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Any, Any]]:
+    """Two store objects (two connections) on one fresh store of each kind."""
+    if request.param == "sqlite":
+        stores = [open_store(None, tmp_path / "runs") for _ in range(2)]
+        yield stores[0], stores[1]
+        for store in stores:
+            store.close()
+        return
+    import psycopg
+    from psycopg import sql
+
+    from subplan._store._postgres import PostgresStore
+
+    url, schema = postgres_url(), f"epochs_{uuid.uuid4().hex[:12]}"
+    stores = [PostgresStore(url, schema=schema) for _ in range(2)]
+    try:
+        yield stores[0], stores[1]
+    finally:
+        for store in stores:
+            store.close()
+        with psycopg.connect(url, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+
+
+def test_a_stale_orchestrator_cannot_write_after_a_newer_one_took_the_run(
+    tmp_path: Path, two_stores: tuple[Any, Any]
+) -> None:
+    runs, log, go = tmp_path / "runs", tmp_path / "log", tmp_path / "go"
+    plan = decompose(["m0/a.py", "m1/a.py", "m2/a.py"], max_files=1)
+    work = CommandWork([sys.executable, "-c", GATED, str(log), "{id}", "{attempt}", str(go)])
+    stale = Freezes(two_stores[0])
+    outcome: list[BaseException | RunReport] = []
+
+    def first() -> None:
+        try:
+            outcome.append(run(plan, work, store=stale, runs_dir=runs, run_id="k", max_parallel=1))
+        except BaseException as exc:
+            outcome.append(exc)
+
+    orchestrator = threading.Thread(target=first, daemon=True)
+    orchestrator.start()
+    deadline = time.monotonic() + LIMIT
+    while not lines(log):
+        assert time.monotonic() < deadline and not outcome, f"nothing started: {outcome}"
+        time.sleep(0.01)
+    # The first orchestrator freezes (its writes wait) and loses its lock meanwhile.
+    stale.thawed.clear()
+    stale.locks[0].release()
+    go.touch()
+    newer = resume("k", store=two_stores[1], runs_dir=runs)
+    assert "succeeded" == newer.status
+    stale.thawed.set()  # it wakes up, and tries to go on
+    orchestrator.join(LIMIT)
+    assert not orchestrator.is_alive()
+    assert isinstance(outcome[0], RunLockLostError), outcome
+    record = two_stores[1].get_run("k")
+    rows = two_stores[1].attempts("k")
+    assert ("succeeded", newer.ended) == (record.status, record.ended)
+    assert {
+        (leaf.id, 1, "interrupted") if leaf is plan.leaves[0] else (leaf.id, 1, "succeeded")
+        for leaf in plan.leaves
+    } | {(plan.leaves[0].id, 2, "succeeded")} == {(r.subplan_id, r.number, r.status) for r in rows}
+    seen = truth(log)
+    starts = [x for x in lines(log) if x[0] == "start"]
+    assert (1, [], 4) == (seen.peak, seen.repeated, len(starts)), lines(log)
+    wait_until_gone("k", "a command of the stale orchestrator outlived it")
+
+
+# -- resume reclaims many stray groups at once ---------------------------------------------
+
+IGNORES_TERM = (
+    "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+    "print('ready', flush=True); time.sleep(600)"
+)
+
+
+def test_resume_reclaims_many_groups_under_one_grace_period(tmp_path: Path) -> None:
+    import socket
+
+    from subplan._execute._durable import prepare_resume
+    from subplan._store._base import AttemptStarted, RunRecord
+    from subplan.testing import FakeClock
+
+    runs, grace, groups = tmp_path / "runs", 2.0, 4
+    plan = decompose([f"m{n}/a.py" for n in range(groups)], max_files=1)
+    # Commands a dead orchestrator left running, each shrugging off SIGTERM.
+    strays = [
+        subprocess.Popen(
+            [sys.executable, "-c", IGNORES_TERM], start_new_session=True, stdout=subprocess.PIPE
+        )
+        for _ in range(groups)
+    ]
+    clock = FakeClock()
+    try:
+        for stray in strays:  # each ignores SIGTERM by now
+            assert stray.stdout is not None and b"ready\n" == stray.stdout.readline()
+        with contextlib.closing(open_store(None, runs)) as store:
+            store.create_run(
+                RunRecord("k", "running", 1.0, 1.0, None, plan.to_json(), host=socket.gethostname())
+            )
+            store.apply(
+                [
+                    write
+                    for leaf, stray in zip(plan.leaves, strays, strict=True)
+                    for write in (
+                        AttemptStarted("k", leaf.id, 1, 1.0),
+                        AttemptProcess("k", leaf.id, 1, pid=stray.pid, pgid=stray.pid),
+                    )
+                ]
+            )
+            lock = store.lock_run("k")
+            try:
+                before = clock.monotonic()
+                prepare_resume(
+                    store, "k", lock=lock, plan=None, rerun=(), clock=clock, kill_grace=grace
+                )
+                took = clock.monotonic() - before
+            finally:
+                lock.release()
+            statuses = [r.status for r in store.attempts("k")]
+        codes = [stray.wait(timeout=LIMIT) for stray in strays]
+    finally:
+        for stray in strays:
+            if stray.poll() is None:
+                stray.kill()
+                stray.wait()
+            assert stray.stdout is not None
+            stray.stdout.close()
+    assert (["interrupted"] * groups, [-signal.SIGKILL] * groups) == (statuses, codes)
+    # One grace period for all of them (on the injected clock), not one each in turn.
+    assert grace <= took < 2 * grace, f"{took:.2f}s of virtual time for {groups} groups"
+
+
+def test_the_stray_scan_can_pick_one_attempt_of_a_run(tmp_path: Path) -> None:
+    from subplan._execute._command_process import process_groups_of_run
+
+    def sleeper(subplan_id: str, attempt: int) -> subprocess.Popen[bytes]:
+        env = {
+            **clean_env(),
+            "SUBPLAN_RUN_ID": "same",
+            "SUBPLAN_ID": subplan_id,
+            "SUBPLAN_ATTEMPT": str(attempt),
+            "SUBPLAN_FILES_LIST": str(tmp_path / "same" / subplan_id / "files.txt"),
+        }
+        return subprocess.Popen(["sleep", "60"], env=env, start_new_session=True)
+
+    procs = [sleeper("sp-1", 1), sleeper("sp-1", 2), sleeper("sp-2", 1)]
+    try:
+        found = process_groups_of_run("same", run_dir=tmp_path / "same", attempt=("sp-1", 2))
+        assert {procs[1].pid} == found
+    finally:
+        for proc in procs:
             proc.kill()
             proc.wait()

@@ -7,6 +7,7 @@ gates across processes (files in a directory), not sleeps.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import itertools
@@ -42,8 +43,9 @@ from subplan import ConfigError, RetryPolicy, resume, run
 from subplan._execute import _dask
 from subplan._execute._command_work import CommandWork
 from subplan._execute._dask import ClusterPool, _Lease, open_local_cluster
-from subplan._execute._results import RunReport
+from subplan._execute._results import RunReport, WorkResult
 from subplan._execute._tracker import peak_from_intervals
+from subplan._store._base import AttemptStarted
 
 distributed: Any = _distributed  # untyped: Any at this boundary
 WORKERS = 10
@@ -857,3 +859,115 @@ def test_the_cli_says_it_starts_a_local_cluster_and_tags_output_from_its_workers
     assert ["a\thello from a", "b\thello from b"] == sorted(
         line for line in out.splitlines() if "\t" in line
     )
+
+
+# A command that notes its start and a SIGTERM, and carries on: only SIGKILL ends it.
+STUBBORN = (
+    "import os, signal, sys, time\n"
+    "fd = os.open(sys.argv[1], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)\n"
+    "signal.signal(signal.SIGTERM, lambda *_: os.write(fd, b'term\\n'))\n"
+    "os.write(fd, b'start\\n')\n"
+    "while True: time.sleep(600)\n"
+)
+
+
+def commands_of(run_id: str) -> list[int]:
+    needle = f"SUBPLAN_RUN_ID={run_id}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if needle in (entry / "environ").read_bytes().split(b"\0"):
+                    stat = (entry / "stat").read_text()
+                    if stat[stat.rfind(")") + 2] not in "ZX":
+                        found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def test_a_second_signal_has_the_workers_kill_the_runs_commands(
+    client: Any, address: str, tmp_path: Path
+) -> None:
+    # A cluster given by address: its workers kill the commands of their hosts.
+    log = tmp_path / "log"
+    work = CommandWork([sys.executable, "-c", STUBBORN, str(log)], kill_grace=600.0)
+
+    def lines() -> list[str]:
+        return log.read_text().split() if log.exists() else []
+
+    def interrupt_twice() -> None:
+        wait_for(lambda: lines().count("start") >= 2, "both commands to start")
+        os.kill(os.getpid(), signal.SIGINT)  # they shrug off the SIGTERM...
+        wait_for(lambda: lines().count("term") >= 2, "the SIGTERM of the first signal")
+        os.kill(os.getpid(), signal.SIGINT)  # ...so the second signal must kill them
+
+    interrupter = threading.Thread(target=interrupt_twice)
+    interrupter.start()
+    try:
+        report = run(
+            flat_plan(2),
+            work,
+            max_parallel=2,
+            backend="dask",
+            scheduler=address,
+            run_id="second-signal",
+            runs_dir=tmp_path / "runs",
+            handle_signals=True,
+        )
+        interrupter.join(WAIT)
+        assert ("cancelled", []) == (report.status, commands_of("second-signal"))
+    finally:
+        for pid in commands_of("second-signal"):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+
+
+@dataclass(frozen=True)
+class SeesItsOwnStart:
+    """Work that passes only when the store holds its attempt's start row already."""
+
+    runs: str
+
+    def __call__(self, subplan: Any, ctx: Any) -> WorkResult:
+        from subplan import open_store
+
+        with contextlib.closing(open_store(None, Path(self.runs), readonly=True)) as store:
+            numbers = [r.number for r in store.attempts(ctx.run_id) if r.subplan_id == subplan.id]
+        return WorkResult(passed=ctx.attempt in numbers, detail=f"stored: {numbers}")
+
+
+class SlowStarts:
+    """A real store whose batches that start attempts commit a second late."""
+
+    def __init__(self, store: Any) -> None:
+        self.inner = store
+
+    def apply(self, writes: Any) -> Any:
+        if any(isinstance(w, AttemptStarted) for w in writes):
+            time.sleep(1.0)
+        return self.inner.apply(writes)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_an_attempts_start_is_committed_before_it_reaches_a_worker(
+    client: Any, address: str, tmp_path: Path
+) -> None:
+    from subplan import open_store
+
+    runs = tmp_path / "runs"
+    with contextlib.closing(open_store(None, runs)) as store:
+        report = run(
+            flat_plan(2),
+            SeesItsOwnStart(str(runs)),
+            max_parallel=2,
+            backend="dask",
+            scheduler=address,
+            runs_dir=runs,
+            store=SlowStarts(store),
+        )
+    assert [True, True] == [a.passed for a in report.attempts], [
+        (a.status, a.error, a.detail) for a in report.attempts
+    ]

@@ -39,7 +39,7 @@ from typing import Any
 
 import pytest
 
-from subplan import ConfigError
+from subplan import ConfigError, StoreError
 from subplan._execute import _processes
 from subplan._execute._command_process import _group_alive
 from subplan._execute._processes import (
@@ -1452,3 +1452,119 @@ def test_a_function_that_failed_to_load_is_sent_again(
     second = ends.one(2)
     assert ("returned", 1) == (second.outcome, pool.statistics().started_workers)
     assert second.value > 0
+
+
+# --------------------------------------------------------------------------- waiting reports
+
+
+def report_and_wait(pgid: int) -> str:
+    """Report a group and wait until the parent recorded it; say what happened."""
+    try:
+        report_pgid(pgid, wait=True)
+    except StoreError:
+        return "refused"
+    return "recorded"
+
+
+def read_passed_fds() -> list[bytes]:
+    """What the descriptors sent along with this job read (they are pipes' ends)."""
+    from subplan._execute._processes import passed_fds
+
+    return [os.read(fd, 100) for fd in passed_fds()]
+
+
+def test_a_waiting_report_returns_once_the_parent_recorded_it(make_pool: Any) -> None:
+    recorded: list[tuple[int, int]] = []
+    pool, ends = make_pool(1, record_pgid=lambda job_id, pgid: recorded.append((job_id, pgid)))
+    pool.submit(1, report_and_wait, (999_999,))
+    end = ends.one(1)
+    assert ("returned", "recorded", [(1, 999_999)]) == (end.outcome, end.value, recorded)
+
+
+def test_a_waiting_report_the_parent_refuses_raises(make_pool: Any) -> None:
+    def refuse(job_id: int, pgid: int) -> None:
+        raise RuntimeError("the store failed")
+
+    pool, ends = make_pool(1, record_pgid=refuse)
+    pool.submit(1, report_and_wait, (999_999,))
+    assert "refused" == ends.one(1).value
+
+
+def test_a_waiting_report_is_answered_at_once_without_a_recorder(make_pool: Any) -> None:
+    pool, ends = make_pool(1)
+    pool.submit(1, report_and_wait, (999_999,))
+    assert "recorded" == ends.one(1).value
+
+
+def test_descriptors_travel_with_their_job(make_pool: Any) -> None:
+    pool, ends = make_pool(1)
+    r1, w1 = os.pipe()
+    r2, w2 = os.pipe()
+    try:
+        os.write(w1, b"one")
+        os.write(w2, b"two")
+        pool.submit(1, read_passed_fds, (), fds=[r1, r2])
+        assert [b"one", b"two"] == ends.one(1).value
+        pool.submit(2, read_passed_fds, ())  # the next job gets none
+        assert [] == ends.one(2).value
+    finally:
+        for fd in (r1, w1, r2, w2):
+            os.close(fd)
+
+
+def report_from_two_threads() -> list[str]:
+    """Two threads of one job wait for their answers at once (one reads for both)."""
+    results: list[str] = []
+    threads = [
+        threading.Thread(target=lambda g=g: results.append(report_and_wait(g)))
+        for g in (999_998, 999_999)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sorted(results)
+
+
+class Gate:
+    """A record_pgid that waits until the test lets it answer; counts its calls."""
+
+    def __init__(self) -> None:
+        self.called = threading.Event()
+        self.go = threading.Event()
+
+    def __call__(self, job_id: int, pgid: int) -> None:
+        self.called.set()
+        assert self.go.wait(LIMIT)
+
+
+def test_two_threads_of_a_job_get_their_answers(make_pool: Any) -> None:
+    pool, ends = make_pool(1, record_pgid=lambda job_id, pgid: time.sleep(0.05))
+    pool.submit(1, report_from_two_threads, ())
+    assert ["recorded", "recorded"] == ends.one(1).value
+
+
+def test_a_worker_asked_to_stop_while_its_job_waits_finishes_the_job_first(
+    make_pool: Any,
+) -> None:
+    gate = Gate()
+    pool, ends = make_pool(1, record_pgid=gate)
+    pool.submit(1, report_and_wait, (999_999,))
+    assert gate.called.wait(LIMIT)
+    pool.shutdown(wait=False)  # the worker reads its b"" while the job waits
+    gate.go.set()
+    assert ("returned", "recorded") == (ends.one(1).outcome, ends.one(1).value)
+    pool.shutdown(wait=True)
+    assert 0 == pool.statistics().alive
+
+
+def test_an_answer_for_a_job_that_was_killed_meanwhile_is_dropped(make_pool: Any) -> None:
+    gate = Gate()
+    pool, ends = make_pool(1, record_pgid=gate)
+    pool.submit(1, report_and_wait, (999_999,))
+    assert gate.called.wait(LIMIT)
+    pool.kill(1)
+    assert "killed" == ends.one(1).outcome
+    gate.go.set()  # its answer finds nobody waiting
+    pool.submit(2, math.factorial, (5,))
+    assert 120 == ends.one(2).value

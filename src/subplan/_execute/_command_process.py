@@ -286,6 +286,7 @@ def process_groups_of_run(
     *,
     run_dir: str | os.PathLike[str] | None = None,
     subplan_variable: str = "SUBPLAN_ID",
+    attempt: tuple[str, int] | None = None,
 ) -> set[int]:
     """Process groups on this host whose members' environment names ``run_id``.
 
@@ -294,9 +295,15 @@ def process_groups_of_run(
     knows of it. Only processes this user may read are seen; the caller's own group is
     never among them. Run ids are unique in a store, not on a host: with ``run_dir``
     (the run's own output directory) only commands whose ``SUBPLAN_FILES_LIST`` lies in
-    it count, so a run of the same id in another runs directory is left alone.
+    it count, so a run of the same id in another runs directory is left alone. With
+    ``attempt`` (a subplan id and an attempt number) only that attempt's commands count.
     """
     wanted = f"SUBPLAN_RUN_ID={run_id}".encode()
+    only = (
+        None
+        if attempt is None
+        else {f"{subplan_variable}={attempt[0]}".encode(), f"SUBPLAN_ATTEMPT={attempt[1]}".encode()}
+    )
     marker = f"{subplan_variable}=".encode()
     inside = (
         None
@@ -322,6 +329,8 @@ def process_groups_of_run(
             continue
         if inside is not None and not any(v.startswith(inside) for v in variables):
             continue  # the same run id, of another runs directory
+        if only is not None and not only <= set(variables):
+            continue  # another attempt of the run
         fields = data[data.rfind(b")") + 2 :].split(maxsplit=3)
         if len(fields) >= 3 and fields[0] not in (b"Z", b"X"):
             pgid = int(fields[2])

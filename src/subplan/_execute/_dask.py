@@ -33,9 +33,22 @@ Decisions (each one is a trade-off; the README says the same in users' words):
   returns. The attempt keeps its slot until the worker really returns, so the peak stays
   honest. On a cluster the run started itself (same host, our processes) an attempt
   still running ``KILL_GRACE`` seconds after its deadline, or after the run was
-  cancelled, has its worker process killed; the nanny starts a fresh worker. On a
+  cancelled, has its worker process killed, and its commands with it; the nanny starts a
+  fresh worker. For command work that moment comes no earlier than the command's own
+  grace (``kill_grace``, ``--kill-after``) plus a second, so a worker is never killed
+  between its command's SIGTERM and SIGKILL (that left the command orphaned). On a
   cluster given by address nothing is killed: the run waits for such attempts as the
-  thread backend does (a second signal stops waiting).
+  thread backend does. A second signal stops waiting, after killing every command of
+  the run: found by their environment on this host (a cluster of our own), else by each
+  worker on its host (``Client.run``, best effort).
+* **What the thread and process backends do and this one cannot.** An attempt's start
+  row is committed before the attempt is sent to its runner, so its number is never
+  reused; but its command's process group is not held back until it is committed (the
+  orchestrator is a client of the cluster, not a server its workers can answer to), and
+  a ``--pool`` slot's descriptor cannot reach a worker on another host: a
+  :class:`ClusterPool` lease is the cluster's way. A resume on the host of a cluster of
+  its own still finds the run's stray commands by their environment and kills them
+  before anything starts.
 * **A scheduler that goes away.** Attempts already running reply straight from their
   workers, so they finish and are recorded. Nothing new can start: after
   ``SCHEDULER_GRACE`` seconds without the scheduler the run is cancelled with a warning
@@ -86,13 +99,15 @@ import distributed.core as _distributed_core
 import distributed.protocol.pickle as _distributed_pickle
 
 from .._clock import Clock, SystemClock
-from .._errors import ConfigError
+from .._errors import ConfigError, StoreError
 from .._model import Subplan
+from ._command_process import kill_process_groups, process_groups_of_run
 from ._core import AttemptEnd
 from ._results import AttemptContext, CancelFlag, RunReport
 from ._run import (
     _TICK,
     WorkerCrashedError,
+    _kill_grace_of,
     _Live,
     _one_line,
     _Setup,
@@ -113,6 +128,9 @@ Semaphore: TypeAlias = Any
 # A worker of a cluster we started is killed this long after its attempt's deadline, if
 # the attempt has not returned by then (command work returns at the deadline by itself).
 KILL_GRACE: Final = 2.0
+# How long a second Ctrl-C waits for the workers of a cluster given by address to kill
+# the run's commands on their hosts.
+_REMOTE_KILL: Final = 10.0
 # A cluster the run starts itself has at most this many worker processes.
 _MAX_LOCAL_WORKERS: Final = 32
 # A runner whose worker died is not started again elsewhere (it would only be told to
@@ -557,6 +575,18 @@ def _runner(runner: str, key: str, topic: str) -> str:
                     late.loop.call_soon_threadsafe(_resolve, late.reply, _GONE)
 
 
+def _kill_run_commands(
+    run_id: str, run_dir: str, attempt: tuple[str, int] | None = None, grace: float = 1.0
+) -> list[int]:
+    """Kill the commands of a run (or of one attempt of it) on this host; the survivors.
+
+    Module level: ``Client.run`` sends it to every worker of a cluster given by address.
+    Commands are found by their environment (see :func:`process_groups_of_run`).
+    """
+    groups = process_groups_of_run(run_id, run_dir=run_dir, attempt=attempt)
+    return sorted(kill_process_groups(groups, grace=grace))
+
+
 def _local_size(max_parallel: int) -> tuple[int, int]:
     """(workers, threads per worker) of the cluster a run starts: room for the bound.
 
@@ -755,6 +785,12 @@ class _DaskDriver:
         self.killing: set[str] = set()  # worker addresses being killed
         self.signals_seen = 0
         self.cancelled_at: float | None = None
+        # A worker of our own cluster is killed only after its command's own grace:
+        # killing it earlier would orphan a command between its SIGTERM and SIGKILL.
+        commands = hasattr(getattr(setup.work, "work", setup.work), "kill_grace")
+        self.kill_grace: float = (
+            max(KILL_GRACE, _kill_grace_of(setup.work) + 1.0) if commands else KILL_GRACE
+        )
         self.lost_since: float | None = None
         self.keys = itertools.count(1)
         self.unsent: dict[int, int] = {}  # attempt key -> times no runner took it
@@ -768,6 +804,14 @@ class _DaskDriver:
     # -- talking to workers (coroutines on the client's event loop) ----------------------
 
     async def _rpc(self, address: str, op: str, **message: Any) -> Any:
+        journal = None if self.setup.durable is None else self.setup.durable.journal
+        if op == "subplan_attempt" and journal is not None:
+            # The attempt's start row is committed before the attempt leaves this host,
+            # so whatever its worker runs, a resume never reuses its number.
+            try:
+                await asyncio.get_running_loop().run_in_executor(None, journal.flush)
+            except StoreError as exc:
+                raise _NotSent(f"not started: {_one_line(exc)}") from None
         try:
             comm = await self.client.rpc.connect(address)
         except OSError as exc:
@@ -999,20 +1043,48 @@ class _DaskDriver:
         if runner.address in self.killing:
             return
         self.killing.add(runner.address)
+        launch = self.live[key].launch
         threading.Thread(
-            target=self._kill, args=(runner.address,), name="subplan-dask-kill", daemon=True
+            target=self._kill,
+            args=(runner.address, (launch.unit_id, launch.attempt)),
+            name="subplan-dask-kill",
+            daemon=True,
         ).start()
 
-    def _kill(self, address: str) -> None:
+    def _kill(self, address: str, attempt: tuple[str, int]) -> None:
         # Our own LocalCluster: its workers are processes of this host. SIGKILL the one
         # running the attempt; its reply fails, the attempt ends, the nanny starts a
-        # fresh worker.
+        # fresh worker. The attempt's commands (in sessions of their own) go with it.
         try:
             pid = self.client.run(os.getpid, workers=[address]).get(address)
             if pid is not None:
                 os.kill(int(pid), signal.SIGKILL)
         except Exception:  # noqa: S110 - it ended meanwhile, or its worker did
             pass
+        _kill_run_commands(self.setup.run_id, self._run_dir(), attempt)
+
+    def _run_dir(self) -> str:
+        return str(Path(self.setup.run_dir).absolute())
+
+    def kill_commands(self) -> None:
+        """A second Ctrl-C: kill every command of the run before the run lets go.
+
+        On a cluster of our own its workers, and so their commands, are on this host.
+        On a cluster given by address the workers kill those of their hosts
+        (``Client.run``; best effort, for at most ``_REMOTE_KILL`` seconds).
+        """
+        if self.owned:
+            _kill_run_commands(self.setup.run_id, self._run_dir())
+            return
+        remote = threading.Thread(
+            target=self._kill_remote, name="subplan-dask-kill-commands", daemon=True
+        )
+        remote.start()
+        remote.join(_REMOTE_KILL)
+
+    def _kill_remote(self) -> None:
+        with contextlib.suppress(Exception):  # a scheduler that is gone: nothing to reach
+            self.client.run(_kill_run_commands, self.setup.run_id, self._run_dir())
 
     # -- the main thread -----------------------------------------------------------------
 
@@ -1066,16 +1138,16 @@ class _DaskDriver:
             for key, item in self.live.items():
                 late = item.launch.deadline
                 if item.timed_out and late is not None:
-                    if now >= late + KILL_GRACE:
+                    if now >= late + self.kill_grace:
                         self.kill_locked(key)
                     else:
-                        due.append(late + KILL_GRACE)
+                        due.append(late + self.kill_grace)
         if self.cancelled_at is not None and self.live:
-            if now >= self.cancelled_at + KILL_GRACE:
+            if now >= self.cancelled_at + self.kill_grace:
                 for key in self.live:
                     self.kill_locked(key)
             else:
-                due.append(self.cancelled_at + KILL_GRACE)
+                due.append(self.cancelled_at + self.kill_grace)
         if not self.waiting:
             for runner in [r for r in self.idle if now - r.idle_since >= _LINGER]:
                 self.retire_locked(runner)
@@ -1102,7 +1174,10 @@ class _DaskDriver:
                         if (self.stop.is_set() or reason) and not sched.cancelled:
                             self.cancel_locked(reason or setup.cancel_reason(self.signals_seen))
                         if self.signals_seen > 1:
-                            break  # asked twice: stop waiting for in-flight work
+                            # Asked twice: stop waiting for in-flight work, but leave no
+                            # command running behind this process.
+                            self.kill_commands()
+                            break
                         self.launch_locked()
                         if sched.is_done():
                             break

@@ -29,6 +29,7 @@ from .._model import Plan
 from .._store._base import (
     AttemptEnded,
     AttemptRow,
+    EpochFence,
     PauseRow,
     RunLock,
     RunRecord,
@@ -64,12 +65,15 @@ class ResumeState:
         lock: the run lock, already held by the resume.
         warnings: what the resumed run's report must say (left-over commands of another
             host that were not killed).
+        epoch: the run's lock epoch, bumped by the resume: every write of the resumed
+            run is fenced by it.
     """
 
     prior: Mapping[str, Sequence[AttemptRecord]]
     keep: frozenset[str]
     lock: RunLock
     warnings: tuple[str, ...] = ()
+    epoch: int | None = None
 
 
 class Durable:
@@ -131,12 +135,21 @@ class Durable:
                         pid=pid,
                     )
                 )
+                # A new run's first epoch: an orchestrator that takes it later gets a
+                # higher one, and this one's writes are refused from then on.
+                self.epoch: int | None = self.store.bump_lock_epoch(run_id)
             else:
+                self.epoch = resume.epoch
                 self.store.set_plan(run_id, plan.to_json())
-                self.store.apply([RunStatusChanged(run_id, "running", now, None, host, pid)])
+                self.store.apply(
+                    [
+                        *_fences(run_id, self.epoch),
+                        RunStatusChanged(run_id, "running", now, None, host, pid),
+                    ]
+                )
             self.lock_lost: str | None = None
             self.journal = StoreJournal(
-                self.store, run_id, on_error=self._on_error, fence=self._fence
+                self.store, run_id, on_error=self._on_error, fence=self._fence, epoch=self.epoch
             )
             if resume is not None:
                 self.journal.warnings.extend(resume.warnings)  # they reach the report
@@ -166,6 +179,8 @@ class Durable:
             raise RunLockLostError(self.lock_lost, location=self.store.location)
 
     def _on_error(self, exc: BaseException) -> None:
+        if isinstance(exc, RunLockLostError) and self.lock_lost is None:
+            self.lock_lost = str(exc)  # a newer orchestrator took the run: stop at once
         self.failed.set()
 
     def failure(self) -> str | None:
@@ -221,6 +236,10 @@ class Durable:
             self.lock.release()
         if self.owns_store:
             self.store.close()
+
+
+def _fences(run_id: str, epoch: int | None) -> list[EpochFence]:
+    return [] if epoch is None else [EpochFence(run_id, epoch)]
 
 
 def _command_of(config: Mapping[str, Any]) -> tuple[str, ...] | None:
@@ -280,6 +299,9 @@ def prepare_resume(
         The run's record, the plan to run, and the state to start from.
     """
     record = store.get_run(run_id)
+    # Taking the run: from now on the writes of any older orchestrator of it are refused,
+    # even one that still believes it holds the lock (frozen, cut off, its lock lost).
+    epoch = store.bump_lock_epoch(run_id)
     stored = Plan.from_json(record.plan_json)
     plan = plan or stored
     integration = bool(record.config.get("integrate"))
@@ -314,9 +336,10 @@ def prepare_resume(
                 charged=False,
             )
         )
-    survivors = sorted(kill_process_groups(doomed, grace=kill_grace))
+    # One grace period for all, on the run's clock: not a couple of seconds per group.
+    survivors = sorted(kill_process_groups(doomed, grace=kill_grace, clock=clock))
     if reclaimed:
-        store.apply(reclaimed)
+        store.apply([EpochFence(run_id, epoch), *reclaimed])
         rows = store.attempts(run_id)
     units = set(units_of(plan, integration))
     prior: dict[str, list[AttemptRecord]] = defaultdict(list)
@@ -340,7 +363,7 @@ def prepare_resume(
             f"{left_running} {what} of host {record.host} may still be running there; "
             f"their commands were not killed (this resume runs on {socket.gethostname()})",
         )
-    return record, plan, ResumeState(dict(prior), keep, lock, warnings)
+    return record, plan, ResumeState(dict(prior), keep, lock, warnings, epoch)
 
 
 def sessions_of(

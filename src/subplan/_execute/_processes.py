@@ -30,10 +30,14 @@ reported.
 The pipe protocol (pickled with multiprocessing's pickler)::
 
     parent -> worker   job id (8 bytes) + length of the pickled func (8 bytes)
+                       + number of descriptors that follow (8 bytes)
                        + pickle(func) + pickle(args);            b"" asks it to exit
-                       (the func's length is 0 when the worker holds it already)
+                       (the func's length is 0 when the worker holds it already; the
+                       descriptors, a job's pool slots, follow as one SCM_RIGHTS message)
+                       request number (8 bytes) + 1 byte (1: recorded, 0: refused):
+                       the answer to a ("pgid", ..., request) the job waits on
     worker -> parent   ("started", job_id, time)
-                       ("pgid", job_id, pgid)
+                       ("pgid", job_id, pgid, request number or None)
                        ("returned", job_id, pickled value, started, ended)
                        ("raised", job_id, pickled exception, error line, traceback,
                         started, ended)
@@ -60,11 +64,12 @@ import pathlib
 import pickle
 import select
 import signal
+import socket
 import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from multiprocessing import get_all_start_methods, get_context
 from multiprocessing.connection import Connection
@@ -74,13 +79,14 @@ from multiprocessing.reduction import ForkingPickler
 from types import FrameType, TracebackType
 from typing import Final, Literal, NoReturn, TypeAlias, cast
 
-from .._errors import ConfigError
+from .._errors import ConfigError, StoreError
 from ._command_process import kill_process_group
 
 __all__ = [
     "JobEnd",
     "ProcessWorkers",
     "ProcessWorkersStatistics",
+    "passed_fds",
     "report_pgid",
 ]
 
@@ -90,7 +96,9 @@ _ORPHANED_STATUS: Final = 70  # a worker whose parent died exits with this
 _INIT_FAILED_STATUS: Final = 1
 _PARENT_POLL: Final = 0.5  # without pidfds, a worker checks its parent this often
 _ID_BYTES: Final = 8
-_HEADER_BYTES: Final = 2 * _ID_BYTES
+_HEADER_BYTES: Final = 3 * _ID_BYTES
+_ANSWER_BYTES: Final = _ID_BYTES + 1  # an answer to a pgid report (never a job: shorter)
+_MAX_FDS: Final = 64  # descriptors one job may be sent
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,6 +275,38 @@ class _Child:
         self.pgids: list[int] = []
         self.func: Callable[..., object] | None = None  # the last job's, kept for the next
         self.home_pgrp = os.getpgrp()  # the parent's group, even if a job calls setsid
+        self.fds: tuple[int, ...] = ()  # descriptors the parent sent with the current job
+        # Answers to pgid reports that wait: one thread reads the pipe at a time.
+        self.answers: dict[int, bool] = {}
+        self.answered = threading.Condition(self.lock)
+        self.reading = False
+        self.requests = 0
+        self.stop_asked = False  # the parent's b"" came while a job waited for an answer
+
+    def wait_answer(self, request: int) -> bool:
+        """Block until the parent answers ``request`` (the pipe is read meanwhile)."""
+        with self.answered:
+            while request not in self.answers:
+                if self.reading:  # another thread of the job reads for us
+                    self.answered.wait()
+                    continue
+                self.reading = True
+                self.lock.release()
+                try:
+                    data = self.conn.recv_bytes()
+                except (EOFError, OSError):
+                    data = None
+                finally:
+                    self.lock.acquire()
+                    self.reading = False
+                    self.answered.notify_all()
+                if data is None:
+                    return False  # the parent is gone: nothing was recorded
+                if not data:
+                    self.stop_asked = True
+                elif len(data) == _ANSWER_BYTES:
+                    self.answers[int.from_bytes(data[:_ID_BYTES], "little")] = data[-1] == 1
+            return self.answers.pop(request)
 
     def send(self, message: tuple[object, ...]) -> None:
         data = _dumps(message)
@@ -284,7 +324,7 @@ class _Child:
 _child: _Child | None = None  # set in worker processes only
 
 
-def report_pgid(pgid: int) -> None:
+def report_pgid(pgid: int, *, wait: bool = False) -> None:
     """Tell the parent that the running job started process group ``pgid``.
 
     Call it inside a job right after starting a command in its own session (``pgid`` is
@@ -296,10 +336,15 @@ def report_pgid(pgid: int) -> None:
 
     Args:
         pgid: the process group, at least 2 and not the caller's own.
+        wait: also wait until the parent has recorded the group (``record_pgid`` of
+            :class:`ProcessWorkers`: durably, for a run with a store), so that a command
+            held back until then never runs unknown to its orchestrator.
 
     Raises:
         ValueError: ``pgid`` is 0, 1, negative, the caller's own group or (in a worker)
             its parent's: killing it would kill the worker and its parent.
+        StoreError: (``wait``) the parent could not record it, or died first: do not
+            let the command run.
 
     Example:
         >>> report_pgid(123456)  # outside a worker: nothing to report to
@@ -312,8 +357,31 @@ def report_pgid(pgid: int) -> None:
     job_id = child.job_id
     if job_id is None:
         return  # called between jobs, e.g. by a thread a finished job left behind
-    child.pgids.append(pgid)
-    child.send(("pgid", job_id, pgid))
+    if pgid not in child.pgids:
+        child.pgids.append(pgid)
+    if not wait:
+        child.send(("pgid", job_id, pgid, None))
+        return
+    with child.lock:
+        child.requests += 1
+        request = child.requests
+    child.send(("pgid", job_id, pgid, request))
+    if not child.wait_answer(request):
+        raise StoreError(
+            f"the orchestrator did not record process group {pgid} durably "
+            "(its store failed, or the run was taken over): the command must not run"
+        )
+
+
+def passed_fds() -> tuple[int, ...]:
+    """The descriptors the parent sent with the job running now (its pool slots).
+
+    A job passes them to the commands it starts (``pass_fds``), so that a slot stays
+    held for as long as the command lives, even after the orchestrator and this worker
+    died. The worker closes its copies when the job ends. Empty outside a worker.
+    """
+    child = _child
+    return () if child is None else child.fds
 
 
 def _ignore_signal(signum: int, frame: FrameType | None) -> None:
@@ -353,9 +421,19 @@ def _raised(
     return ("raised", job_id, blob, _one_line(exc), tb, started, ended)
 
 
+def _receive_fds(child: _Child, count: int) -> tuple[int, ...]:
+    """The ``count`` descriptors the parent sent right after the job's message."""
+    if not count:
+        return ()
+    with socket.socket(fileno=os.dup(child.conn.fileno())) as sock:
+        _, fds, _, _ = socket.recv_fds(sock, 1, min(count, _MAX_FDS))
+    return tuple(fds)
+
+
 def _run_job(child: _Child, data: bytes) -> None:
     job_id = int.from_bytes(data[:_ID_BYTES], "little", signed=True)
-    func_size = int.from_bytes(data[_ID_BYTES:_HEADER_BYTES], "little")
+    func_size = int.from_bytes(data[_ID_BYTES : 2 * _ID_BYTES], "little")
+    child.fds = _receive_fds(child, int.from_bytes(data[2 * _ID_BYTES : _HEADER_BYTES], "little"))
     child.job_id = job_id
     child.pgids = []
     started: float | None = None
@@ -377,6 +455,10 @@ def _run_job(child: _Child, data: bytes) -> None:
         assert started is not None
         message = _returned(job_id, value, started, time.time())
     child.job_id = None
+    fds, child.fds = child.fds, ()
+    for fd in fds:  # the parent's slot lives on in the parent's copy (and the command's)
+        with contextlib.suppress(OSError):
+            os.close(fd)
     child.send(message)
     child.pgids = []
 
@@ -414,7 +496,11 @@ def _worker_main(
             data = conn.recv_bytes()
             if not data:
                 return  # asked to stop
+            if len(data) == _ANSWER_BYTES:
+                continue  # a late answer for a thread a finished job left waiting
             _run_job(child, data)
+            if child.stop_asked:
+                return  # asked to stop while the job waited for an answer
         except (EOFError, OSError):
             return  # the parent closed our pipe, or went away
 
@@ -487,6 +573,10 @@ class ProcessWorkers:
             groups (see :func:`~subplan._execute._command_process.kill_process_group`).
         on_pgid: called with ``(job_id, pgid)`` on the watcher thread as soon as a job
             reports a process group (to record it durably); it must not block long.
+        record_pgid: called with ``(job_id, pgid)`` on a thread of its own when a job
+            reports a group with ``report_pgid(pgid, wait=True)``; the job waits until
+            it returns (raising refuses: the job's ``report_pgid`` raises). It may block
+            (say, until the group is committed to a store). None answers at once.
 
     Raises:
         ConfigError: ``size`` < 1, an unknown start method, a negative ``kill_grace``, or
@@ -523,6 +613,7 @@ class ProcessWorkers:
         initializer: Callable[[], None] | None = None,
         kill_grace: float = 2.0,
         on_pgid: Callable[[int, int], None] | None = None,
+        record_pgid: Callable[[int, int], None] | None = None,
     ) -> None:
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise ConfigError(f"size must be an integer >= 1, got {size!r}")
@@ -546,6 +637,7 @@ class ProcessWorkers:
         self._initializer = initializer
         self._kill_grace = kill_grace
         self._on_pgid = on_pgid
+        self._record_pgid = record_pgid
         self._lock = threading.Lock()
         self._workers: list[_Worker] = []
         self._jobs: dict[int, _Job] = {}
@@ -574,7 +666,14 @@ class ProcessWorkers:
 
     # ------------------------------------------------------------------ public
 
-    def submit(self, job_id: int, func: Callable[..., object], args: tuple[object, ...]) -> None:
+    def submit(
+        self,
+        job_id: int,
+        func: Callable[..., object],
+        args: tuple[object, ...],
+        *,
+        fds: Sequence[int] = (),
+    ) -> None:
         """Send ``func(*args)`` to an idle worker, starting one if none is idle.
 
         Returns once the job is written to the worker's pipe; its end comes through
@@ -585,6 +684,9 @@ class ProcessWorkers:
             job_id: the job's id, unique among jobs in flight; ends carry it.
             func: a picklable callable.
             args: its positional arguments (picklable).
+            fds: descriptors to send along (at most 64): the job reads its copies with
+                :func:`passed_fds` (for example a pool slot's flock'd file, which the
+                job's commands then inherit); the worker closes them when the job ends.
 
         Raises:
             RuntimeError: ``size`` jobs are already in flight, ``job_id`` is in flight,
@@ -619,7 +721,7 @@ class ProcessWorkers:
                 )
             job = _Job(job_id)
             try:
-                self._place(job, func, func_blob, args_blob)
+                self._place(job, func, func_blob, args_blob, tuple(fds))
             except OSError as exc:
                 # No worker could be started (no forkserver, no memory, no pids): this
                 # job fails, the pool does not. The next job tries again.
@@ -756,7 +858,12 @@ class ProcessWorkers:
             raise RuntimeError("ProcessWorkers is shut down")
 
     def _place(
-        self, job: _Job, func: Callable[..., object], func_blob: bytes, args_blob: bytes
+        self,
+        job: _Job,
+        func: Callable[..., object],
+        func_blob: bytes,
+        args_blob: bytes,
+        fds: tuple[int, ...] = (),
     ) -> None:
         """Send the job to an idle worker, or to a new one (lock held).
 
@@ -768,12 +875,21 @@ class ProcessWorkers:
             size = 0 if own else len(func_blob)
             header = job.job_id.to_bytes(_ID_BYTES, "little", signed=True)
             header += size.to_bytes(_ID_BYTES, "little")
+            header += len(fds).to_bytes(_ID_BYTES, "little")
             return b"".join((header, b"" if own else func_blob, args_blob))
+
+        def send(worker: _Worker) -> None:
+            worker.conn.send_bytes(message(worker))
+            if fds:
+                # Right after the job's message, which the worker reads to its last byte
+                # first: the descriptors travel as SCM_RIGHTS on the same socket.
+                with socket.socket(fileno=os.dup(worker.conn.fileno())) as sock:
+                    socket.send_fds(sock, [b"F"], list(fds))
 
         for worker in self._workers:
             if worker.job is None and not worker.broken:
                 try:
-                    worker.conn.send_bytes(message(worker))
+                    send(worker)
                 except OSError:
                     # It died idle and the watcher has not buried it yet; try another.
                     worker.broken = True
@@ -786,7 +902,7 @@ class ProcessWorkers:
         with contextlib.suppress(OSError):
             # A new worker that cannot take its first job died starting up (say, in its
             # initializer): the watcher will report this job as crashed.
-            worker.conn.send_bytes(message(worker))
+            send(worker)
             worker.func = func
 
     def _start_worker(self) -> _Worker:
@@ -936,12 +1052,28 @@ class ProcessWorkers:
             return
         if kind == "pgid":
             pgid = cast(int, message[2])
+            request = cast("int | None", message[3] if len(message) > 3 else None)
             # Never kill ourselves: a job that left our group could still name it.
-            if pgid != os.getpgrp():
-                with self._lock:
+            if pgid == os.getpgrp():
+                if request is not None:
+                    self._answer(worker, job, request, recorded=False)
+                return
+            with self._lock:
+                if pgid not in job.pgids:
                     job.pgids.append(pgid)
+            if request is None:
                 if self._on_pgid is not None:
                     self._on_pgid(job.job_id, pgid)
+            elif self._record_pgid is None:
+                self._answer(worker, job, request, recorded=True)
+            else:
+                # Recording may wait for a commit: never on the watcher thread.
+                threading.Thread(
+                    target=self._record,
+                    args=(worker, job, pgid, request),
+                    name=f"subplan-record-pgid-{job.job_id}",
+                    daemon=True,
+                ).start()
             return
         end = self._result(worker, job, message)  # unpickled outside the lock
         with self._lock:
@@ -951,6 +1083,25 @@ class ProcessWorkers:
             job.worker = None
             del self._jobs[job.job_id]
             self._ready.append(end)
+
+    def _record(self, worker: _Worker, job: _Job, pgid: int, request: int) -> None:
+        """Record a waiting job's group (``record_pgid``), then answer the job."""
+        assert self._record_pgid is not None
+        try:
+            self._record_pgid(job.job_id, pgid)
+        except BaseException:
+            self._answer(worker, job, request, recorded=False)
+        else:
+            self._answer(worker, job, request, recorded=True)
+
+    def _answer(self, worker: _Worker, job: _Job, request: int, *, recorded: bool) -> None:
+        """Tell a job waiting in ``report_pgid(wait=True)`` whether its group is recorded."""
+        data = request.to_bytes(_ID_BYTES, "little") + (b"\x01" if recorded else b"\x00")
+        with self._lock:
+            if worker.job is not job or worker.broken:
+                return  # it ended (or died) meanwhile: nobody waits
+            with contextlib.suppress(OSError):
+                worker.conn.send_bytes(data)
 
     def _result(self, worker: _Worker, job: _Job, message: tuple[object, ...]) -> JobEnd:
         blob = cast(bytes, message[2])

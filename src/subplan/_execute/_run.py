@@ -52,7 +52,7 @@ from ._in_workspace import InWorkspaces, WorkspacePolicy, changed_of
 from ._limiter import Limiter
 from ._live_output import OutputFollower, OutputLine
 from ._pool import LayeredLimiter, OuterLimiter
-from ._processes import JobEnd, ProcessWorkers
+from ._processes import JobEnd, ProcessWorkers, passed_fds, report_pgid
 from ._ratelimit import RateLimitDetector, RateLimited, RateLimitInfo
 from ._results import AttemptContext, CancelFlag, Event, RunReport, Session, WorkResult
 from ._retry import RetryPolicy
@@ -974,6 +974,14 @@ def _run_threads(
     return setup.report()
 
 
+def _kill_grace_of(work: object) -> float:
+    """The SIGTERM-to-SIGKILL grace of a dead worker's commands: the work's own, else 2 s."""
+    grace = getattr(getattr(work, "work", work), "kill_grace", None)
+    if isinstance(grace, int | float) and not isinstance(grace, bool) and grace >= 0:
+        return float(grace)
+    return 2.0
+
+
 class WorkerCrashedError(SubplanError, RuntimeError):
     """The worker process running an attempt died before delivering its result."""
 
@@ -986,7 +994,12 @@ def _in_worker(
     run_dir: Path,
     deadline: float | None,
 ) -> object:
-    """Run one attempt inside a worker process (module level, so it pickles)."""
+    """Run one attempt inside a worker process (module level, so it pickles).
+
+    A command's group is reported to the parent, which records it (durably, with a
+    store) before the command may run; the pool slots the parent sent along are passed
+    on to the command, so they stay held as long as it lives.
+    """
     ctx = AttemptContext(
         run_id=run_id,
         subplan_id=subplan.id,
@@ -994,8 +1007,15 @@ def _in_worker(
         run_dir=run_dir,
         cancel=CancelFlag(),
         deadline=deadline,
+        on_process=_recorded_by_parent,
+        inherit_fds=passed_fds(),
     )
     return target(subplan, ctx)
+
+
+def _recorded_by_parent(pid: int, pgid: int) -> None:
+    """In a worker: wait until the orchestrator recorded the command's group."""
+    report_pgid(pgid, wait=True)
 
 
 def _run_processes(
@@ -1045,6 +1065,9 @@ def _run_processes(
             )
         return setup.cancelled_end(started, job.ended)
 
+    # A shared pool's slot travels to the worker, whose command inherits it.
+    held = getattr(setup.limiter, "held_descriptors", None)
+
     def launch_locked() -> None:
         assert workers is not None
         for launch in sched.launch_ready(deadline_after=setup.timeout):
@@ -1061,7 +1084,7 @@ def _run_processes(
             if func is None:
                 func = calls[id(target)] = functools.partial(_in_worker, target)
             args = (launch.subplan, setup.run_id, launch.attempt, setup.run_dir, None)
-            workers.submit(job_id, func, args)
+            workers.submit(job_id, func, args, fds=held(launch.slot) if held else ())
 
     def kill_locked(job_id: int) -> None:
         assert workers is not None
@@ -1076,6 +1099,7 @@ def _run_processes(
                 item = live.pop(job.job_id)
                 killed.discard(job.job_id)
                 tracker.exit()
+                setup.forget_process(item.launch.unit_id, item.launch.attempt)
                 sched.finished(item.launch, to_end(item, job))
                 launch_locked()
                 if not live:
@@ -1084,18 +1108,28 @@ def _run_processes(
             failures.append(exc)
             changed.set()
 
-    def on_pgid(job_id: int, pgid: int) -> None:
-        # On the pool's watcher thread: record the group for a resume (not waiting for
-        # the commit: a worker kills its job's groups itself if this process dies).
+    def on_pgid(job_id: int, pgid: int, *, wait: bool = False) -> None:
+        # On the pool's watcher thread (wait=False: a worker kills its job's groups
+        # itself if this process dies), or on a thread of the pool's while the command
+        # is held back until its group is committed (wait=True).
         with lock:
             item = live.get(job_id)
-        if item is not None:
-            setup.record_process(item.launch.unit_id, item.launch.attempt, None, pgid, wait=False)
+        if item is None:
+            raise RuntimeError(f"job {job_id} is no longer running")
+        setup.record_process(item.launch.unit_id, item.launch.attempt, None, pgid, wait=wait)
+
+    def ignore_ended(job_id: int, pgid: int) -> None:
+        with contextlib.suppress(RuntimeError):
+            on_pgid(job_id, pgid)
 
     # Monotonic deadlines are per process, so children get none: the parent kills late ones.
     with (
         ProcessWorkers(
-            max_parallel, on_end=on_end, on_pgid=on_pgid if setup.durable else None
+            max_parallel,
+            on_end=on_end,
+            on_pgid=ignore_ended,
+            record_pgid=functools.partial(on_pgid, wait=True),
+            kill_grace=_kill_grace_of(setup.work),
         ) as pool,
         _signals_cancel(handle_signals, on_signal),
     ):
@@ -1104,6 +1138,11 @@ def _run_processes(
             with lock:
                 if failures:
                     raise failures[0]
+                if signals_seen > 1:
+                    # Asked twice: kill every command's group (and worker), and go.
+                    setup.kill_commands()
+                    pool.shutdown(wait=False, kill=True)
+                    break
                 if (stop.is_set() or setup.stop_reason(signals_seen)) and not sched.cancelled:
                     sched.cancel(setup.cancel_reason(signals_seen))
                     for job_id in list(live):

@@ -12,6 +12,16 @@ one transaction per batch.
 once a resume has marked it ``interrupted`` (its orchestrator died), the late writes of
 that orchestrator are rejected and returned by :meth:`Store.apply`, never applied.
 
+**Lock epochs.** Every time an orchestrator takes a run (a new run, or a resume) it bumps
+the run's *lock epoch* (:meth:`Store.bump_lock_epoch`, a counter in the runs table) and
+starts each of its batches with :class:`EpochFence` carrying the epoch it got. A batch
+whose epoch is no longer the run's is refused whole with
+:class:`~subplan.RunLockLostError`: an orchestrator that lost its lock, was frozen
+(SIGSTOP) or cut off while a newer one took the run can never write after it, not even
+the run's status or a pause, which attempt fencing does not cover. The column is added
+to a database of an earlier release the first time an epoch is bumped in it (the schema
+version stays 1; earlier releases read their own columns and ignore it).
+
 Times are wall-clock seconds since the epoch (floats). JSON columns hold what
 :func:`json.dumps` wrote.
 """
@@ -22,7 +32,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypeAlias
 
-from .._errors import InputError, StoreError
+from .._errors import InputError, RunLockLostError, StoreError
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -31,6 +41,7 @@ __all__ = [
     "AttemptProcess",
     "AttemptRow",
     "AttemptStarted",
+    "EpochFence",
     "FencedWrites",
     "IntegrationRow",
     "IntegrationStatus",
@@ -308,7 +319,22 @@ class RunStatusChanged:
     pid: int | None = None
 
 
-Write: TypeAlias = AttemptStarted | AttemptProcess | AttemptEnded | PauseRecorded | RunStatusChanged
+@dataclass(frozen=True, slots=True)
+class EpochFence:
+    """Apply the batch only while the run's lock epoch is still ``epoch``.
+
+    Put first in a batch (it covers the whole transaction wherever it stands): when the
+    run's epoch in the store differs, :meth:`Store.apply` raises
+    :class:`~subplan.RunLockLostError` and applies nothing.
+    """
+
+    run_id: str
+    epoch: int
+
+
+Write: TypeAlias = (
+    AttemptStarted | AttemptProcess | AttemptEnded | PauseRecorded | RunStatusChanged | EpochFence
+)
 
 
 class RunLock(Protocol):
@@ -371,6 +397,12 @@ class Store(Protocol):
 
     def lock_run(self, run_id: str) -> RunLock:
         """Take the run's lock without waiting. Raises RunLockedError naming the holder."""
+
+    def bump_lock_epoch(self, run_id: str) -> int:
+        """Add one to the run's lock epoch (its lock just taken) and return the new value.
+
+        Raises UnknownRunError. Later batches fenced by an older epoch are refused.
+        """
 
     def run_holder(self, run_id: str) -> str | None:
         """Who holds the run's lock now, without taking it (works read-only); None: nobody."""
@@ -446,7 +478,14 @@ def clean_text(text: str | None) -> str | None:
     return text
 
 
-_WRITE_TYPES = (AttemptStarted, AttemptProcess, AttemptEnded, PauseRecorded, RunStatusChanged)
+_WRITE_TYPES = (
+    AttemptStarted,
+    AttemptProcess,
+    AttemptEnded,
+    PauseRecorded,
+    RunStatusChanged,
+    EpochFence,
+)
 
 
 def run_ids_of(writes: Sequence[Write]) -> list[str]:
@@ -530,9 +569,36 @@ def fence(writes: Sequence[Write], statuses: Mapping[AttemptKey, str]) -> Fenced
             pauses.append(w)
         elif isinstance(w, RunStatusChanged):
             run_status.append(w)
+        elif isinstance(w, EpochFence):
+            pass  # checked by the store against the run's row, before fencing
         else:  # pragma: no cover - run_ids_of refused it first
             raise TypeError(f"not a store write: {type(w).__name__}")
     return FencedWrites(started, list(process.values()), ended, pauses, run_status, rejected)
+
+
+def check_epochs(writes: Sequence[Write], epochs: Mapping[str, int], location: str) -> None:
+    """Refuse a batch fenced by a lock epoch that is no longer its run's.
+
+    Args:
+        writes: the batch.
+        epochs: the stored lock epoch of every run the batch's fences name, read inside
+            the transaction that applies it, with the run rows locked against a bump.
+        location: the store's location, for the error.
+
+    Raises:
+        RunLockLostError: a fence's epoch differs from its run's.
+    """
+    for w in writes:
+        if isinstance(w, EpochFence):
+            current = epochs.get(w.run_id, 0)
+            if current != w.epoch:
+                raise RunLockLostError(
+                    f"run {w.run_id!r} was taken over by a newer orchestrator (lock epoch "
+                    f"{current}, this one holds {w.epoch}): its write was refused",
+                    location=location,
+                    epoch=w.epoch,
+                    current=current,
+                )
 
 
 def expect_updated(changed: int, expected: int, location: str) -> None:

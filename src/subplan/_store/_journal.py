@@ -35,6 +35,7 @@ from ._base import (
     AttemptProcess,
     AttemptRow,
     AttemptStarted,
+    EpochFence,
     PauseRecorded,
     RunStatus,
     RunStatusChanged,
@@ -109,6 +110,9 @@ class StoreJournal:
         on_error: called once, on the writer thread, when the store fails.
         fence: called before every commit; raising stops the journal like a failed store
             (the run lock was lost: another orchestrator may own the run now).
+        epoch: the run's lock epoch this orchestrator holds: every batch starts with an
+            :class:`EpochFence`, so the store refuses it once a newer orchestrator took
+            the run (:class:`~subplan.RunLockLostError`). None writes unfenced.
     """
 
     def __init__(
@@ -118,9 +122,11 @@ class StoreJournal:
         *,
         on_error: Callable[[BaseException], None] | None = None,
         fence: Callable[[], None] | None = None,
+        epoch: int | None = None,
     ) -> None:
         self.store = store
         self.run_id = run_id
+        self._epoch = None if epoch is None else EpochFence(run_id, epoch)
         self._on_error = on_error
         self._fence = fence
         # The dispatcher's side is one short lock and an append; building the writes
@@ -289,6 +295,8 @@ class StoreJournal:
     def _writes(self, batch: Sequence[_Item]) -> list[Write]:
         run_id = self.run_id
         writes: list[Write] = []
+        if self._epoch is not None:
+            writes.append(self._epoch)
         for item in batch:
             kind = item[0]
             if kind is _STARTED:
@@ -328,7 +336,7 @@ class StoreJournal:
 
     def _commit(self, batch: Sequence[_Item]) -> None:
         writes = self._writes(batch)
-        if writes:
+        if len(writes) > (self._epoch is not None):  # more than the fence alone
             if self._kill.point is not None:
                 successes = sum(
                     1 for w in writes if isinstance(w, AttemptEnded) and w.status == "succeeded"

@@ -47,6 +47,7 @@ from ._base import (
     RunRecord,
     RunStatusChanged,
     Write,
+    check_epochs,
     clean_text,
     expect_updated,
     fence,
@@ -85,7 +86,8 @@ _SCHEMA = (
         config_json  text NOT NULL,
         command_json text,
         host         text NOT NULL,
-        pid          bigint NOT NULL
+        pid          bigint NOT NULL,
+        lock_epoch   bigint NOT NULL DEFAULT 0
     )""",
     """CREATE TABLE attempts (
         run_id     text COLLATE "C" NOT NULL REFERENCES runs (run_id),
@@ -351,6 +353,7 @@ class PostgresStore(SqlReads):
             if key not in params
         }
         self._mutex = threading.RLock()
+        self._columns: set[str] = set()  # optional columns seen to exist
         self._conn: psycopg.Connection[Any] | None = self._connect()
         try:
             self._setup(create=create and not readonly)
@@ -509,6 +512,21 @@ class PostgresStore(SqlReads):
         ).fetchone()
         return found is not None
 
+    def _has_column(self, conn: psycopg.Connection[Any], table: str, column: str) -> bool:
+        if column in self._columns:
+            return True
+        found = conn.execute(
+            "SELECT 1 FROM pg_catalog.pg_attribute a "
+            "JOIN pg_catalog.pg_class c ON c.oid = a.attrelid "
+            "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relname = %s AND a.attname = %s "
+            "AND NOT a.attisdropped",
+            (self.schema, table, column),
+        ).fetchone()
+        if found is not None:
+            self._columns.add(column)  # never dropped: remember it
+        return found is not None
+
     def _before_ddl(self, conn: psycopg.Connection[Any]) -> None:
         # Two hosts adding the table at once would otherwise race in the catalog.
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_CREATE_KEY,))
@@ -580,6 +598,8 @@ class PostgresStore(SqlReads):
         for run_id in run_ids:
             if run_id not in known:
                 raise UnknownRunError(run_id, location=self.location)
+        # The run rows stay locked until COMMIT: a newer orchestrator's bump waits for it.
+        check_epochs(batch, self._epochs(conn, batch, " FOR UPDATE"), self.location)
 
         # Lock the attempts the batch names: their statuses stay true until COMMIT, so
         # fencing is decided here and the writes applied set-wise.

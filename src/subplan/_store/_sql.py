@@ -32,6 +32,7 @@ __all__ = [
     "ATTEMPT_COLUMNS",
     "INTEGRATIONS_TABLE",
     "LIST_RUNS_SQL",
+    "LOCK_EPOCH_COLUMN",
     "RUN_COLUMNS",
     "SESSIONS_TABLE",
     "SqlReads",
@@ -76,6 +77,9 @@ SESSIONS_TABLE = """CREATE TABLE IF NOT EXISTS sessions (
     PRIMARY KEY (run_id, started)
 )"""
 _INTEGRATION_COLUMNS = "run_id, branch, subplan_id, status, at, commit_sha, files, detail"
+# Added after schema version 1 without changing it, like the integrations table: new
+# databases have it from the start, older ones get it with their first epoch bump.
+LOCK_EPOCH_COLUMN = "ALTER TABLE runs ADD COLUMN lock_epoch BIGINT NOT NULL DEFAULT 0"
 
 # Subplans counted by the status of their highest-numbered attempt, per run, in one query.
 LIST_RUNS_SQL = """
@@ -163,6 +167,50 @@ class SqlReads:
 
     def _has_table(self, conn: Any, name: str) -> bool:
         raise NotImplementedError
+
+    def _has_column(self, conn: Any, table: str, column: str) -> bool:
+        raise NotImplementedError
+
+    def _ensure_lock_epoch(self, conn: Any) -> None:
+        """Add the runs table's ``lock_epoch`` column to a database of an earlier release."""
+        if not self._has_column(conn, "runs", "lock_epoch"):
+            self._before_ddl(conn)
+            if not self._has_column(conn, "runs", "lock_epoch"):
+                conn.execute(LOCK_EPOCH_COLUMN)
+
+    def bump_lock_epoch(self, run_id: str) -> int:
+        """Add one to the run's lock epoch and return it (see ``_base``). Raises
+        UnknownRunError."""
+        with self._writing("write to") as conn:
+            self._ensure_lock_epoch(conn)
+            cursor = conn.execute(
+                f"UPDATE runs SET lock_epoch = lock_epoch + 1 WHERE run_id = {self._P}",  # noqa: S608
+                (run_id,),
+            )
+            if cursor.rowcount == 0:
+                raise UnknownRunError(run_id, location=self.location)
+            row = conn.execute(
+                f"SELECT lock_epoch FROM runs WHERE run_id = {self._P}",  # noqa: S608 - constant
+                (run_id,),
+            ).fetchone()
+        return int(row[0])
+
+    def _epochs(self, conn: Any, writes: Sequence[Any], lock: str = "") -> dict[str, int]:
+        """The stored lock epochs of the runs the batch's fences name (rows locked)."""
+        from ._base import EpochFence
+
+        wanted = sorted({w.run_id for w in writes if isinstance(w, EpochFence)})
+        epochs: dict[str, int] = {}
+        if not wanted or not self._has_column(conn, "runs", "lock_epoch"):
+            return epochs  # never bumped: every run's epoch is 0
+        for run_id in wanted:
+            row = conn.execute(
+                f"SELECT lock_epoch FROM runs WHERE run_id = {self._P}{lock}",  # noqa: S608
+                (run_id,),
+            ).fetchone()
+            if row is not None:
+                epochs[run_id] = int(row[0])
+        return epochs
 
     def _before_ddl(self, conn: Any) -> None:
         """Serialise schema changes with other processes (PostgreSQL); SQLite's

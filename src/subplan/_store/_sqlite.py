@@ -49,6 +49,7 @@ from ._base import (
     RunRecord,
     RunStatusChanged,
     Write,
+    check_epochs,
     clean_text,
     expect_updated,
     fence,
@@ -111,7 +112,8 @@ _SCHEMA = (
         config_json  TEXT NOT NULL,
         command_json TEXT,
         host         TEXT NOT NULL,
-        pid          INTEGER NOT NULL
+        pid          INTEGER NOT NULL,
+        lock_epoch   INTEGER NOT NULL DEFAULT 0
     )""",
     # The primary key (run_id first) is the index of every per-run query.
     """CREATE TABLE attempts (
@@ -357,6 +359,7 @@ class SqliteStore(SqlReads):
         self.location = str(self.path)
         self.readonly = readonly
         self._mutex = threading.RLock()
+        self._columns: set[str] = set()  # optional columns seen to exist
         self._conn: sqlite3.Connection | None = (
             self._open_readonly() if readonly else self._open_writable(create=create)
         )
@@ -618,6 +621,14 @@ class SqliteStore(SqlReads):
         sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
         return conn.execute(sql, (name,)).fetchone() is not None
 
+    def _has_column(self, conn: sqlite3.Connection, table: str, column: str) -> bool:
+        if column in self._columns:
+            return True
+        names = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        if column in names:
+            self._columns.add(column)  # columns are never dropped: remember it
+        return column in names
+
     # -- the protocol ---------------------------------------------------------------------
 
     def create_run(self, run: RunRecord) -> None:
@@ -680,6 +691,8 @@ class SqliteStore(SqlReads):
         for run_id in run_ids:
             if run_id not in known:
                 raise UnknownRunError(run_id, location=self.location)
+        # Under the write lock: no newer orchestrator can bump an epoch until COMMIT.
+        check_epochs(batch, self._epochs(conn, batch), self.location)
 
         # The write lock is ours since BEGIN IMMEDIATE: these statuses stay true until
         # COMMIT, so fencing can be decided here and the writes grouped by kind.
