@@ -15,7 +15,7 @@ Feature: A person can watch a run, and stop what will not stop
       """
 
   Scenario: Without a terminal the progress is plain lines on stderr
-    When I run "subplan run . --min-files 1 --run-id w1 --progress plain -- python -c pass"
+    When I run "subplan run . --min-files 1 --exclude *.py --run-id w1 --progress plain -- python -c pass"
     Then the exit status is 0
     And stderr has a line starting with "subplan:" and ending with "3/3 done, 0 running, ETA 0:00"
 
