@@ -25,7 +25,9 @@ from ._decompose import decompose as decompose
 from ._decompose import decompose_levels as decompose_levels
 from ._errors import ArgumentListTooLongError as ArgumentListTooLongError
 from ._errors import CommandError as CommandError
+from ._errors import CommandFailedError as CommandFailedError
 from ._errors import CommandNotFoundError as CommandNotFoundError
+from ._errors import CommandTimeoutError as CommandTimeoutError
 from ._errors import ConfigError as ConfigError
 from ._errors import DependencyCycleError as DependencyCycleError
 from ._errors import DirtyBaseError as DirtyBaseError
@@ -47,10 +49,10 @@ from ._errors import SubplanError as SubplanError
 from ._errors import TemplateError as TemplateError
 from ._errors import UnknownRunError as UnknownRunError
 from ._errors import UnknownSubplanError as UnknownSubplanError
+from ._errors import UsageError as UsageError
+from ._errors import WorkerCrashedError as WorkerCrashedError
 from ._errors import WorkspaceError as WorkspaceError
 from ._errors import WorkspaceLeasedError as WorkspaceLeasedError
-from ._execute._command_work import CommandFailedError as CommandFailedError
-from ._execute._command_work import CommandTimeoutError as CommandTimeoutError
 from ._execute._command_work import CommandWork as CommandWork
 from ._execute._deps import dependencies_from_imports as dependencies_from_imports
 from ._execute._futures import LimitedExecutor as LimitedExecutor
@@ -204,8 +206,10 @@ __all__ = [
     "TemplateError",
     "UnknownRunError",
     "UnknownSubplanError",
+    "UsageError",
     "VerifyFailure",
     "WorkResult",
+    "WorkerCrashedError",
     "WorkspaceError",
     "WorkspaceLeasedError",
     "WorkspacePolicy",

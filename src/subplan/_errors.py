@@ -5,6 +5,7 @@ fits, the error subclasses it too, so ``except ValueError`` keeps working for ca
 do not know subplan::
 
     SubplanError
+    ├── UsageError (ValueError)           the command line itself is wrong (the CLI's exit 2)
     ├── ConfigError (ValueError)          an option out of range: min_files < 1, max_parallel <= 0
     │   ├── DependencyCycleError          explicit dependencies form a cycle (.cycle)
     │   └── TemplateError                 a malformed command template or a missing value
@@ -20,6 +21,11 @@ do not know subplan::
     │   ├── CommandNotFoundError (FileNotFoundError)   no such program
     │   └── ArgumentListTooLongError      its arguments and environment pass the system's
     │                                     limit (E2BIG); never retried: use {files_list}
+    ├── CommandFailedError (RuntimeError) a subplan's command ended with a non-zero status
+    │                                     or a signal (.exit_code, .signal, .stderr_path)
+    ├── CommandTimeoutError (TimeoutError)  a command ran past --timeout; its group was killed
+    ├── WorkerCrashedError (RuntimeError) the worker process (or dask worker) running an
+    │                                     attempt died before delivering its result
     ├── ProcessGroupAliveError (RuntimeError)          a command's processes survived
     │                                                  SIGKILL (.pgid, .result)
     ├── WorkspaceError                    a workspace (a git worktree) cannot be made,
@@ -51,6 +57,7 @@ name what is wrong, because the CLI prints them as they are.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -59,7 +66,9 @@ if TYPE_CHECKING:
 __all__ = [
     "ArgumentListTooLongError",
     "CommandError",
+    "CommandFailedError",
     "CommandNotFoundError",
+    "CommandTimeoutError",
     "ConfigError",
     "DependencyCycleError",
     "DirtyBaseError",
@@ -81,6 +90,8 @@ __all__ = [
     "TemplateError",
     "UnknownRunError",
     "UnknownSubplanError",
+    "UsageError",
+    "WorkerCrashedError",
     "WorkspaceError",
     "WorkspaceLeasedError",
 ]
@@ -519,3 +530,42 @@ class WorkspaceLeasedError(WorkspaceError):
 
     def __reduce__(self) -> tuple[object, ...]:
         return (type(self), (self.path, self.holder))
+
+
+class UsageError(SubplanError, ValueError):
+    """The command line itself is wrong (an unknown option, a missing argument)."""
+
+
+class CommandFailedError(SubplanError, RuntimeError):
+    """A subplan's command ended with a non-zero status or a signal.
+
+    Attributes:
+        exit_code: the exit status, or None when killed by a signal.
+        signal: the signal that ended it, or None.
+        stderr_path: where its standard error went.
+    """
+
+    def __init__(
+        self, message: str, *, exit_code: int | None, signal: int | None, stderr_path: Path
+    ) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+        self.signal = signal
+        self.stderr_path = stderr_path
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Keyword-only arguments: the default reduction (args only) cannot rebuild it, and
+        # the process backend sends it to the parent pickled.
+        return (_rebuild_failed, (type(self), str(self.args[0])), self.__dict__)
+
+
+def _rebuild_failed(cls: type[CommandFailedError], message: str) -> CommandFailedError:
+    return cls(message, exit_code=None, signal=None, stderr_path=Path())  # state follows
+
+
+class CommandTimeoutError(SubplanError, TimeoutError):
+    """A subplan's command ran past its timeout; its whole process group was killed."""
+
+
+class WorkerCrashedError(SubplanError, RuntimeError):
+    """The worker process running an attempt died before delivering its result."""

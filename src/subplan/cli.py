@@ -38,6 +38,7 @@ from ._errors import (
     StoreVersionError,
     SubplanError,
     UnknownRunError,
+    UsageError,
 )
 from ._execute._command import resolve_program
 from ._execute._command_work import CommandWork
@@ -126,10 +127,6 @@ stopping:
   and waits for those running; a second Ctrl-C kills every command's process group
   (SIGTERM, SIGKILL a second later) and exits at once.
 """
-
-
-class UsageError(SubplanError, ValueError):
-    """The command line itself is wrong (an unknown option, a missing argument)."""
 
 
 class _Parser(argparse.ArgumentParser):

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .._clock import Clock, SystemClock
-from .._errors import ConfigError, SubplanError
+from .._errors import CommandFailedError, CommandTimeoutError, ConfigError
 from .._model import Subplan
 from ._command import CommandTemplate, run_command, write_files_list
 from ._live_output import attempt_logs
@@ -20,37 +20,6 @@ from ._ratelimit import RateLimitDetector, RateLimited
 from ._results import AttemptContext, WorkResult
 
 __all__ = ["CommandFailedError", "CommandTimeoutError", "CommandWork"]
-
-
-class CommandFailedError(SubplanError, RuntimeError):
-    """A subplan's command ended with a non-zero status or a signal.
-
-    Attributes:
-        exit_code: the exit status, or None when killed by a signal.
-        signal: the signal that ended it, or None.
-        stderr_path: where its standard error went.
-    """
-
-    def __init__(
-        self, message: str, *, exit_code: int | None, signal: int | None, stderr_path: Path
-    ) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
-        self.signal = signal
-        self.stderr_path = stderr_path
-
-    def __reduce__(self) -> tuple[object, ...]:
-        # Keyword-only arguments: the default reduction (args only) cannot rebuild it, and
-        # the process backend sends it to the parent pickled.
-        return (_rebuild_failed, (type(self), str(self.args[0])), self.__dict__)
-
-
-def _rebuild_failed(cls: type[CommandFailedError], message: str) -> CommandFailedError:
-    return cls(message, exit_code=None, signal=None, stderr_path=Path())  # state follows
-
-
-class CommandTimeoutError(SubplanError, TimeoutError):
-    """A subplan's command ran past its timeout; its whole process group was killed."""
 
 
 def _report_group(ctx: AttemptContext, pid: int, pgid: int) -> None:

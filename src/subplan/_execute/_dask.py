@@ -99,14 +99,13 @@ import distributed.core as _distributed_core
 import distributed.protocol.pickle as _distributed_pickle
 
 from .._clock import Clock, SystemClock
-from .._errors import ConfigError, StoreError
+from .._errors import ConfigError, StoreError, WorkerCrashedError
 from .._model import Subplan
 from ._command_process import kill_process_groups, process_groups_of_run
 from ._core import AttemptEnd
 from ._results import AttemptContext, CancelFlag, RunReport
 from ._run import (
     _TICK,
-    WorkerCrashedError,
     _kill_grace_of,
     _Live,
     _one_line,

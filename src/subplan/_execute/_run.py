@@ -30,7 +30,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from .._clock import Clock, SystemClock
-from .._errors import ConfigError, SubplanError
+from .._errors import ConfigError, WorkerCrashedError
 from .._fs import mark_runs_dir
 from .._model import Plan, Subplan
 from .._store._open import open_store
@@ -980,10 +980,6 @@ def _kill_grace_of(work: object) -> float:
     if isinstance(grace, int | float) and not isinstance(grace, bool) and grace >= 0:
         return float(grace)
     return 2.0
-
-
-class WorkerCrashedError(SubplanError, RuntimeError):
-    """The worker process running an attempt died before delivering its result."""
 
 
 def _in_worker(
