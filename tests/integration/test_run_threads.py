@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from execute_helpers import flat_plan, nested_plan
-from subplan._execute import _run
+from subplan._execute import _setup
 from subplan._execute._command_work import CommandWork
 from subplan._execute._limiter import Limiter, Slot
 from subplan._execute._results import AttemptContext, Event, RunReport, WorkResult
@@ -101,7 +101,7 @@ class OverAdmittingLimiter(Limiter):
 
 
 def test_the_peak_check_fails_against_a_broken_limiter(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_run, "Limiter", OverAdmittingLimiter)
+    monkeypatch.setattr(_setup, "Limiter", OverAdmittingLimiter)
     seen, report = peak_under_gate(flat_plan(15), 10)
     assert seen > 10
     assert report.peak_concurrency > 10

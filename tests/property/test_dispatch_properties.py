@@ -12,7 +12,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from execute_helpers import flat_plan, level_before, nested_plan
 from subplan import Plan
-from subplan._execute import _run
+from subplan._execute import _setup
 from subplan._execute._core import AttemptEnd, Launch, Scheduler
 from subplan._execute._limiter import Limiter, Slot
 from subplan._execute._results import RunReport
@@ -98,7 +98,7 @@ class OverAdmittingLimiter(Limiter):
 def test_the_checks_catch_a_broken_limiter(monkeypatch: pytest.MonkeyPatch) -> None:
     # The system we learn from shipped a peak test whose counter was never wired in.
     # Run the very same checks against a limiter that over-admits: they must object.
-    monkeypatch.setattr(_run, "Limiter", OverAdmittingLimiter)
+    monkeypatch.setattr(_setup, "Limiter", OverAdmittingLimiter)
     plan = flat_plan(15)
     report = simulate(plan, ScriptedWork(default=Step(0.2)), max_parallel=10)
     violations = bound_violations(report, plan, 10, 0)

@@ -10,10 +10,10 @@ import pytest
 
 from execute_helpers import flat_plan
 from subplan import RateLimited, StoreError, run
+from subplan._execute._journal import StoreJournal, _KillSwitch
 from subplan._execute._results import AttemptContext, Event
 from subplan._model import Subplan
 from subplan._store._base import AttemptStarted, RunRecord, Store
-from subplan._store._journal import StoreJournal, _KillSwitch
 from subplan._store._open import open_store
 
 
@@ -180,10 +180,10 @@ def test_a_stored_run_reads_back_as_far_as_it_got(tmp_path: Path) -> None:
 
 
 def test_abandoning_a_run_marks_it_interrupted_and_frees_it(tmp_path: Path) -> None:
-    from subplan._execute._run import _Setup
+    from subplan._execute._setup import Setup
 
-    setup = _Setup(
-        flat_plan(2), lambda s, c: None, **_Setup.options({"max_parallel": 2, "retries": 0,
+    setup = Setup(
+        flat_plan(2), lambda s, c: None, **Setup.options({"max_parallel": 2, "retries": 0,
         "timeout": None, "dependencies": None, "integrate": None, "group_caps": None,
         "groups": None, "priorities": None, "on_event": None, "run_id": "ab",
         "runs_dir": tmp_path, "limiter": None, "clock": None, "seed": None, "store": ""}),

@@ -104,13 +104,13 @@ from .._model import Subplan
 from ._command_process import kill_process_groups, process_groups_of_run
 from ._core import AttemptEnd
 from ._results import AttemptContext, CancelFlag, RunReport
-from ._run import (
-    _TICK,
-    _kill_grace_of,
-    _Live,
-    _one_line,
-    _Setup,
-    _signals_cancel,
+from ._setup import (
+    TICK,
+    Live,
+    Setup,
+    kill_grace_of,
+    one_line,
+    signals_cancel,
 )
 
 __all__ = ["KILL_GRACE", "ClusterPool", "open_local_cluster"]
@@ -260,13 +260,13 @@ class ClusterPool:
             raise ConfigError(
                 f"cluster pool {self._name!r} exists on the scheduler with another size than "
                 f"{self._size}; every run naming it must give the same size "
-                f"({_one_line(exc)})"
+                f"({one_line(exc)})"
             ) from None
         self._semaphore = semaphore
 
     def _failed(self, exc: BaseException) -> None:
         self.errors += 1
-        self.last_error = _one_line(exc)
+        self.last_error = one_line(exc)
         self._blocked_until = time.monotonic() + _POOL_BACKOFF
 
     def acquire_nowait(self) -> _Lease | None:
@@ -331,7 +331,7 @@ def _portable(error: BaseException) -> BaseException:
     try:
         pickle.loads(pickle.dumps(error))  # noqa: S301 - our own bytes, just made
     except Exception:  # anything that does not survive the trip
-        return RuntimeError(_one_line(error))
+        return RuntimeError(one_line(error))
     return error
 
 
@@ -512,7 +512,7 @@ def _serve(box: _Mailbox, handed: _Handed, cache: dict[bytes, Any]) -> bytes:
         try:
             return pickle.dumps(end)
         except Exception as exc:  # the value does not pickle
-            text = f"the attempt's result cannot be sent back: {_one_line(exc)}"
+            text = f"the attempt's result cannot be sent back: {one_line(exc)}"
             return pickle.dumps(_WorkerEnd(end.started, end.ended, None, RuntimeError(text)))
     finally:
         with _MAILBOX_LOCK:
@@ -708,10 +708,10 @@ def connect(
     return DaskSession(client, owned, stack, grace)
 
 
-def _run_dask(setup: _Setup, cancel: threading.Event | None, handle_signals: bool) -> RunReport:
+def _run_dask(setup: Setup, cancel: threading.Event | None, handle_signals: bool) -> RunReport:
     """The dask backend (see :func:`subplan.run` and the module docstring)."""
     session = setup.cluster
-    assert session is not None  # connected by _Setup, before the run was recorded
+    assert session is not None  # connected by Setup, before the run was recorded
     driver = _DaskDriver(setup, session.client, owned=session.owned, grace=session.grace)
     return driver.run(cancel, handle_signals)
 
@@ -767,14 +767,14 @@ class _NotSent(Exception):
 class _DaskDriver:
     """One run on one client: the lock, the live attempts, the runners, the watcher."""
 
-    def __init__(self, setup: _Setup, client: Client, *, owned: bool, grace: float) -> None:
+    def __init__(self, setup: Setup, client: Client, *, owned: bool, grace: float) -> None:
         self.setup = setup
         self.client = client
         self.owned = owned
         self.loop: asyncio.AbstractEventLoop = client.loop.asyncio_loop
         self.lock = threading.Lock()
         self.changed = threading.Event()
-        self.live: dict[int, _Live] = {}
+        self.live: dict[int, Live] = {}
         self.waiting: collections.deque[int] = collections.deque()  # keys with no runner
         self.runners: dict[str, _Runner] = {}
         self.idle: list[_Runner] = []
@@ -788,7 +788,7 @@ class _DaskDriver:
         # killing it earlier would orphan a command between its SIGTERM and SIGKILL.
         commands = hasattr(getattr(setup.work, "work", setup.work), "kill_grace")
         self.kill_grace: float = (
-            max(KILL_GRACE, _kill_grace_of(setup.work) + 1.0) if commands else KILL_GRACE
+            max(KILL_GRACE, kill_grace_of(setup.work) + 1.0) if commands else KILL_GRACE
         )
         self.lost_since: float | None = None
         self.keys = itertools.count(1)
@@ -810,11 +810,11 @@ class _DaskDriver:
             try:
                 await asyncio.get_running_loop().run_in_executor(None, journal.flush)
             except StoreError as exc:
-                raise _NotSent(f"not started: {_one_line(exc)}") from None
+                raise _NotSent(f"not started: {one_line(exc)}") from None
         try:
             comm = await self.client.rpc.connect(address)
         except OSError as exc:
-            raise _NotSent(_one_line(exc)) from None
+            raise _NotSent(one_line(exc)) from None
         try:
             return await _core_rpc.send_recv(comm=comm, op=op, **message)
         finally:
@@ -840,7 +840,7 @@ class _DaskDriver:
         sched = setup.scheduler
         for launch in sched.launch_ready(deadline_after=setup.timeout):
             key = next(self.keys)
-            self.live[key] = _Live(launch, CancelFlag())
+            self.live[key] = Live(launch, CancelFlag())
             if sched.listening:
                 sched.emit("attempt_started", subplan_id=launch.unit_id, attempt=launch.attempt)
             setup.tracker.enter()  # in flight on the cluster, from hand-off to end
@@ -872,7 +872,7 @@ class _DaskDriver:
         self.starting += 1
         future.add_done_callback(lambda f, r=runner_id: self.events.put(("runner_done", r)))
 
-    def payload(self, item: _Live) -> bytes:
+    def payload(self, item: Live) -> bytes:
         setup = self.setup
         launch = item.launch
         target = setup.target(launch)
@@ -921,7 +921,7 @@ class _DaskDriver:
             self.idle.remove(runner)
         runner.future.release()
 
-    def to_end(self, item: _Live, got: object) -> AttemptEnd:
+    def to_end(self, item: Live, got: object) -> AttemptEnd:
         """The attempt's end from its runner's reply, or from what broke it."""
         setup = self.setup
         if isinstance(got, _WorkerEnd):
@@ -932,7 +932,7 @@ class _DaskDriver:
             return AttemptEnd("timed_out", started, now, None, f"timed out after {setup.timeout}s")
         if item.cancel.is_set() or setup.scheduler.cancelled:
             return setup.cancelled_end(started, now)
-        detail = _one_line(got) if isinstance(got, BaseException) else str(got)
+        detail = one_line(got) if isinstance(got, BaseException) else str(got)
         text = f"the dask worker died: {detail}"
         return AttemptEnd("crashed", started, now, WorkerCrashedError(text), text)
 
@@ -959,7 +959,7 @@ class _DaskDriver:
             try:
                 got: object = pickle.loads(reply["end"])  # noqa: S301 - our runner's bytes
             except Exception as exc:  # its value's class does not load here
-                got = _WorkerEnd(0.0, 0.0, None, RuntimeError(_one_line(exc)))
+                got = _WorkerEnd(0.0, 0.0, None, RuntimeError(one_line(exc)))
             if isinstance(got, _WorkerEnd) and not got.started:
                 now = self.setup.clock.time()
                 got = _WorkerEnd(now, now, None, got.error)
@@ -1163,7 +1163,7 @@ class _DaskDriver:
         watcher = threading.Thread(target=self.watch, name="subplan-dask-watcher", daemon=True)
         watcher.start()
         try:
-            with _signals_cancel(handle_signals, self.on_signal):
+            with signals_cancel(handle_signals, self.on_signal):
                 while True:
                     lost = self.lost_scheduler(time.monotonic())
                     with self.lock:
@@ -1184,9 +1184,9 @@ class _DaskDriver:
                         wake = [t for t in (sched.next_wakeup(), due) if t]
                         idle = not self.live
                         self.changed.clear()
-                    wait = _TICK
+                    wait = TICK
                     if wake:
-                        wait = max(0.0, min(_TICK, min(wake) - clock_.monotonic()))
+                        wait = max(0.0, min(TICK, min(wake) - clock_.monotonic()))
                     if idle and not isinstance(clock_, SystemClock):
                         clock_.sleep(wait)
                     else:

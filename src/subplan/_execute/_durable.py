@@ -1,7 +1,7 @@
 """A run's durable side: its record, lock and journal in the state store, and resumes.
 
 :class:`Durable` is what a run holds while it has a store: the run lock (taken first,
-released last), the run's record, and the :class:`~subplan._store._journal.StoreJournal`
+released last), the run's record, and the :class:`~subplan._execute._journal.StoreJournal`
 that commits every attempt. :func:`prepare_resume` reads a stored run back: it reclaims
 attempts that a dead orchestrator left ``running`` (killing their process groups first
 when they ran on this host), works out which subplans keep their success, and rebuilds
@@ -38,9 +38,9 @@ from .._store._base import (
     SessionRow,
     Store,
 )
-from .._store._journal import StoreJournal, record_of
 from .._store._open import open_store
 from ._command_process import kill_process_groups, process_groups_of_run
+from ._journal import StoreJournal, record_of
 from ._results import AttemptRecord, Pause, RunReport, Session, SubplanOutcome, SubplanStatus
 from ._tracker import peak_from_intervals
 

@@ -9,6 +9,7 @@ from urllib.parse import unquote
 
 from .._errors import ConfigError
 from ._base import Store
+from ._url import redact
 
 __all__ = ["STORE_ENV", "open_store", "redact"]
 
@@ -19,34 +20,6 @@ _FORMS = (
     "a file path, sqlite:PATH, sqlite:///ABSOLUTE/PATH or postgresql://USER@HOST[:PORT]/DATABASE"
 )
 _URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
-_PASSWORD_PARAM = re.compile(r"([?&])password=[^&#]*(&?)")
-
-
-def redact(url: str) -> str:
-    """``url`` without its password (in the user part or a ``password=`` parameter).
-
-    Anything that is not a URL is returned as it is.
-
-    Example:
-        >>> redact("postgresql://ci:s3cret@db.example:5432/runs?sslmode=require")
-        'postgresql://ci@db.example:5432/runs?sslmode=require'
-        >>> redact("postgresql://db/runs?password=s3cret&sslmode=require")
-        'postgresql://db/runs?sslmode=require'
-    """
-    match = _URL.match(url)
-    if match is None:
-        return url
-    head, rest = url[: match.end()], url[match.end() :]
-    authority = rest.split("?", 1)[0].split("#", 1)[0]
-    at = authority.rfind("@")
-    if at >= 0:
-        user = authority[:at].split(":", 1)[0]
-        rest = f"{user}@{rest[at + 1 :]}" if user else rest[at + 1 :]
-
-    def drop(m: re.Match[str]) -> str:
-        return m.group(1) if m.group(2) else ""
-
-    return head + _PASSWORD_PARAM.sub(drop, rest)
 
 
 def _sqlite_path(spec: str) -> Path:

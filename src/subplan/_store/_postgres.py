@@ -54,8 +54,8 @@ from ._base import (
     run_ids_of,
 )
 from ._lockfile import holder_line
-from ._open import redact
 from ._sql import RUN_COLUMNS, SqlReads
+from ._url import redact
 
 if TYPE_CHECKING:
     import psycopg

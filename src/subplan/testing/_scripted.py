@@ -16,7 +16,7 @@ from .._execute._halt import Halt
 from .._execute._pool import OuterLimiter
 from .._execute._results import AttemptContext, CancelFlag, Event, RunReport, WorkResult
 from .._execute._retry import RetryPolicy
-from .._execute._run import _Live, _Setup
+from .._execute._setup import Live, Setup
 from .._model import Plan, Subplan
 from ._clock import FakeClock
 
@@ -154,10 +154,10 @@ def simulate(
     fake = clock or FakeClock()
     arguments = {**locals(), "clock": fake, "run_id": "simulated"}
     arguments["runs_dir"] = "/nonexistent/subplan-simulated"
-    setup = _Setup(plan, work, **_Setup.options(arguments))
+    setup = Setup(plan, work, **Setup.options(arguments))
     sched = setup.scheduler
     # (end time, sequence, start time, live attempt, its step)
-    pending: list[tuple[float, int, float, _Live, Step]] = []
+    pending: list[tuple[float, int, float, Live, Step]] = []
     sequence = 0
     while True:
         now = fake.monotonic()
@@ -171,7 +171,7 @@ def simulate(
             script = integrate if launch.kind == "integration" and integrate else work
             step = script.step(launch.subplan, launch.attempt)
             script.calls.append((launch.unit_id, launch.attempt))
-            item = _Live(launch, CancelFlag())
+            item = Live(launch, CancelFlag())
             setup.tracker.enter()
             duration = step.duration
             if timeout is not None and duration > timeout:
@@ -195,7 +195,7 @@ def simulate(
     return setup.report()
 
 
-def _end(setup: _Setup, item: _Live, step: Step, started: float, ended: float) -> AttemptEnd:
+def _end(setup: Setup, item: Live, step: Step, started: float, ended: float) -> AttemptEnd:
     """The attempt's end; times move from the fake monotonic clock to its wall clock."""
     wall = setup.clock.time() - setup.clock.monotonic()
     value: object = None

@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from .._errors import StoreError
-from ._base import (
+from .._store._base import (
     AttemptEnded,
     AttemptProcess,
     AttemptRow,
@@ -44,8 +44,8 @@ from ._base import (
 )
 
 if TYPE_CHECKING:
-    from .._execute._core import AttemptEnd, Launch
-    from .._execute._results import AttemptRecord, Event, Pause
+    from ._core import AttemptEnd, Launch
+    from ._results import AttemptRecord, Event, Pause
 
 __all__ = ["StoreJournal", "record_of"]
 
@@ -61,7 +61,7 @@ _Item: TypeAlias = tuple[Any, ...]
 
 def record_of(row: AttemptRow) -> AttemptRecord:
     """A stored attempt as the dispatcher's :class:`AttemptRecord` (for a resume)."""
-    from .._execute._results import AttemptRecord
+    from ._results import AttemptRecord
 
     started = row.started if row.started is not None else row.dispatched
     return AttemptRecord(

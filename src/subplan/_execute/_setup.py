@@ -1,0 +1,676 @@
+"""What every driver of a run shares: the validated options, the scheduler, the contexts
+and ends of attempts, the signal handling (``Setup``, ``Live``, ``signals_cancel``).
+
+The drivers (threads, processes and asyncio in ``_run``, dask in ``_dask``, the
+simulator in ``subplan.testing``) import it from here, never from each other.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import importlib.util
+import inspect
+import os
+import queue
+import random
+import secrets
+import signal
+import socket
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+
+from .._clock import Clock, SystemClock
+from .._errors import ConfigError
+from .._fs import mark_runs_dir
+from .._model import Plan, Subplan
+from ._command_process import kill_process_groups
+from ._core import AttemptEnd, Launch, Scheduler, check_max_parallel
+from ._deps import expand_dependencies
+from ._durable import (
+    Durable,
+    ResumeState,
+    check_store_spec,
+    describe_work,
+    sessions_of,
+)
+from ._halt import Halt
+from ._in_workspace import InWorkspaces, WorkspacePolicy, changed_of
+from ._limiter import Limiter
+from ._pool import LayeredLimiter, OuterLimiter
+from ._ratelimit import RateLimitDetector, RateLimited, RateLimitInfo
+from ._results import AttemptContext, CancelFlag, Event, RunReport, Session, WorkResult
+from ._retry import RetryPolicy
+from ._tracker import ConcurrencyTracker, peak_from_intervals
+
+if TYPE_CHECKING:
+    from .._store._base import Store
+    from ._dask import DaskSession
+
+
+WorkReturn: TypeAlias = WorkResult | bool | None
+Work: TypeAlias = Callable[[Subplan, AttemptContext], WorkReturn]
+AsyncWork: TypeAlias = Callable[[Subplan, AttemptContext], Awaitable[WorkReturn]]
+
+# The dispatcher re-checks cancellation and timeouts at least this often.
+TICK = 0.25
+
+
+def default_runs_dir() -> Path:
+    """``$SUBPLAN_RUNS_DIR`` if set, else ``.subplan`` in the current directory."""
+    return Path(os.environ.get("SUBPLAN_RUNS_DIR") or ".subplan")
+
+
+def new_run_id(clock: Clock | None = None) -> str:
+    """A fresh run id: UTC time to the second and 6 random hex digits, sortable by age.
+
+    Example:
+        >>> len(new_run_id())
+        22
+    """
+    now = (clock or SystemClock()).time()
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime(now)) + "-" + secrets.token_hex(3)
+
+
+def check_run_id(run_id: str) -> str:
+    if (
+        not run_id
+        or "/" in run_id
+        or "\\" in run_id
+        or run_id in (".", "..")
+        or run_id.startswith((".", "-"))
+        or any(c.isspace() or not c.isprintable() for c in run_id)
+        or len(run_id) > 128
+    ):
+        raise ConfigError(f"not a usable run id: {run_id!r} (no separators, spaces or dots first)")
+    return run_id
+
+
+def _interpret(value: object) -> tuple[bool, float | None, str | None]:
+    """(passed, cost, detail) from what the work returned."""
+    if value is None:
+        return True, None, None
+    if isinstance(value, bool):
+        return value, None, None
+    if isinstance(value, WorkResult):
+        return value.passed, value.cost, value.detail
+    raise TypeError(f"work returned {type(value).__name__}; return None, a bool or a WorkResult")
+
+
+def pool_size(max_parallel: int) -> int:
+    """Worker threads for ``max_parallel``: deliberately more than the bound.
+
+    The dispatcher's limiter is the one bound. A pool of exactly ``max_parallel`` threads
+    would be a second, silent one: a broken limiter would queue its extra attempts inside
+    the pool and every peak check would still pass. Threads are made only when needed, so
+    the slack costs nothing while the limiter works.
+    """
+    return 2 * max_parallel + 2
+
+
+class Workers:
+    """Worker threads fed from one queue: the least machinery between dispatch and work.
+
+    A thread is started only when the attempts in flight outnumber the threads, up to
+    ``limit`` (see :func:`pool_size`); threads are reused. They are daemons so a run
+    abandoned after a second Ctrl-C cannot keep the interpreter from exiting.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+
+    def submit(self, job: Callable[[], None], *, in_flight: int) -> None:
+        if len(self._threads) < min(in_flight, self._limit):
+            thread = threading.Thread(
+                target=self._loop, name=f"subplan-work-{len(self._threads)}", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+        self._jobs.put(job)
+
+    def _loop(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            job()
+
+    def shutdown(self, *, wait: bool) -> None:
+        for _ in self._threads:
+            self._jobs.put(None)
+        if wait:
+            for thread in self._threads:
+                thread.join()
+
+
+def is_async(target: Callable[..., Any]) -> bool:
+    return inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(
+        getattr(target, "__call__", None)  # noqa: B004 - an object with an async __call__
+    )
+
+
+def _wait_of(signal: RateLimited, now: float) -> float | None:
+    if signal.retry_after is not None:
+        return max(0.0, signal.retry_after)
+    if signal.reset_at is not None:
+        return max(0.0, signal.reset_at - now)
+    return None
+
+
+def one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+@dataclass(slots=True)
+class Live:
+    """A launched attempt the driver is watching."""
+
+    launch: Launch
+    cancel: CancelFlag
+    timed_out: bool = False
+    # A coroutine attempt can be cancelled; a thread cannot, so a thread attempt keeps its
+    # slot (and its place in the tracker) until the function really returns.
+    cancellable: bool = False
+
+
+class Setup:
+    """What run and arun share: validated options, the scheduler, contexts and ends."""
+
+    # The drivers' keyword arguments that Setup takes, by name.
+    OPTIONS = (
+        "max_parallel",
+        "retries",
+        "timeout",
+        "dependencies",
+        "integrate",
+        "group_caps",
+        "groups",
+        "priorities",
+        "on_event",
+        "run_id",
+        "runs_dir",
+        "limiter",
+        "clock",
+        "seed",
+        "rate_limits",
+        "preflight",
+        "backend",
+        "store",
+        "workspaces",
+        "scheduler",
+        "halt",
+    )
+
+    @classmethod
+    def options(cls, arguments: Mapping[str, Any]) -> dict[str, Any]:
+        """The options among a driver's arguments (its ``locals()`` at entry)."""
+        return {name: arguments[name] for name in cls.OPTIONS if name in arguments}
+
+    def __init__(
+        self,
+        plan: Plan,
+        work: Callable[..., Any],
+        *,
+        max_parallel: int,
+        retries: int | RetryPolicy,
+        timeout: float | None,
+        dependencies: Mapping[str, Sequence[str]] | None,
+        integrate: Callable[..., Any] | None,
+        group_caps: Mapping[str, int] | None,
+        groups: Mapping[str, Sequence[str]] | None,
+        priorities: Mapping[str, int] | None,
+        on_event: Callable[[Event], None] | None,
+        run_id: str | None,
+        runs_dir: str | os.PathLike[str] | None,
+        limiter: OuterLimiter[Any] | None,
+        clock: Clock | None,
+        seed: int | None,
+        rate_limits: RateLimitDetector | bool = True,
+        preflight: Callable[[], object] | None = None,
+        backend: str = "thread",
+        store: Store | str | os.PathLike[str] | None = None,
+        workspaces: WorkspacePolicy | None = None,
+        scheduler: str | None = None,
+        resume: ResumeState | None = None,
+        halt: Halt | None = None,
+    ) -> None:
+        check_max_parallel(max_parallel)
+        if backend not in ("thread", "process", "dask"):
+            raise ConfigError(f"unknown backend {backend!r}; use 'thread', 'process' or 'dask'")
+        if backend == "dask" and importlib.util.find_spec("distributed") is None:
+            raise ConfigError("the dask backend needs distributed: pip install 'subplan[dask]'")
+        if scheduler is not None and backend != "dask":
+            raise ConfigError(f"a scheduler address needs backend='dask', not {backend!r}")
+        if getattr(limiter, "needs_dask", False) and backend != "dask":
+            raise ConfigError(f"a cluster pool needs backend='dask', not {backend!r}")
+        check_store_spec(store)
+        self.backend = backend
+        self.scheduler_address = scheduler
+        # The process groups of commands running now, by (unit, attempt).
+        self._groups: dict[tuple[str, int], int] = {}
+        self._groups_lock = threading.Lock()
+        self.work = work
+        if timeout is not None and not timeout > 0:
+            raise ConfigError(f"timeout must be > 0 seconds, got {timeout}")
+        self.clock = clock or SystemClock()
+        self.plan = plan
+        self.timeout = timeout
+        self.run_id = check_run_id(run_id) if run_id is not None else new_run_id(self.clock)
+        self.runs_dir = Path(runs_dir) if runs_dir is not None else default_runs_dir()
+        self.run_dir = self.runs_dir / self.run_id
+        self.retry = retries if isinstance(retries, RetryPolicy) else RetryPolicy(retries=retries)
+        self.integrate = integrate
+        caps = dict(group_caps or {})
+        unit_groups = self._unit_groups(plan, caps, groups or {})
+        # The run's own limiter is the bound; a shared one is layered on top of it.
+        self.limiter: Limiter = (
+            Limiter(max_parallel, group_caps=caps, clock=self.clock)
+            if limiter is None
+            else LayeredLimiter(max_parallel, outer=limiter, group_caps=caps, clock=self.clock)
+        )
+        deps: dict[str, set[str]] = {}
+        if dependencies:
+            units = {
+                n.id: (
+                    {n.id} if n.is_leaf or integrate else {x.id for x in plan.leaves_under(n.id)}
+                )
+                for n in plan
+            }
+            deps = expand_dependencies(plan, dependencies, units=units)
+        prio: dict[str, int] = {}
+        for node_id, value in (priorities or {}).items():
+            for node in plan.subtree(node_id):
+                prio[node.id] = value
+        self.tracker = ConcurrencyTracker()
+        self.in_workspaces: InWorkspaces | None = None
+        if workspaces is not None:
+            # Checked (and left-overs of killed runs recovered) before anything is recorded.
+            self.in_workspaces = InWorkspaces.prepare(work, workspaces, self.runs_dir)
+            self.work = self.in_workspaces
+            if integrate is not None:
+                self.integrate = InWorkspaces.prepare(integrate, workspaces, self.runs_dir)
+        # A pool that runs with another size now is refused before anything is recorded.
+        check_capacity = getattr(limiter, "check_capacity", None)
+        if check_capacity is not None:
+            check_capacity()
+        # A dask cluster is reached (and its pool checked) before anything is recorded:
+        # a scheduler that cannot be reached, or a pool of another size, leaves no run.
+        self.cluster: DaskSession | None = None
+        if backend == "dask":
+            from ._dask import connect
+
+            self.cluster = connect(scheduler, max_parallel, limiter, clock=self.clock)
+        try:
+            try:
+                mark_runs_dir(self.runs_dir)
+            except OSError as exc:
+                raise ConfigError(
+                    f"cannot create the runs directory {self.runs_dir}: "
+                    f"{exc.strerror or type(exc).__name__}"
+                ) from exc
+            self.durable: Durable | None = None
+            if store is not None or resume is not None:
+                config = {
+                    "max_parallel": max_parallel,
+                    "retry": self.retry.to_dict(),
+                    "timeout": timeout,
+                    "backend": backend,
+                    "dependencies": {k: list(v) for k, v in (dependencies or {}).items()},
+                    "group_caps": caps,
+                    "groups": {k: list(v) for k, v in (groups or {}).items()},
+                    "priorities": dict(priorities or {}),
+                    "integrate": integrate is not None,
+                    "seed": seed,
+                    "rate_limits": rate_limits is not False,
+                    "pool": getattr(limiter, "name", None),
+                    "work": describe_work(work),
+                    # "project": the absolute project directory, so that `integrate` finds
+                    # the repository from anywhere (``repo`` is as the caller spelled it).
+                    "workspaces": None
+                    if self.in_workspaces is None
+                    else {
+                        **workspaces.to_dict(),  # type: ignore[union-attr]
+                        "base": self.in_workspaces.base,
+                        "project": os.path.realpath(workspaces.repo),  # type: ignore[union-attr]
+                    },
+                }
+                if config["pool"] is not None:
+                    # A resume rebuilds the pool with this size (a ClusterPool's ``size``, a
+                    # SharedLimiter's ``capacity``), which may differ from max_parallel.
+                    config["pool_size"] = getattr(limiter, "size", None) or getattr(
+                        limiter, "capacity", None
+                    )
+                if backend == "dask":
+                    config["scheduler"] = scheduler
+                self.durable = Durable(
+                    os.fspath(store) if isinstance(store, os.PathLike) else store,
+                    runs_dir=self.runs_dir,
+                    run_id=self.run_id,
+                    plan=plan,
+                    config=config,
+                    clock=self.clock,
+                    resume=resume,
+                )
+                if on_event is not None:
+                    on_event = self.durable.journal.deliver(on_event)
+            self.scheduler = Scheduler(
+                plan,
+                max_parallel=max_parallel,
+                run_id=self.run_id,
+                retry=self.retry,
+                clock=self.clock,
+                rng=random.Random(seed),
+                limiter=self.limiter,
+                dependencies=deps,
+                integration=integrate is not None,
+                groups=unit_groups,
+                priorities=prio,
+                emit=on_event,
+                prior=resume.prior if resume is not None else None,
+                keep=resume.keep if resume is not None else (),
+                journal=self.durable.journal if self.durable is not None else None,
+                halt=halt,
+            )
+            self.started = self.clock.time()
+            self.detector: RateLimitDetector | None = (
+                RateLimitDetector(clock=self.clock)
+                if rate_limits is True
+                else (rate_limits or None)
+            )
+            self.scheduler.emit("run_started")
+            if preflight is not None:
+                self.preflight(preflight)
+        except BaseException:
+            self.close_backend()
+            raise
+
+    def preflight(self, check: Callable[[], object]) -> None:
+        """Run the pre-flight check; a rate limit it reports pauses the run before it starts.
+
+        The check may return None (go), a number of seconds to wait, a
+        :class:`RateLimitInfo`, or raise :class:`RateLimited`.
+        """
+        now = self.clock.time()
+        try:
+            answer = check()
+        except RateLimited as exc:
+            self.scheduler.pause(wait=_wait_of(exc, now), reason=one_line(exc), source="preflight")
+            return
+        if answer is None:
+            return
+        if isinstance(answer, RateLimitInfo):
+            wait, reason = answer.wait(now), answer.evidence
+        elif isinstance(answer, int | float) and not isinstance(answer, bool):
+            wait, reason = float(answer), f"pre-flight check asked to wait {answer}s"
+        else:
+            raise ConfigError(
+                f"preflight returned {type(answer).__name__}; return None, seconds, "
+                "a RateLimitInfo, or raise RateLimited"
+            )
+        self.scheduler.pause(wait=wait, reason=reason, source="preflight")
+
+    @staticmethod
+    def _unit_groups(
+        plan: Plan, caps: Mapping[str, int], groups: Mapping[str, Sequence[str]]
+    ) -> dict[str, tuple[str, ...]]:
+        for node_id in groups:
+            plan[node_id]
+        out: dict[str, tuple[str, ...]] = {}
+        if not caps and not groups:
+            return out
+        for node in plan:
+            names: list[str] = []
+            for ancestor in (node, *plan.ancestors(node.id)):
+                if ancestor.id in caps:
+                    names.append(ancestor.id)
+                names.extend(groups.get(ancestor.id, ()))
+            if names:
+                out[node.id] = tuple(dict.fromkeys(names))
+        return out
+
+    def context(self, live: Live) -> AttemptContext:
+        launch = live.launch
+        on_process = functools.partial(
+            self.record_process, launch.unit_id, launch.attempt, wait=True
+        )
+        held = getattr(self.limiter, "held_descriptors", None)
+        return AttemptContext(
+            run_id=self.run_id,
+            subplan_id=launch.unit_id,
+            attempt=launch.attempt,
+            run_dir=self.run_dir,
+            cancel=live.cancel,
+            deadline=launch.deadline,
+            on_process=on_process,
+            inherit_fds=() if held is None else held(launch.slot),
+        )
+
+    def record_process(
+        self, unit_id: str, attempt: int, pid: int | None, pgid: int | None, *, wait: bool
+    ) -> None:
+        """Record a running attempt's command process (and wait for the commit)."""
+        if pgid is not None:
+            with self._groups_lock:
+                self._groups[unit_id, attempt] = pgid
+        if self.durable is not None:
+            self.durable.journal.process(unit_id, attempt, pid=pid, pgid=pgid, wait=wait)
+
+    def forget_process(self, unit_id: str, attempt: int) -> None:
+        """The attempt ended: its command's group (if any) is gone."""
+        with self._groups_lock:
+            self._groups.pop((unit_id, attempt), None)
+
+    def kill_commands(self) -> None:
+        """Kill the process group of every command still running (a second Ctrl-C)."""
+        with self._groups_lock:
+            groups = set(self._groups.values())
+        kill_process_groups(groups, grace=1.0)
+
+    def stop_reason(self, signals_seen: int) -> str | None:
+        """Why the run must stop now: the store failed, or a halt; None when it need not."""
+        if self.durable is not None and self.durable.failed.is_set():
+            return self.durable.failure()
+        return self.scheduler.halt_reason
+
+    def cancel_reason(self, signals_seen: int) -> str:
+        """The reason a driver gives when it cancels the run."""
+        return self.stop_reason(signals_seen) or (
+            "cancelled by signal" if signals_seen else "cancelled"
+        )
+
+    def close_backend(self) -> None:
+        """Let go of the dask cluster (a no-op for the other backends, and when done)."""
+        cluster, self.cluster = self.cluster, None
+        if cluster is not None:
+            cluster.close()
+
+    def abandon(self) -> None:
+        """After an unexpected error in a driver: leave the store consistent."""
+        if self.durable is not None:
+            self.durable.abandon(self.clock.time())
+
+    def target(self, launch: Launch) -> Callable[..., Any]:
+        if launch.kind == "integration":
+            assert self.integrate is not None
+            return self.integrate
+        return self.work
+
+    def end(
+        self,
+        live: Live,
+        started: float,
+        ended: float,
+        value: object = None,
+        error: BaseException | None = None,
+    ) -> AttemptEnd:
+        """Turn what the call did into an :class:`AttemptEnd`."""
+        value, changed = changed_of(value, error)
+        end = self._end(live, started, ended, value, error)
+        return end if changed is None else dataclasses.replace(end, changed=changed)
+
+    def _end(
+        self,
+        live: Live,
+        started: float,
+        ended: float,
+        value: object,
+        error: BaseException | None,
+    ) -> AttemptEnd:
+        interrupted = live.timed_out or live.cancel.is_set()
+        exit_code = value.exit_code if isinstance(value, WorkResult) else None
+        if error is None:
+            try:
+                passed, cost, detail = _interpret(value)
+            except TypeError as exc:
+                error, passed, cost, detail = exc, False, None, None
+        if error is None:
+            if passed:
+                late = "finished after its timeout" if live.timed_out else None
+                return AttemptEnd(
+                    "succeeded", started, ended, None, None, cost, True, late, exit_code=exit_code
+                )
+            if not interrupted:
+                return AttemptEnd(
+                    "failed",
+                    started,
+                    ended,
+                    None,
+                    detail or "work reported failure",
+                    cost,
+                    False,
+                    detail,
+                    exit_code=exit_code,
+                )
+        text = one_line(error) if error is not None else "stopped"
+        limited = self.rate_limit(error)
+        if limited is not None and not (self.scheduler.cancelled and interrupted):
+            wait, source = limited
+            return AttemptEnd(
+                "rate_limited", started, ended, error, text, charge=False, wait=wait, source=source
+            )
+        if live.timed_out or isinstance(error, TimeoutError):
+            # Our timeout stopped the work: its "command cancelled" is an echo of that.
+            echo = live.timed_out and text.startswith("CommandFailedError: command cancelled")
+            why = "its process group was killed" if echo else text
+            return AttemptEnd(
+                "timed_out", started, ended, error, f"timed out after {self.timeout}s ({why})"
+            )
+        if self.scheduler.cancelled and (interrupted or error is None):
+            # Stopped by our cancellation, not by its own fault: no attempt is spent, and
+            # the subplan stays resumable. What the work said as it stopped ("command
+            # cancelled") is an echo of the cancellation: the reason is the run's.
+            return self.cancelled_end(started, ended, error)
+        # Failed on its own, even while the run stops (``--halt soon`` lets it finish).
+        return AttemptEnd("failed", started, ended, error, text)
+
+    def cancelled_end(
+        self, started: float, ended: float, error: BaseException | None = None
+    ) -> AttemptEnd:
+        """An attempt stopped by the run's cancellation: uncharged, the run's reason."""
+        reason = self.scheduler.cancel_reason or "cancelled"
+        return AttemptEnd("cancelled", started, ended, error, reason, charge=False)
+
+    def rate_limit(self, error: BaseException | None) -> tuple[float | None, str] | None:
+        """(seconds to wait or None, source) when ``error`` says the API rate-limited us."""
+        if error is None:
+            return None
+        now = self.clock.time()
+        if isinstance(error, RateLimited):
+            return _wait_of(error, now), "signal"
+        if self.detector is None or not isinstance(error, Exception):
+            return None
+        info = self.detector.from_exception(error, now=now)
+        return None if info is None else (info.wait(now), info.source)
+
+    def check_deadlines(self, live: Mapping[Any, Live]) -> float | None:
+        """Flag attempts past their deadline; return the next deadline."""
+        now = self.clock.monotonic()
+        upcoming: float | None = None
+        for item in live.values():
+            deadline = item.launch.deadline
+            if deadline is None or item.timed_out:
+                continue
+            if deadline <= now:
+                item.timed_out = True
+                item.cancel.set()
+            elif upcoming is None or deadline < upcoming:
+                upcoming = deadline
+        return upcoming
+
+    def report(self) -> RunReport:
+        sched = self.scheduler
+        outcomes = sched.outcomes()
+        intervals = [(a.started, a.ended) for o in outcomes.values() for a in o.attempts]
+        status: Literal["succeeded", "failed", "cancelled"]
+        if sched.cancelled:
+            status = "cancelled"
+        elif all(o.status == "succeeded" for o in outcomes.values()):
+            status = "succeeded"
+        else:
+            status = "failed"
+        ended = self.clock.time()
+        sched.emit("run_ended", status=status, reason=sched.cancel_reason)
+        warnings = list(sched.warnings)
+        started = self.started
+        sessions: tuple[Session, ...] = (
+            Session(started, ended, socket.gethostname(), os.getpid()),
+        )
+        if self.durable is not None:
+            rows = self.durable.sessions()
+            if rows:
+                # A resume's report covers the run since it began, as `subplan report`'s.
+                every = [a for o in outcomes.values() for a in o.attempts]
+                sessions = sessions_of(rows, every, sched.pauses, ended)
+                started = min(started, sessions[0].started)
+            # Everything is committed (and every event delivered) before the report
+            # exists: what it says succeeded is durable. A store that failed raises here.
+            self.durable.finish(status, ended)
+            warnings += self.durable.journal.warnings
+        return RunReport(
+            run_id=self.run_id,
+            status=status,
+            max_parallel=sched.max_parallel,
+            started=started,
+            ended=ended,
+            outcomes=outcomes,
+            peak_concurrency=peak_from_intervals(intervals),
+            tracker_peak=self.tracker.peak,
+            plan=self.plan,
+            warnings=tuple(warnings),
+            slots=self.limiter.statistics(),
+            pauses=tuple(sched.pauses),
+            sessions=sessions,
+            run_dir=self.run_dir,
+        )
+
+
+@contextlib.contextmanager
+def signals_cancel(enabled: bool, on_signal: Callable[[int], None]) -> Iterator[None]:
+    """While active, SIGINT and SIGTERM call ``on_signal`` instead of killing the process."""
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        on_signal(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def kill_grace_of(work: object) -> float:
+    """The SIGTERM-to-SIGKILL grace of a dead worker's commands: the work's own, else 2 s."""
+    grace = getattr(getattr(work, "work", work), "kill_grace", None)
+    if isinstance(grace, int | float) and not isinstance(grace, bool) and grace >= 0:
+        return float(grace)
+    return 2.0
