@@ -362,8 +362,14 @@ def test_an_orphaned_command_keeps_its_pool_slot_until_it_is_gone(tmp_path: Path
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(pid, signal.SIGKILL)
             wait_until_gone("k", "the orphaned commands survived SIGKILL")
-            # ...and come free the moment they are gone.
+            # ...and come free once they are gone. A dying process leaves /proc's list
+            # (its memory, and so its environment, goes first) a moment before the kernel
+            # closes its files and its flock: poll for the slots, do not race that.
             slots = [pool.acquire_nowait(), pool.acquire_nowait()]
+            deadline = time.monotonic() + LIMIT
+            while None in slots and time.monotonic() < deadline:
+                time.sleep(0.02)
+                slots = [s if s is not None else pool.acquire_nowait() for s in slots]
             assert None not in slots
         finally:
             pool.close()
