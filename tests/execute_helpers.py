@@ -242,3 +242,14 @@ def cli_call(*argv: str) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     status = main(list(argv), stdout=out, stderr=err, stdin=io.StringIO(""))
     return status, out.getvalue(), err.getvalue()
+
+
+# Many lines on stdout and stderr, each flushed on its own, named after the subplan.
+CHATTY = (
+    "import os, sys\n"
+    "me = os.environ['SUBPLAN_LABEL']\n"
+    "for i in range(300):\n"
+    "    print(me, 'line', i, flush=True)\n"
+    "    if i % 50 == 0: print(me, 'warning', i, file=sys.stderr, flush=True)\n"
+    "sys.stdout.write(me + ' partial')\n"
+)

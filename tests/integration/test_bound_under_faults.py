@@ -392,38 +392,6 @@ STUBBORN = (
 )
 
 
-def test_a_second_ctrl_c_kills_every_command_before_exiting(tmp_path: Path) -> None:
-    root = project(tmp_path, 2)
-    runs, log = tmp_path / "runs", tmp_path / "log"
-    argv = cli(
-        "run", str(root), "--max-files", "1", "--max-parallel", "2", "--run-id", "k",
-        "--runs-dir", str(runs), "--", sys.executable, "-c", STUBBORN, str(log),
-    )  # fmt: skip
-    orchestrator = subprocess.Popen(
-        argv, env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        deadline = time.monotonic() + LIMIT
-        while len([x for x in lines(log) if x == ["start"]]) < 2:
-            assert orchestrator.poll() is None, "the orchestrator ended early"
-            assert time.monotonic() < deadline, "the commands never started"
-            time.sleep(0.02)
-        orchestrator.send_signal(signal.SIGINT)  # the commands shrug off the SIGTERM...
-        while len([x for x in lines(log) if x == ["term"]]) < 2:
-            assert time.monotonic() < deadline, "the first Ctrl-C sent no SIGTERM"
-            time.sleep(0.02)
-        orchestrator.send_signal(signal.SIGINT)  # ...so the second Ctrl-C must kill them
-        assert 130 == orchestrator.wait(timeout=LIMIT)
-        assert [] == processes_of("k"), "commands outlived the second Ctrl-C"
-    finally:
-        if orchestrator.poll() is None:
-            orchestrator.kill()
-            orchestrator.wait()
-        for pid in processes_of("k"):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-
-
 def test_kill_after_sets_the_grace_between_sigterm_and_sigkill(tmp_path: Path) -> None:
     root = project(tmp_path, 1)
     runs, log = tmp_path / "runs", tmp_path / "log"

@@ -12,7 +12,7 @@ from typing import Literal
 
 import pytest
 
-from execute_helpers import cli_call, flat_plan
+from execute_helpers import CHATTY, cli_call, flat_plan
 from subplan import CommandWork, OutputLine, arun, decompose, run, scan
 
 # Says "ready", then waits (at most 30 s) for the file go-ID, which only a reader of its
@@ -25,15 +25,6 @@ WAIT_FOR_READER = (
     "    if go.exists(): print('done', sid); sys.exit(0)\n"
     "    time.sleep(0.01)\n"
     "sys.exit(3)\n"
-)
-# Many lines on stdout and stderr, each flushed on its own, named after the subplan.
-CHATTY = (
-    "import os, sys\n"
-    "me = os.environ['SUBPLAN_LABEL']\n"
-    "for i in range(300):\n"
-    "    print(me, 'line', i, flush=True)\n"
-    "    if i % 50 == 0: print(me, 'warning', i, file=sys.stderr, flush=True)\n"
-    "sys.stdout.write(me + ' partial')\n"
 )
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from execute_helpers import CHATTY
 from subplan import decompose, scan
 
 REDRAW = "\r\x1b[2K"
@@ -70,15 +71,6 @@ def in_a_terminal(argv: list[str], cwd: Path, columns: int) -> str:
     return b"".join(chunks).decode("utf-8", "replace")
 
 
-# Many lines on stdout and stderr, each flushed on its own, named after the subplan.
-CHATTY = (
-    "import os, sys\n"
-    "me = os.environ['SUBPLAN_LABEL']\n"
-    "for i in range(300):\n"
-    "    print(me, 'line', i, flush=True)\n"
-    "    if i % 50 == 0: print(me, 'warning', i, file=sys.stderr, flush=True)\n"
-    "sys.stdout.write(me + ' partial')\n"
-)
 TAGGED = r"(\S+)\t\1 (line|warning|partial) ?\d*"
 
 

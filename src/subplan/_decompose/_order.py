@@ -38,6 +38,15 @@ def leaf_dependencies(plan: Plan, graph: nx.DiGraph) -> dict[str, set[str]]:
     Returns:
         ``{leaf id: ids of the leaves it waits for}`` (only leaves with prerequisites).
 
+    Example:
+        >>> import networkx as nx
+        >>> from subplan import decompose
+        >>> plan = decompose(["a/1", "a/2", "a/3", "b/1", "b/2", "b/3"], max_files=3)
+        >>> g = nx.DiGraph([("a/1", "b/1")])
+        >>> deps = leaf_dependencies(plan, g)
+        >>> [plan[p].label for p in deps[plan.leaf_for("a/1").id]]
+        ['b']
+
     Notes:
         O(files + edges); strongly connected components by Tarjan's algorithm.
     """

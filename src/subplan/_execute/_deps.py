@@ -10,35 +10,13 @@ from .._errors import DependencyCycleError
 from .._model import Plan
 
 if TYPE_CHECKING:
-    import networkx as nx
+    pass
 
 __all__ = ["dependencies_from_imports", "expand_dependencies"]
 
 
-def dependencies_from_imports(plan: Plan, graph: nx.DiGraph) -> dict[str, set[str]]:
-    """Leaf dependencies from an import graph: a leaf waits for the leaves it imports.
-
-    Leaves that import each other in a cycle are collapsed into one strongly connected
-    component; edges inside a component are dropped (no order among them), edges between
-    components are kept, so the result is always acyclic.
-
-    Args:
-        plan: the plan whose leaves are ordered.
-        graph: a directed import graph over file paths (``a -> b``: a imports b).
-
-    Returns:
-        ``{leaf id: ids of the leaves it waits for}`` (only leaves with prerequisites).
-
-    Example:
-        >>> import networkx as nx
-        >>> from subplan import decompose
-        >>> plan = decompose(["a/1", "a/2", "a/3", "b/1", "b/2", "b/3"], max_files=3)
-        >>> g = nx.DiGraph([("a/1", "b/1")])
-        >>> deps = dependencies_from_imports(plan, g)
-        >>> [plan[p].label for p in deps[plan.leaf_for("a/1").id]]
-        ['b']
-    """
-    return leaf_dependencies(plan, graph)
+# The public name (``subplan.dependencies_from_imports``) of the decomposer's own function.
+dependencies_from_imports = leaf_dependencies
 
 
 def expand_dependencies(

@@ -90,11 +90,11 @@ _PACKAGE_NAME_RE: Final = re.compile(r'"name"\s*:\s*"([^"]+)"')
 _PACKAGE_ENTRY_RE: Final = re.compile(r'"(?:source|module|main|types)"\s*:\s*"([^"]+)"')
 
 
-def _read_head(path: str) -> bytes | None:
-    """The first :data:`HEAD` bytes of a text file; ``None`` when unreadable or binary."""
+def _read_head(path: str, limit: int = HEAD) -> bytes | None:
+    """The first ``limit`` bytes of a text file; ``None`` when unreadable or binary."""
     try:
         with open(path, "rb") as f:
-            data = f.read(HEAD)
+            data = f.read(limit)
     except OSError:
         return None
     if b"\0" in data[:_BINARY_PROBE]:
@@ -104,14 +104,8 @@ def _read_head(path: str) -> bytes | None:
 
 def _read_source(path: str) -> str | None:
     """The first MiB of a text file; ``None`` when unreadable or binary."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read(_READ_LIMIT)
-    except OSError:
-        return None
-    if b"\0" in data[:_BINARY_PROBE]:
-        return None
-    return data.decode("utf-8", "replace")
+    data = _read_head(path, _READ_LIMIT)
+    return None if data is None else data.decode("utf-8", "replace")
 
 
 def _common_prefix(a: Sequence[str], b: Sequence[str]) -> int:
