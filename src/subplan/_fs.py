@@ -7,7 +7,7 @@ import stat
 import tempfile
 from pathlib import Path
 
-__all__ = ["mark_runs_dir", "write_atomic"]
+__all__ = ["mark_runs_dir", "read_tail", "write_atomic"]
 
 RUNS_DIR_GITIGNORE = "# Written by subplan: nothing in a runs directory belongs in git.\n*\n"
 
@@ -77,3 +77,18 @@ def mark_runs_dir(path: str | os.PathLike[str]) -> Path:
     if not ignore.exists():
         write_atomic(ignore, RUNS_DIR_GITIGNORE)
     return runs
+
+
+def read_tail(path: str | os.PathLike[str], max_bytes: int) -> tuple[int, bytes]:
+    """The last ``max_bytes`` bytes of a file, and the offset they start at.
+
+    Reads only the file's end, however large it is.
+
+    Raises:
+        OSError: the file cannot be read (FileNotFoundError when it does not exist).
+    """
+    with open(path, "rb") as stream:
+        size = stream.seek(0, os.SEEK_END)
+        start = max(0, size - max_bytes)
+        stream.seek(start)
+        return start, stream.read(max_bytes)

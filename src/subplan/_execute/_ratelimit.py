@@ -70,6 +70,7 @@ from itertools import islice
 
 from .._clock import Clock, SystemClock
 from .._errors import ConfigError
+from .._fs import read_tail
 from ._ratelimit_json import BodyHit, classify, find_objects
 from ._ratelimit_text import (
     KEYWORDS,
@@ -528,11 +529,7 @@ evidence='Error: rate limit exceeded, try again in 20s')
         if isinstance(tail_bytes, bool) or not isinstance(tail_bytes, int) or tail_bytes <= 0:
             raise ConfigError(f"tail_bytes must be a positive integer, got {tail_bytes!r}")
         try:
-            with open(path, "rb") as log:
-                size = log.seek(0, os.SEEK_END)
-                start = max(0, size - tail_bytes)
-                log.seek(start)
-                data = log.read(tail_bytes)
+            start, data = read_tail(path, tail_bytes)
         except FileNotFoundError:
             return None
         text = data.decode("utf-8", "replace")

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
 
+from .._fs import read_tail
 from .._model import Plan
 
 if TYPE_CHECKING:
@@ -313,11 +314,7 @@ def tail_text(
         ...     tail_text(log, max_lines=2)
         'b\\nc\\n'
     """
-    with open(path, "rb") as stream:
-        stream.seek(0, 2)
-        size = stream.tell()
-        stream.seek(max(0, size - max_bytes))
-        data = stream.read(max_bytes)
+    data = read_tail(path, max_bytes)[1]
     text = data.decode("utf-8", errors="replace")
     lines = text.splitlines(keepends=True)
     return "".join(lines[-max_lines:]) if max_lines > 0 else ""
