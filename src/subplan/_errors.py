@@ -569,3 +569,9 @@ class CommandTimeoutError(SubplanError, TimeoutError):
 
 class WorkerCrashedError(SubplanError, RuntimeError):
     """The worker process running an attempt died before delivering its result."""
+
+
+def one_line(exc: BaseException) -> str:
+    """``Type: first line of the message``: an error as one line of a report or a log."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__

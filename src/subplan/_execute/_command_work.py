@@ -256,3 +256,11 @@ class CommandWork:
             signal=result.signal,
             stderr_path=result.stderr_path,
         )
+
+
+def kill_grace_of(work: object) -> float:
+    """The SIGTERM-to-SIGKILL grace of a dead worker's commands: the work's own, else 2 s."""
+    grace = getattr(getattr(work, "work", work), "kill_grace", None)
+    if isinstance(grace, int | float) and not isinstance(grace, bool) and grace >= 0:
+        return float(grace)
+    return 2.0

@@ -91,7 +91,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, TypeAlias
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 import dask
 import distributed as _distributed
@@ -99,19 +99,16 @@ import distributed.core as _distributed_core
 import distributed.protocol.pickle as _distributed_pickle
 
 from .._clock import Clock, SystemClock
-from .._errors import ConfigError, StoreError, WorkerCrashedError
+from .._errors import ConfigError, StoreError, WorkerCrashedError, one_line
 from .._model import Subplan
 from ._command_process import kill_process_groups, process_groups_of_run
+from ._command_work import kill_grace_of
 from ._core import AttemptEnd
+from ._loop import Dispatch, Live
 from ._results import AttemptContext, CancelFlag, RunReport
-from ._setup import (
-    TICK,
-    Live,
-    Setup,
-    kill_grace_of,
-    one_line,
-    signals_cancel,
-)
+
+if TYPE_CHECKING:
+    from ._setup import Setup
 
 __all__ = ["KILL_GRACE", "ClusterPool", "open_local_cluster"]
 
@@ -708,12 +705,20 @@ def connect(
     return DaskSession(client, owned, stack, grace)
 
 
-def _run_dask(setup: Setup, cancel: threading.Event | None, handle_signals: bool) -> RunReport:
+def run_dask(setup: Setup, stop: threading.Event | None, handle_signals: bool) -> RunReport:
     """The dask backend (see :func:`subplan.run` and the module docstring)."""
     session = setup.cluster
     assert session is not None  # connected by Setup, before the run was recorded
-    driver = _DaskDriver(setup, session.client, owned=session.owned, grace=session.grace)
-    return driver.run(cancel, handle_signals)
+    dispatch = Dispatch(setup, stop)
+    backend = _DaskBackend(
+        setup, dispatch, session.client, owned=session.owned, grace=session.grace
+    )
+    backend.open()
+    try:
+        dispatch.run(backend, handle_signals=handle_signals)
+    finally:
+        backend.close()
+    return setup.report()
 
 
 # -- the dispatcher's side ---------------------------------------------------------------
@@ -764,25 +769,27 @@ class _NotSent(Exception):
     """The runner's worker could not be reached: the attempt never left this host."""
 
 
-class _DaskDriver:
-    """One run on one client: the lock, the live attempts, the runners, the watcher."""
+class _DaskBackend:
+    """One run's attempts on one client: the runners, their RPCs, the watcher thread.
 
-    def __init__(self, setup: Setup, client: Client, *, owned: bool, grace: float) -> None:
+    The dispatcher's lock guards everything here too: the watcher takes it for each
+    batch of replies, and the loop calls the backend's methods under it.
+    """
+
+    def __init__(
+        self, setup: Setup, dispatch: Dispatch, client: Client, *, owned: bool, grace: float
+    ) -> None:
         self.setup = setup
+        self.dispatch = dispatch
         self.client = client
         self.owned = owned
         self.loop: asyncio.AbstractEventLoop = client.loop.asyncio_loop
-        self.lock = threading.Lock()
-        self.changed = threading.Event()
-        self.live: dict[int, Live] = {}
         self.waiting: collections.deque[int] = collections.deque()  # keys with no runner
         self.runners: dict[str, _Runner] = {}
         self.idle: list[_Runner] = []
         self.starting = 0  # runners submitted that have not announced themselves yet
         self.events: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
-        self.failures: list[BaseException] = []
         self.killing: set[str] = set()  # worker addresses being killed
-        self.signals_seen = 0
         self.cancelled_at: float | None = None
         # A worker of our own cluster is killed only after its command's own grace:
         # killing it earlier would orphan a command between its SIGTERM and SIGKILL.
@@ -791,14 +798,15 @@ class _DaskDriver:
             max(KILL_GRACE, kill_grace_of(setup.work) + 1.0) if commands else KILL_GRACE
         )
         self.lost_since: float | None = None
-        self.keys = itertools.count(1)
+        self.numbers = itertools.count(1)
         self.unsent: dict[int, int] = {}  # attempt key -> times no runner took it
         self.blobs: dict[int, tuple[object, bytes]] = {}  # id(target) -> (target, pickle)
-        # Names are unique per driver: a runner or topic of an earlier orchestrator of
-        # this run (still known to the scheduler) must never be mistaken for ours.
+        # Names are unique per run: a runner or topic of an earlier orchestrator of this
+        # run (still known to the scheduler) must never be mistaken for ours.
         self.grace = grace
         self.prefix = f"subplan-{secrets.token_hex(4)}"
         self.topic = f"{self.prefix}-runners"
+        self.watcher: threading.Thread | None = None
 
     # -- talking to workers (coroutines on the client's event loop) ----------------------
 
@@ -835,16 +843,9 @@ class _DaskDriver:
 
     # -- dispatch (under the lock) -------------------------------------------------------
 
-    def launch_locked(self) -> None:
-        setup = self.setup
-        sched = setup.scheduler
-        for launch in sched.launch_ready(deadline_after=setup.timeout):
-            key = next(self.keys)
-            self.live[key] = Live(launch, CancelFlag())
-            if sched.listening:
-                sched.emit("attempt_started", subplan_id=launch.unit_id, attempt=launch.attempt)
-            setup.tracker.enter()  # in flight on the cluster, from hand-off to end
-            self.waiting.append(key)
+    def start(self, key: int, item: Live) -> None:
+        self.setup.tracker.enter()  # in flight on the cluster, from hand-off to end
+        self.waiting.append(key)
         self.assign_locked()
 
     def assign_locked(self) -> None:
@@ -863,7 +864,7 @@ class _DaskDriver:
             self.start_runner_locked()
 
     def start_runner_locked(self) -> None:
-        number = next(self.keys)
+        number = next(self.numbers)
         runner_id = f"{self.prefix}-runner-{number}"
         future = self.client.submit(
             _runner, runner_id, runner_id, self.topic, key=runner_id, pure=False
@@ -888,7 +889,7 @@ class _DaskDriver:
         )
 
     def send_locked(self, runner: _Runner, key: int) -> None:
-        item = self.live[key]
+        item = self.dispatch.live[key]
         assert runner.address is not None
         runner.key = key
         call = self.call(
@@ -937,14 +938,16 @@ class _DaskDriver:
         return AttemptEnd("crashed", started, now, WorkerCrashedError(text), text)
 
     def finish_locked(self, key: int, got: object) -> None:
-        item = self.live.pop(key, None)
-        if item is None:
-            return  # ended already
+        """Attempt ``key`` ended (``got``: its runner's end, or what broke it)."""
+        if key in self.dispatch.live:
+            self.dispatch.finish_locked(key, functools.partial(self._ended, key, got))
+
+    def _ended(self, key: int, got: object, item: Live) -> AttemptEnd:
         self.unsent.pop(key, None)
         with contextlib.suppress(ValueError):
             self.waiting.remove(key)
         self.setup.tracker.exit()
-        self.setup.scheduler.finished(item.launch, self.to_end(item, got))
+        return self.to_end(item, got)
 
     # -- the watcher thread --------------------------------------------------------------
 
@@ -969,7 +972,7 @@ class _DaskDriver:
                 self.idle.append(runner)
             return
         self.retire_locked(runner)
-        if key in self.live and (reply == _GONE or isinstance(reply, _NotSent)):
+        if key in self.dispatch.live and (reply == _GONE or isinstance(reply, _NotSent)):
             # It never started: another runner takes it, up to a few times.
             self.unsent[key] = self.unsent.get(key, 0) + 1
             if self.unsent[key] <= _MAX_UNSENT:
@@ -1017,7 +1020,7 @@ class _DaskDriver:
                         break
                     batch.append(more)
             try:
-                with self.lock:
+                with self.dispatch.lock:
                     for event in batch:
                         if event[0] == "end":
                             self.on_reply(event[1], event[2], event[3])
@@ -1025,12 +1028,9 @@ class _DaskDriver:
                             self.on_announced(event[1], event[2])
                         else:
                             self.on_runner_done(event[1])
-                    self.launch_locked()
-                    if not self.live:
-                        self.changed.set()
+                    self.dispatch.refill_locked()
             except BaseException as exc:  # a bug in the dispatcher itself: stop loudly
-                self.failures.append(exc)
-                self.changed.set()
+                self.dispatch.fail(exc)
                 return
 
     # -- killing (only the workers of a cluster this run started) ------------------------
@@ -1042,7 +1042,7 @@ class _DaskDriver:
         if runner.address in self.killing:
             return
         self.killing.add(runner.address)
-        launch = self.live[key].launch
+        launch = self.dispatch.live[key].launch
         threading.Thread(
             target=self._kill,
             args=(runner.address, (launch.unit_id, launch.attempt)),
@@ -1087,23 +1087,24 @@ class _DaskDriver:
 
     # -- the main thread -----------------------------------------------------------------
 
-    def on_signal(self, signum: int) -> None:
-        self.signals_seen += 1
-        self.stop.set()
-        self.changed.set()
-
-    def cancel_locked(self, reason: str) -> None:
-        """Cancel the run: what waits ends now; what runs is told (and later killed)."""
-        sched = self.setup.scheduler
-        sched.cancel(reason)
-        self.cancelled_at = self.setup.clock.monotonic()
-        for key in list(self.waiting):
-            self.live[key].cancel.set()
+    def cancel(self, key: int, item: Live) -> None:
+        """The run was cancelled: a waiting attempt ends now, a running one is told (and
+        killed after the grace, see :meth:`tick`)."""
+        if key in self.waiting:
             self.finish_locked(key, None)
-        for runner in list(self.runners.values()):
-            if runner.key is not None:
-                self.live[runner.key].cancel.set()
-                self.cancel_remote_locked(runner, runner.key)
+            return
+        runner = next((r for r in self.runners.values() if r.key == key), None)
+        if runner is not None:
+            self.cancel_remote_locked(runner, key)
+
+    def timed_out(self, key: int, item: Live) -> None:
+        """Past its deadline before any runner took it: it ends now (a running one is
+        killed after the grace, see :meth:`tick`)."""
+        if key in self.waiting:
+            self.finish_locked(key, None)
+
+    def stop_reason(self) -> str | None:
+        return self.lost_scheduler(time.monotonic())
 
     def lost_scheduler(self, now: float) -> str | None:
         """Why the run must stop: the scheduler unreachable for SCHEDULER_GRACE seconds."""
@@ -1122,28 +1123,24 @@ class _DaskDriver:
             )
         return reason
 
-    def tick_locked(self) -> float | None:
-        """Deadlines, kills and idle runners; the next time something is due."""
-        setup = self.setup
-        now = setup.clock.monotonic()
+    def tick(self, now: float) -> float | None:
+        """Start what waits for a runner, kill what overstayed, stop idle runners; the
+        next time one of these is due."""
+        self.assign_locked()  # again: the scheduler may be back
+        live = self.dispatch.live
         due: list[float] = []
-        if setup.timeout is not None:
-            upcoming = setup.check_deadlines(self.live)
-            if upcoming is not None:
-                due.append(upcoming)
-            for key in list(self.waiting):  # timed out before any runner took it
-                if self.live[key].timed_out:
-                    self.finish_locked(key, None)
-            for key, item in self.live.items():
-                late = item.launch.deadline
-                if item.timed_out and late is not None:
-                    if now >= late + self.kill_grace:
-                        self.kill_locked(key)
-                    else:
-                        due.append(late + self.kill_grace)
-        if self.cancelled_at is not None and self.live:
+        if self.setup.scheduler.cancelled and self.cancelled_at is None:
+            self.cancelled_at = now
+        for key, item in live.items():
+            late = item.launch.deadline
+            if item.timed_out and late is not None:
+                if now >= late + self.kill_grace:
+                    self.kill_locked(key)
+                else:
+                    due.append(late + self.kill_grace)
+        if self.cancelled_at is not None and live:
             if now >= self.cancelled_at + self.kill_grace:
-                for key in self.live:
+                for key in live:
                     self.kill_locked(key)
             else:
                 due.append(self.cancelled_at + self.kill_grace)
@@ -1154,52 +1151,19 @@ class _DaskDriver:
                 due.append(min(r.idle_since for r in self.idle) + _LINGER)
         return min(due) if due else None
 
-    def run(self, cancel: threading.Event | None, handle_signals: bool) -> RunReport:
-        setup = self.setup
-        sched = setup.scheduler
-        clock_ = setup.clock
-        self.stop = cancel or threading.Event()
+    def open(self) -> None:
+        """Listen for runners and start the watcher thread."""
         self.client.subscribe_topic(self.topic, self.on_ready)
-        watcher = threading.Thread(target=self.watch, name="subplan-dask-watcher", daemon=True)
-        watcher.start()
-        try:
-            with signals_cancel(handle_signals, self.on_signal):
-                while True:
-                    lost = self.lost_scheduler(time.monotonic())
-                    with self.lock:
-                        if self.failures:
-                            raise self.failures[0]
-                        reason = setup.stop_reason(self.signals_seen) or lost
-                        if (self.stop.is_set() or reason) and not sched.cancelled:
-                            self.cancel_locked(reason or setup.cancel_reason(self.signals_seen))
-                        if self.signals_seen > 1:
-                            # Asked twice: stop waiting for in-flight work, but leave no
-                            # command running behind this process.
-                            self.kill_commands()
-                            break
-                        self.launch_locked()
-                        if sched.is_done():
-                            break
-                        due = self.tick_locked()
-                        wake = [t for t in (sched.next_wakeup(), due) if t]
-                        idle = not self.live
-                        self.changed.clear()
-                    wait = TICK
-                    if wake:
-                        wait = max(0.0, min(TICK, min(wake) - clock_.monotonic()))
-                    if idle and not isinstance(clock_, SystemClock):
-                        clock_.sleep(wait)
-                    else:
-                        self.changed.wait(wait)
-        finally:
-            self.events.put(None)
-            watcher.join(timeout=30)
-            self.close()
-        return setup.report()
+        self.watcher = threading.Thread(target=self.watch, name="subplan-dask-watcher", daemon=True)
+        self.watcher.start()
 
     def close(self) -> None:
-        """Stop every runner and forget the topic; wait briefly for the stops to land."""
-        with self.lock:
+        """Stop the watcher and every runner, forget the topic; wait briefly for the
+        stops to land."""
+        self.events.put(None)
+        if self.watcher is not None:
+            self.watcher.join(timeout=30)
+        with self.dispatch.lock:
             stops = []
             for runner in list(self.runners.values()):
                 if runner.address is not None and runner.key is None:

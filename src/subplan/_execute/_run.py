@@ -1,30 +1,27 @@
-"""``run`` and ``arun``: execute a plan's leaves under one global bound.
+"""``run``, ``arun`` and ``resume``: execute a plan's leaves under one global bound.
 
-Both drive the same :class:`~subplan._execute._core.Scheduler`. The thread driver runs
-each attempt on a pool of ``max_parallel`` threads and waits for ends on one queue; the
-asyncio driver runs coroutine work as tasks (and plain functions on its own threads).
+Each builds the run's :class:`~._setup.Setup` and hands it to a backend under the one
+dispatch loop (:mod:`._loop`): threads (:mod:`._threads`), worker processes
+(:mod:`._process_backend`), a dask cluster (:mod:`._dask`) or the running event loop
+(:mod:`._asyncio`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
-import functools
-import itertools
 import os
 import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from .._clock import Clock, SystemClock
-from .._errors import ConfigError, WorkerCrashedError
+from .._errors import ConfigError
 from .._model import Plan, Subplan
 from .._store._open import open_store
+from ._asyncio import run_asyncio
 from ._command_work import CommandWork
-from ._core import AttemptEnd
 from ._durable import (
     check_store_spec,
     is_store,
@@ -34,24 +31,13 @@ from ._halt import Halt
 from ._in_workspace import WorkspacePolicy
 from ._live_output import OutputFollower, OutputLine
 from ._pool import OuterLimiter
-from ._processes import JobEnd, ProcessWorkers, passed_fds, report_pgid
+from ._process_backend import run_processes
 from ._ratelimit import RateLimitDetector
-from ._results import AttemptContext, CancelFlag, Event, RunReport, WorkResult
+from ._results import AttemptContext, Event, RunReport, WorkResult
 from ._retry import RetryPolicy
-from ._setup import (
-    TICK,
-    Live,
-    Setup,
-    Workers,
-    check_run_id,
-    default_runs_dir,
-    is_async,
-    kill_grace_of,
-    new_run_id,
-    pool_size,
-    signals_cancel,
-)
+from ._setup import Setup, check_run_id, default_runs_dir, new_run_id
 from ._shared import SharedLimiter
+from ._threads import run_threads
 
 if TYPE_CHECKING:
     from .._store._base import PauseRow, Store
@@ -61,8 +47,6 @@ __all__ = ["Work", "arun", "default_runs_dir", "new_run_id", "resume", "run"]
 WorkReturn: TypeAlias = WorkResult | bool | None
 Work: TypeAlias = Callable[[Subplan, AttemptContext], WorkReturn]
 AsyncWork: TypeAlias = Callable[[Subplan, AttemptContext], Awaitable[WorkReturn]]
-
-# The dispatcher re-checks cancellation and timeouts at least this often.
 
 
 def run(
@@ -239,306 +223,17 @@ def _drive(
     """Run a set-up run on its backend; leave the store consistent whatever happens."""
     try:
         if setup.backend == "process":
-            return _run_processes(setup, setup.scheduler.max_parallel, cancel, handle_signals)
+            return run_processes(setup, cancel, handle_signals)
         if setup.backend == "dask":
-            from ._dask import _run_dask  # distributed is imported only when used
+            from ._dask import run_dask  # distributed is imported only when used
 
-            return _run_dask(setup, cancel, handle_signals)
-        return _run_threads(setup, setup.scheduler.max_parallel, cancel, handle_signals)
+            return run_dask(setup, cancel, handle_signals)
+        return run_threads(setup, cancel, handle_signals)
     finally:
         setup.abandon()  # a no-op once the run finished normally
         setup.close_backend()
         if output is not None:
             output.close()  # every line handed on before the caller sees the report
-
-
-def _run_threads(
-    setup: Setup, max_parallel: int, cancel: threading.Event | None, handle_signals: bool
-) -> RunReport:
-    """The thread backend (see :func:`run`)."""
-    sched = setup.scheduler
-    clock_ = setup.clock
-    tracker = setup.tracker
-    # The scheduler is driven from several threads but never at once: everything that
-    # touches it (and ``live``) holds ``lock``. A worker that finishes an attempt records it
-    # and takes the next launch itself, so a freed slot is refilled without a hand-off to
-    # another thread; the main thread only serves timers, deadlines and cancellation.
-    lock = threading.Lock()
-    changed = threading.Event()  # set when the main thread should look again
-    live: dict[int, Live] = {}
-    stop = cancel or threading.Event()
-    signals_seen = 0
-    failures: list[BaseException] = []
-    workers = Workers(pool_size(max_parallel))
-
-    def on_signal(signum: int) -> None:
-        nonlocal signals_seen
-        signals_seen += 1
-        stop.set()
-        changed.set()
-
-    def launch_locked() -> list[tuple[Live, AttemptContext, Callable[..., Any]]]:
-        jobs = []
-        for launch in sched.launch_ready(deadline_after=setup.timeout):
-            item = Live(launch, CancelFlag())
-            live[id(item)] = item
-            if sched.listening:
-                sched.emit("attempt_started", subplan_id=launch.unit_id, attempt=launch.attempt)
-            jobs.append((item, setup.context(item), setup.target(launch)))
-        return jobs
-
-    def submit(jobs: list[tuple[Live, AttemptContext, Callable[..., Any]]]) -> None:
-        for job in jobs:
-            workers.submit(functools.partial(attempt, *job), in_flight=len(live))
-
-    def attempt(item: Live, ctx: AttemptContext, target: Callable[..., Any]) -> None:
-        # Runs on a worker thread, then runs whatever it launched next. Nothing escapes.
-        while True:
-            value: object = None
-            error: BaseException | None = None
-            started = clock_.time()
-            tracker.enter()
-            try:
-                value = target(item.launch.subplan, ctx)
-            except BaseException as exc:
-                error = exc
-            finally:
-                tracker.exit()
-                ended = clock_.time()
-                setup.forget_process(item.launch.unit_id, item.launch.attempt)
-            end = setup.end(item, started, ended, value, error)
-            try:
-                with lock:
-                    del live[id(item)]
-                    sched.finished(item.launch, end)
-                    jobs = launch_locked()
-                    if not live:
-                        changed.set()  # the run may be over, or waiting on a timer
-                    # Keep one job for this thread; the rest go to the pool.
-                    submit(jobs[1:])
-            except BaseException as exc:  # a bug in the dispatcher itself: stop loudly
-                failures.append(exc)
-                changed.set()
-                return
-            if not jobs:
-                return
-            item, ctx, target = jobs[0]
-
-    try:
-        with signals_cancel(handle_signals, on_signal):
-            while True:
-                with lock:
-                    if (stop.is_set() or setup.stop_reason(signals_seen)) and not sched.cancelled:
-                        sched.cancel(setup.cancel_reason(signals_seen))
-                        for item in live.values():
-                            item.cancel.set()
-                    if failures:
-                        raise failures[0]
-                    if signals_seen > 1:
-                        # Asked twice: stop waiting for in-flight work, but leave no
-                        # command running behind this process.
-                        setup.kill_commands()
-                        break
-                    submit(launch_locked())
-                    if sched.is_done():
-                        break
-                    deadline = setup.check_deadlines(live) if setup.timeout is not None else None
-                    wake = [t for t in (sched.next_wakeup(), deadline) if t]
-                    idle = not live
-                    changed.clear()
-                wait = TICK
-                if wake:
-                    wait = max(0.0, min(TICK, min(wake) - clock_.monotonic()))
-                if idle and not isinstance(clock_, SystemClock):
-                    clock_.sleep(wait)  # nothing can end meanwhile: a fake clock moves on
-                else:
-                    # Workers and signals set `changed`; a caller's cancel event is seen
-                    # within a tick.
-                    changed.wait(wait)
-    finally:
-        workers.shutdown(wait=signals_seen < 2)
-    return setup.report()
-
-
-def _in_worker(
-    target: Callable[..., Any],
-    subplan: Subplan,
-    run_id: str,
-    attempt: int,
-    run_dir: Path,
-    deadline: float | None,
-) -> object:
-    """Run one attempt inside a worker process (module level, so it pickles).
-
-    A command's group is reported to the parent, which records it (durably, with a
-    store) before the command may run; the pool slots the parent sent along are passed
-    on to the command, so they stay held as long as it lives.
-    """
-    ctx = AttemptContext(
-        run_id=run_id,
-        subplan_id=subplan.id,
-        attempt=attempt,
-        run_dir=run_dir,
-        cancel=CancelFlag(),
-        deadline=deadline,
-        on_process=_recorded_by_parent,
-        inherit_fds=passed_fds(),
-    )
-    return target(subplan, ctx)
-
-
-def _recorded_by_parent(pid: int, pgid: int) -> None:
-    """In a worker: wait until the orchestrator recorded the command's group."""
-    report_pgid(pgid, wait=True)
-
-
-def _run_processes(
-    setup: Setup, max_parallel: int, cancel: threading.Event | None, handle_signals: bool
-) -> RunReport:
-    """The process backend: the same dispatcher, attempts in crash-isolated workers."""
-    sched = setup.scheduler
-    clock_ = setup.clock
-    tracker = setup.tracker
-    # As in run(): one lock guards the scheduler. The pool's watcher thread records each
-    # end and submits what it frees at once; the main thread serves timers and signals.
-    lock = threading.Lock()
-    changed = threading.Event()
-    live: dict[int, Live] = {}
-    killed: set[int] = set()
-    failures: list[BaseException] = []
-    stop = cancel or threading.Event()
-    signals_seen = 0
-    job_ids = itertools.count(1)
-    workers: ProcessWorkers | None = None
-    calls: dict[int, functools.partial[object]] = {}  # targets live as long as setup
-
-    def on_signal(signum: int) -> None:
-        nonlocal signals_seen
-        signals_seen += 1
-        stop.set()
-        changed.set()
-
-    def to_end(item: Live, job: JobEnd) -> AttemptEnd:
-        started = job.started if job.started is not None else job.ended
-        if job.outcome == "returned":
-            return setup.end(item, started, job.ended, job.value, None)
-        if job.outcome == "raised":
-            return setup.end(item, started, job.ended, None, job.error)
-        if job.outcome == "crashed":
-            text = job.error_text or "worker died"
-            # A worker that died before the function started (while starting or unpickling
-            # the job) is not the subplan's fault: no attempt is spent. Crashes still count
-            # toward max_crashes, so a worker that can never start does not loop forever.
-            charge = job.started is not None
-            return AttemptEnd(
-                "crashed", started, job.ended, WorkerCrashedError(text), text, charge=charge
-            )
-        if item.timed_out:
-            return AttemptEnd(
-                "timed_out", started, job.ended, None, f"timed out after {setup.timeout}s"
-            )
-        return setup.cancelled_end(started, job.ended)
-
-    # A shared pool's slot travels to the worker, whose command inherits it.
-    held = getattr(setup.limiter, "held_descriptors", None)
-
-    def launch_locked() -> None:
-        assert workers is not None
-        for launch in sched.launch_ready(deadline_after=setup.timeout):
-            item = Live(launch, CancelFlag())
-            job_id = next(job_ids)
-            live[job_id] = item
-            if sched.listening:
-                sched.emit("attempt_started", subplan_id=launch.unit_id, attempt=launch.attempt)
-            tracker.enter()  # in flight in a worker, from hand-off to end
-            target = setup.target(launch)
-            # One callable object per target, so a worker that holds it is sent only
-            # the arguments (see ProcessWorkers).
-            func = calls.get(id(target))
-            if func is None:
-                func = calls[id(target)] = functools.partial(_in_worker, target)
-            args = (launch.subplan, setup.run_id, launch.attempt, setup.run_dir, None)
-            workers.submit(job_id, func, args, fds=held(launch.slot) if held else ())
-
-    def kill_locked(job_id: int) -> None:
-        assert workers is not None
-        if job_id not in killed:
-            killed.add(job_id)
-            workers.kill(job_id)
-
-    def on_end(job: JobEnd) -> None:
-        # On the pool's watcher thread.
-        try:
-            with lock:
-                item = live.pop(job.job_id)
-                killed.discard(job.job_id)
-                tracker.exit()
-                setup.forget_process(item.launch.unit_id, item.launch.attempt)
-                sched.finished(item.launch, to_end(item, job))
-                launch_locked()
-                if not live:
-                    changed.set()
-        except BaseException as exc:  # a bug in the dispatcher itself: stop loudly
-            failures.append(exc)
-            changed.set()
-
-    def on_pgid(job_id: int, pgid: int, *, wait: bool = False) -> None:
-        # On the pool's watcher thread (wait=False: a worker kills its job's groups
-        # itself if this process dies), or on a thread of the pool's while the command
-        # is held back until its group is committed (wait=True).
-        with lock:
-            item = live.get(job_id)
-        if item is None:
-            raise RuntimeError(f"job {job_id} is no longer running")
-        setup.record_process(item.launch.unit_id, item.launch.attempt, None, pgid, wait=wait)
-
-    def ignore_ended(job_id: int, pgid: int) -> None:
-        with contextlib.suppress(RuntimeError):
-            on_pgid(job_id, pgid)
-
-    # Monotonic deadlines are per process, so children get none: the parent kills late ones.
-    with (
-        ProcessWorkers(
-            max_parallel,
-            on_end=on_end,
-            on_pgid=ignore_ended,
-            record_pgid=functools.partial(on_pgid, wait=True),
-            kill_grace=kill_grace_of(setup.work),
-        ) as pool,
-        signals_cancel(handle_signals, on_signal),
-    ):
-        workers = pool
-        while True:
-            with lock:
-                if failures:
-                    raise failures[0]
-                if signals_seen > 1:
-                    # Asked twice: kill every command's group (and worker), and go.
-                    setup.kill_commands()
-                    pool.shutdown(wait=False, kill=True)
-                    break
-                if (stop.is_set() or setup.stop_reason(signals_seen)) and not sched.cancelled:
-                    sched.cancel(setup.cancel_reason(signals_seen))
-                    for job_id in list(live):
-                        kill_locked(job_id)
-                launch_locked()
-                if sched.is_done():
-                    break
-                deadline = None
-                if setup.timeout is not None:
-                    deadline = setup.check_deadlines(live)
-                    for job_id, item in list(live.items()):
-                        if item.timed_out:
-                            kill_locked(job_id)
-                wake = [t for t in (sched.next_wakeup(), deadline) if t]
-                idle = not live
-                changed.clear()
-            wait = TICK if not wake else max(0.0, min(TICK, min(wake) - clock_.monotonic()))
-            if idle and not isinstance(clock_, SystemClock):
-                clock_.sleep(wait)
-            else:
-                changed.wait(wait)
-    return setup.report()
 
 
 async def arun(
@@ -593,101 +288,11 @@ async def arun(
     on_event = output or on_event
     setup = Setup(plan, work, **Setup.options(locals()))
     try:
-        return await _arun_driver(setup, max_parallel, cancel)
+        return await run_asyncio(setup, cancel)
     finally:
         setup.abandon()  # a no-op once the run finished normally
         if output is not None:
             output.close()
-
-
-async def _arun_driver(
-    setup: Setup, max_parallel: int, cancel: asyncio.Event | threading.Event | None
-) -> RunReport:
-    """The asyncio driver (see :func:`arun`)."""
-    sched = setup.scheduler
-    clock_ = setup.clock
-    tracker = setup.tracker
-    loop = asyncio.get_running_loop()
-    pool: ThreadPoolExecutor | None = None
-    tasks: dict[asyncio.Task[AttemptEnd], Live] = {}
-
-    async def attempt(item: Live, ctx: AttemptContext, target: Callable[..., Any]) -> AttemptEnd:
-        nonlocal pool
-        value: object = None
-        error: BaseException | None = None
-        started = clock_.time()
-        tracker.enter()
-        try:
-            if item.cancellable:
-                value = await target(item.launch.subplan, ctx)
-            else:
-                if pool is None:
-                    pool = ThreadPoolExecutor(
-                        pool_size(max_parallel), thread_name_prefix="subplan-work"
-                    )
-                value = await loop.run_in_executor(pool, target, item.launch.subplan, ctx)
-        except asyncio.CancelledError as exc:
-            error = exc
-            if not (item.timed_out or item.cancel.is_set()):
-                raise
-        except Exception as exc:
-            error = exc
-        finally:
-            tracker.exit()
-            ended = clock_.time()
-        return setup.end(item, started, ended, value, error)
-
-    def cancel_requested() -> bool:
-        return (cancel is not None and cancel.is_set()) or setup.stop_reason(0) is not None
-
-    try:
-        while True:
-            if cancel_requested() and not sched.cancelled:
-                sched.cancel(setup.cancel_reason(0))
-                for task, item in tasks.items():
-                    item.cancel.set()
-                    if item.cancellable:
-                        task.cancel()
-            for launch in sched.launch_ready(deadline_after=setup.timeout):
-                target = setup.target(launch)
-                item = Live(launch, CancelFlag(), cancellable=is_async(target))
-                sched.emit("attempt_started", subplan_id=launch.unit_id, attempt=launch.attempt)
-                coro = attempt(item, setup.context(item), target)
-                tasks[asyncio.ensure_future(coro)] = item
-            if sched.is_done():
-                break
-            by_slot = {item.launch.slot.id: item for item in tasks.values()}
-            upcoming = setup.check_deadlines(by_slot)
-            for task, item in tasks.items():
-                if item.timed_out and item.cancellable and not task.done():
-                    task.cancel()
-            wake = [t for t in (sched.next_wakeup(), upcoming) if t]
-            wait = TICK if not wake else max(0.0, min(TICK, min(wake) - clock_.monotonic()))
-            if not tasks:
-                if isinstance(clock_, SystemClock):
-                    await asyncio.sleep(wait)
-                else:
-                    clock_.sleep(wait)
-                    await asyncio.sleep(0)
-                continue
-            done, _ = await asyncio.wait(tasks, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                item = tasks.pop(task)
-                sched.finished(item.launch, task.result())
-    except asyncio.CancelledError:
-        sched.cancel("cancelled")
-        for task, item in tasks.items():
-            item.cancel.set()
-            if item.cancellable:
-                task.cancel()
-        for task, item in list(tasks.items()):
-            with contextlib.suppress(asyncio.CancelledError):
-                sched.finished(item.launch, await task)
-        raise
-    finally:
-        if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
-    return setup.report()
 
 
 def _policy_of(config: Mapping[str, Any], run_id: str, base: str | None) -> WorkspacePolicy | None:

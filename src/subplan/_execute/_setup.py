@@ -1,33 +1,28 @@
-"""What every driver of a run shares: the validated options, the scheduler, the contexts
-and ends of attempts, the signal handling (``Setup``, ``Live``, ``signals_cancel``).
+"""What every backend of a run shares: the validated options, the scheduler, the
+contexts and ends of attempts, the stop reasons and the report (``Setup``).
 
-The drivers (threads, processes and asyncio in ``_run``, dask in ``_dask``, the
-simulator in ``subplan.testing``) import it from here, never from each other.
+The dispatch loop (``_loop``) and its backends (threads, processes, asyncio, dask, the
+simulator in ``subplan.testing``) take it from here, never from each other.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import importlib.util
 import inspect
 import os
-import queue
 import random
 import secrets
-import signal
 import socket
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from .._clock import Clock, SystemClock
-from .._errors import ConfigError
+from .._errors import ConfigError, one_line
 from .._fs import mark_runs_dir
 from .._model import Plan, Subplan
 from ._command_process import kill_process_groups
@@ -45,21 +40,19 @@ from ._in_workspace import InWorkspaces, WorkspacePolicy, changed_of
 from ._limiter import Limiter
 from ._pool import LayeredLimiter, OuterLimiter
 from ._ratelimit import RateLimitDetector, RateLimited, RateLimitInfo
-from ._results import AttemptContext, CancelFlag, Event, RunReport, Session, WorkResult
+from ._results import AttemptContext, Event, RunReport, Session, WorkResult
 from ._retry import RetryPolicy
 from ._tracker import ConcurrencyTracker, peak_from_intervals
 
 if TYPE_CHECKING:
     from .._store._base import Store
     from ._dask import DaskSession
+    from ._loop import Live
 
 
 WorkReturn: TypeAlias = WorkResult | bool | None
 Work: TypeAlias = Callable[[Subplan, AttemptContext], WorkReturn]
 AsyncWork: TypeAlias = Callable[[Subplan, AttemptContext], Awaitable[WorkReturn]]
-
-# The dispatcher re-checks cancellation and timeouts at least this often.
-TICK = 0.25
 
 
 def default_runs_dir() -> Path:
@@ -103,51 +96,6 @@ def _interpret(value: object) -> tuple[bool, float | None, str | None]:
     raise TypeError(f"work returned {type(value).__name__}; return None, a bool or a WorkResult")
 
 
-def pool_size(max_parallel: int) -> int:
-    """Worker threads for ``max_parallel``: deliberately more than the bound.
-
-    The dispatcher's limiter is the one bound. A pool of exactly ``max_parallel`` threads
-    would be a second, silent one: a broken limiter would queue its extra attempts inside
-    the pool and every peak check would still pass. Threads are made only when needed, so
-    the slack costs nothing while the limiter works.
-    """
-    return 2 * max_parallel + 2
-
-
-class Workers:
-    """Worker threads fed from one queue: the least machinery between dispatch and work.
-
-    A thread is started only when the attempts in flight outnumber the threads, up to
-    ``limit`` (see :func:`pool_size`); threads are reused. They are daemons so a run
-    abandoned after a second Ctrl-C cannot keep the interpreter from exiting.
-    """
-
-    def __init__(self, limit: int) -> None:
-        self._limit = limit
-        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
-        self._threads: list[threading.Thread] = []
-
-    def submit(self, job: Callable[[], None], *, in_flight: int) -> None:
-        if len(self._threads) < min(in_flight, self._limit):
-            thread = threading.Thread(
-                target=self._loop, name=f"subplan-work-{len(self._threads)}", daemon=True
-            )
-            thread.start()
-            self._threads.append(thread)
-        self._jobs.put(job)
-
-    def _loop(self) -> None:
-        while (job := self._jobs.get()) is not None:
-            job()
-
-    def shutdown(self, *, wait: bool) -> None:
-        for _ in self._threads:
-            self._jobs.put(None)
-        if wait:
-            for thread in self._threads:
-                thread.join()
-
-
 def is_async(target: Callable[..., Any]) -> bool:
     return inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(
         getattr(target, "__call__", None)  # noqa: B004 - an object with an async __call__
@@ -160,23 +108,6 @@ def _wait_of(signal: RateLimited, now: float) -> float | None:
     if signal.reset_at is not None:
         return max(0.0, signal.reset_at - now)
     return None
-
-
-def one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
-
-
-@dataclass(slots=True)
-class Live:
-    """A launched attempt the driver is watching."""
-
-    launch: Launch
-    cancel: CancelFlag
-    timed_out: bool = False
-    # A coroutine attempt can be cancelled; a thread cannot, so a thread attempt keeps its
-    # slot (and its place in the tracker) until the function really returns.
-    cancellable: bool = False
 
 
 class Setup:
@@ -588,7 +519,7 @@ class Setup:
         info = self.detector.from_exception(error, now=now)
         return None if info is None else (info.wait(now), info.source)
 
-    def check_deadlines(self, live: Mapping[Any, Live]) -> float | None:
+    def check_deadlines(self, live: Mapping[int, Live]) -> float | None:
         """Flag attempts past their deadline; return the next deadline."""
         now = self.clock.monotonic()
         upcoming: float | None = None
@@ -648,29 +579,3 @@ class Setup:
             sessions=sessions,
             run_dir=self.run_dir,
         )
-
-
-@contextlib.contextmanager
-def signals_cancel(enabled: bool, on_signal: Callable[[int], None]) -> Iterator[None]:
-    """While active, SIGINT and SIGTERM call ``on_signal`` instead of killing the process."""
-    if not enabled or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        on_signal(signum)
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
-def kill_grace_of(work: object) -> float:
-    """The SIGTERM-to-SIGKILL grace of a dead worker's commands: the work's own, else 2 s."""
-    grace = getattr(getattr(work, "work", work), "kill_grace", None)
-    if isinstance(grace, int | float) and not isinstance(grace, bool) and grace >= 0:
-        return float(grace)
-    return 2.0

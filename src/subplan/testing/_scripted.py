@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import heapq
+import math
 import os
 import signal
 from collections.abc import Callable, Mapping, Sequence
@@ -13,10 +14,11 @@ from .._clock import Clock
 from .._execute import _processes
 from .._execute._core import AttemptEnd
 from .._execute._halt import Halt
+from .._execute._loop import Dispatch, Live
 from .._execute._pool import OuterLimiter
-from .._execute._results import AttemptContext, CancelFlag, Event, RunReport, WorkResult
+from .._execute._results import AttemptContext, Event, RunReport, WorkResult
 from .._execute._retry import RetryPolicy
-from .._execute._setup import Live, Setup
+from .._execute._setup import Setup
 from .._model import Plan, Subplan
 from ._clock import FakeClock
 
@@ -155,44 +157,66 @@ def simulate(
     arguments = {**locals(), "clock": fake, "run_id": "simulated"}
     arguments["runs_dir"] = "/nonexistent/subplan-simulated"
     setup = Setup(plan, work, **Setup.options(arguments))
-    sched = setup.scheduler
-    # (end time, sequence, start time, live attempt, its step)
-    pending: list[tuple[float, int, float, Live, Step]] = []
-    sequence = 0
+    dispatch = Dispatch(setup)
+    backend = _Simulated(setup, work, integrate or work)
+    dispatch.attach(backend)
     while True:
         now = fake.monotonic()
         due = "cancelled" if cancel_at is not None and now >= cancel_at else None
-        stop = setup.stop_reason(0) or due
-        if stop is not None and not sched.cancelled:
-            sched.cancel(stop)
-            for _, _, _, item, _ in pending:
-                item.cancel.set()
-        for launch in sched.launch_ready(deadline_after=timeout):
-            script = integrate if launch.kind == "integration" and integrate else work
-            step = script.step(launch.subplan, launch.attempt)
-            script.calls.append((launch.unit_id, launch.attempt))
-            item = Live(launch, CancelFlag())
-            setup.tracker.enter()
-            duration = step.duration
-            if timeout is not None and duration > timeout:
-                duration, item.timed_out = timeout, True
-            sequence += 1
-            heapq.heappush(pending, (now + duration, sequence, now, item, step))
-            sched.emit("attempt_started", subplan_id=launch.unit_id, attempt=launch.attempt)
-        if sched.is_done():
+        wake = dispatch.step_locked(due)  # one thread: the lock is not needed
+        if wake is None:
             break
-        times = [t for t in (sched.next_wakeup(), cancel_at) if t is not None and t > now]
-        if pending:
-            times.append(pending[0][0])
+        times = [t for t in (wake, cancel_at) if t is not None and now < t < math.inf]
+        if backend.pending:
+            times.append(backend.pending[0][0])
         if not times:
             raise RuntimeError("simulation stalled: nothing runs and nothing is due")
         fake.set(max(now, min(times)))
         # End every attempt due by now, in (time, launch) order, before launching again.
-        while pending and pending[0][0] <= fake.monotonic():
-            ended, _, started, item, step = heapq.heappop(pending)
+        while backend.pending and backend.pending[0][0] <= fake.monotonic():
+            ended, key, started, item, step = heapq.heappop(backend.pending)
             setup.tracker.exit()
-            sched.finished(item.launch, _end(setup, item, step, started, ended))
+            dispatch.finish_locked(key, _end(setup, item, step, started, ended))
     return setup.report()
+
+
+class _Simulated:
+    """The simulator's backend: an attempt is its step's end time on a heap."""
+
+    def __init__(self, setup: Setup, work: ScriptedWork, integrate: ScriptedWork) -> None:
+        self.setup = setup
+        self.work = work
+        self.integrate = integrate
+        # (end time, key (launch order), start time, live attempt, its step)
+        self.pending: list[tuple[float, int, float, Live, Step]] = []
+
+    def start(self, key: int, item: Live) -> None:
+        launch = item.launch
+        script = self.integrate if launch.kind == "integration" else self.work
+        step = script.step(launch.subplan, launch.attempt)
+        script.calls.append((launch.unit_id, launch.attempt))
+        self.setup.tracker.enter()
+        now = self.setup.clock.monotonic()
+        duration = step.duration
+        timeout = self.setup.timeout
+        if timeout is not None and duration > timeout:
+            duration, item.timed_out = timeout, True
+        heapq.heappush(self.pending, (now + duration, key, now, item, step))
+
+    def cancel(self, key: int, item: Live) -> None:
+        pass  # a scripted attempt runs its course; its end sees the cancel
+
+    def timed_out(self, key: int, item: Live) -> None:
+        pass  # cut at its deadline when it started
+
+    def tick(self, now: float) -> float | None:
+        return None
+
+    def stop_reason(self) -> str | None:
+        return None
+
+    def kill_commands(self) -> None:
+        pass  # no signals in virtual time
 
 
 def _end(setup: Setup, item: Live, step: Step, started: float, ended: float) -> AttemptEnd:
