@@ -25,6 +25,7 @@ from typing import Literal, Protocol
 from .._clock import Clock
 from .._errors import ConfigError
 from .._model import Plan, Subplan
+from ._decision import decide
 from ._gate import PauseGate
 from ._halt import Halt
 from ._limiter import Limiter, Slot
@@ -415,7 +416,10 @@ class Scheduler:
     # -- ends --------------------------------------------------------------------------
 
     def finished(self, launch: Launch, end: AttemptEnd) -> None:
-        """Record how an attempt ended, give its slot back, and decide what follows."""
+        """Record how an attempt ended, give its slot back, and do what follows.
+
+        What follows is :func:`~subplan._execute._decision.decide`'s: this applies it.
+        """
         unit = self.units[launch.unit_id]
         self.limiter.release(launch.slot)
         self.running -= 1
@@ -447,78 +451,51 @@ class Scheduler:
                 error=end.error_text,
                 exit_code=record.exit_code,
             )
-        if end.status == "succeeded":
+        decision = decide(
+            end.status,
+            policy=self.retry,
+            rng=self.rng,
+            charged=unit.charged,
+            crashes=unit.crashes,
+            rate_limits=unit.rate_limits,
+            charge=end.charge,
+            error=end.error,
+            error_text=end.error_text,
+            cancel_reason=self.cancel_reason,
+        )
+        unit.charged = decision.charged
+        unit.crashes = decision.crashes
+        unit.rate_limits = decision.rate_limits
+        action = decision.action
+        if action == "succeed":
             self._succeed(unit)
-            return
-        if end.status == "rate_limited":
-            self._rate_limited(unit, end)
-            return
-        unit.rate_limits = 0
-        if end.charge:
-            unit.charged += 1
-        if end.status == "crashed":
-            unit.crashes += 1
-        retryable = end.status in ("timed_out", "cancelled") or self.retry.retryable(end.error)
-        # An uncharged end (someone else's crash took it down) is always run again.
-        again = not end.charge or (retryable and unit.charged < self.retry.max_attempts)
-        if unit.crashes >= self.retry.max_crashes:
-            again = False  # a poison subplan: its worker died every time
-        if again and self.cancelled:
-            # Not finished and not out of attempts: left for a resume, not failed.
-            unit.state = "pending"
-            unit.reason = self._stopped_reason(end)
-            return
-        if again and not end.charge:
-            self._make_ready(unit)  # requeued at once, no attempt spent
-            return
-        if again:
-            delay = self.retry.delay(unit.charged, self.rng)
+        elif action == "retry":
             unit.state = "retry_wait"
-            unit.not_before = self.clock.monotonic() + delay
+            unit.not_before = self.clock.monotonic() + decision.delay
             heapq.heappush(self._retry_wait, (unit.not_before, unit.seq, unit.id))
             self.emit(
-                "retry_scheduled", subplan_id=unit.id, attempt=launch.attempt + 1, delay=delay
+                "retry_scheduled",
+                subplan_id=unit.id,
+                attempt=launch.attempt + 1,
+                delay=decision.delay,
             )
-            return
-        unit.state = "failed"
-        unit.reason = end.error_text or end.status
-        self._failed(unit)
-
-    def _rate_limited(self, unit: _Unit, end: AttemptEnd) -> None:
-        # The limit is the API's, not the subplan's: no attempt is spent, the unit goes
-        # back in the queue, and the whole run pauses.
-        unit.rate_limits += 1
-        if unit.rate_limits > self.retry.max_rate_limits:
+        elif action == "requeue":
+            self._make_ready(unit)  # at once, no attempt spent
+        elif action == "pause":
+            self._make_ready(unit)
+            self.pause(
+                wait=end.wait,
+                reason=end.error_text or "rate limited",
+                source=end.source or "unknown",
+                subplan_id=unit.id,
+            )
+        elif action == "stop":
+            unit.state = "pending"  # left for a resume
+            unit.reason = decision.reason
+        else:
             unit.state = "failed"
-            unit.reason = f"rate limited {unit.rate_limits} times in a row ({end.error_text})"
+            unit.reason = decision.reason
             self._failed(unit)
-            return
-        if self.cancelled:
-            unit.state = "pending"
-            unit.reason = self._stopped_reason(end)
-            return
-        self._make_ready(unit)
-        self.pause(
-            wait=end.wait,
-            reason=end.error_text or "rate limited",
-            source=end.source or "unknown",
-            subplan_id=unit.id,
-        )
-
-    def _stopped_reason(self, end: AttemptEnd) -> str:
-        """Why a unit the cancelled run leaves for a resume did not finish: one reason.
-
-        The run's own reason ("cancelled by signal", a halt), and what its last attempt
-        did when that was not merely being stopped, never a reason wrapped in another.
-        """
-        reason = self.cancel_reason or "cancelled"
-        if end.status == "cancelled":
-            return reason
-        what = end.status.replace("_", " ")
-        detail = end.error_text or what
-        if not detail.startswith(what):
-            detail = f"{what}: {detail}"
-        return f"{reason}; its last attempt {detail}"
 
     def _succeed(self, unit: _Unit) -> None:
         unit.state = "succeeded"
