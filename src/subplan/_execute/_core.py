@@ -157,7 +157,8 @@ class Scheduler:
         groups: ``{unit id: group names}`` whose caps apply to it.
         priorities: ``{unit id: priority}``; higher starts first, FIFO among equals.
         limiter: where slots come from: the only bound. Its capacity must be
-            ``max_parallel`` (the drivers build it so); group caps live in it too.
+            ``max_parallel`` (the drivers build it so; ConfigError otherwise), and
+            :attr:`max_parallel` reads it; group caps live in it too.
         emit: called with each :class:`Event`, from the driver's thread.
         prior: ``{unit id: attempts of earlier sessions}`` when resuming: attempt
             numbers continue after them, and they appear in the outcomes. The retry
@@ -193,7 +194,11 @@ class Scheduler:
         # Set when a "now" halt is due: the drivers cancel what runs (see _Setup.stop_reason).
         self.halt_reason: str | None = None
         self.journal = journal
-        self.max_parallel = check_max_parallel(max_parallel)
+        if check_max_parallel(max_parallel) != limiter.capacity:
+            raise ConfigError(
+                f"max_parallel is {max_parallel} but the limiter's capacity is "
+                f"{limiter.capacity}: the limiter is the one bound"
+            )
         self.run_id = run_id
         self.retry = retry
         self.clock = clock
@@ -202,7 +207,7 @@ class Scheduler:
         self._emit_to = emit
         self.warnings: list[str] = []
         self.running = 0
-        self.cancelled = False
+        # Set once, by cancel(): the first reason wins.
         self.cancel_reason: str | None = None
         self._ready: list[tuple[int, int, str]] = []
         self._retry_wait: list[tuple[float, int, str]] = []
@@ -244,6 +249,16 @@ class Scheduler:
         for unit in units.values():
             if unit.state == "pending" and not unit.waiting_for:
                 self._make_ready(unit)
+
+    @property
+    def max_parallel(self) -> int:
+        """The global bound: the limiter's capacity."""
+        return self.limiter.capacity
+
+    @property
+    def cancelled(self) -> bool:
+        """True once :meth:`cancel` was called: nothing new starts."""
+        return self.cancel_reason is not None
 
     # -- events ------------------------------------------------------------------------
 
@@ -532,9 +547,11 @@ class Scheduler:
             stack.extend((dependant, d) for d in dependant.dependants)
 
     def cancel(self, reason: str = "cancelled") -> None:
-        """Stop dispatch: nothing new starts; running attempts are left to end."""
-        if not self.cancelled:
-            self.cancelled = True
+        """Stop dispatch: nothing new starts; running attempts are left to end.
+
+        The first reason wins: a later cancel (a halt after Ctrl-C) changes nothing.
+        """
+        if self.cancel_reason is None:
             self.cancel_reason = reason
 
     # -- results -------------------------------------------------------------------------
