@@ -458,6 +458,36 @@ def test_a_scheduler_fed_a_cycle_says_so_instead_of_hanging() -> None:
         scheduler.is_done()
 
 
+def scheduler_of(plan: Plan, *, max_parallel: int = 2, capacity: int = 2) -> Scheduler:
+    import random
+
+    return Scheduler(
+        plan,
+        max_parallel=max_parallel,
+        run_id="x",
+        retry=RetryPolicy(),
+        clock=FakeClock(),
+        rng=random.Random(0),
+        limiter=Limiter(capacity),
+    )
+
+
+def test_the_bound_is_the_limiters_capacity_and_no_second_number() -> None:
+    assert 3 == scheduler_of(flat_plan(1), max_parallel=3, capacity=3).max_parallel
+    with pytest.raises(ConfigError, match="limiter's capacity is 2"):
+        scheduler_of(flat_plan(1), max_parallel=3, capacity=2)
+
+
+def test_the_first_cancel_reason_wins() -> None:
+    scheduler = scheduler_of(flat_plan(2))
+    assert (False, None) == (scheduler.cancelled, scheduler.cancel_reason)
+    scheduler.cancel("cancelled by signal")
+    scheduler.cancel("halted")
+    assert (True, "cancelled by signal") == (scheduler.cancelled, scheduler.cancel_reason)
+    assert [] == scheduler.launch_ready()
+    assert scheduler.is_done()
+
+
 def test_crashes_in_virtual_time_are_charged_and_capped() -> None:
     plan = flat_plan(3)
     a, b, _ = plan.leaves

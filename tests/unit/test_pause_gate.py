@@ -11,6 +11,7 @@ import pytest
 from execute_helpers import flat_plan
 from subplan import ConfigError
 from subplan._execute._core import Scheduler
+from subplan._execute._gate import Closing, PauseGate
 from subplan._execute._limiter import Limiter
 from subplan._execute._ratelimit import RateLimited, RateLimitInfo
 from subplan._execute._results import Event, RunReport
@@ -272,3 +273,65 @@ def test_cancelling_during_a_pause_leaves_the_limited_unit_not_run() -> None:
     report = simulate(plan, work, cancel_at=5.0)
     assert "cancelled" == report.status
     assert (a.id,) == report.not_run
+
+
+# -- the gate on its own -------------------------------------------------------------------
+
+
+def close(gate: PauseGate, now: float, wait: float | None, seed: int = 0) -> Closing:
+    return gate.close(
+        now=now, wall=1000.0 + now, wait=wait, reason="429", source="signal",
+        rng=random.Random(seed), ramp=3,
+    )  # fmt: skip
+
+
+def test_the_gate_reopens_once_then_releases_its_ramp_one_start_at_a_time() -> None:
+    gate = PauseGate()
+    assert "open" == gate.admit(0.0)
+    closing = close(gate, 0.0, 100.0)
+    assert (110.0, 110.0) == (closing.opens, gate.paused_until)
+    assert ["closed", "reopened", "open"] == [gate.admit(t) for t in (109.9, 110.0, 110.0)]
+    assert gate.paused_until is None
+    released = 0
+    now = 110.0
+    while gate.next_time(has_ready=True) is not None:
+        now = gate.next_time(has_ready=True) or now
+        assert gate.ramp_allows(now)
+        gate.take_ramp_slot()
+        released += 1
+    assert 3 == released  # one per slot of the run, then no ramp
+    assert now <= 110.0 + 11.0  # within 10% of the pause
+    assert gate.ramp_allows(now)
+
+
+def test_a_shorter_closing_changes_nothing_and_a_longer_one_extends_the_pause() -> None:
+    gate = PauseGate()
+    first = close(gate, 0.0, 100.0)
+    assert first.pause is not None
+    shorter = close(gate, 1.0, 5.0)
+    assert (first.opens, None) == (shorter.opens, shorter.pause)
+    longer = close(gate, 2.0, 200.0)
+    assert longer.pause is not None
+    assert [longer.pause] == gate.pauses
+    assert (1000.0, 1000.0 + 2.0 + 220.0) == (longer.pause.started, longer.pause.ends)
+
+
+def test_unknown_resets_back_off_and_a_known_one_resets_the_backoff() -> None:
+    gate = PauseGate()
+    for step, ceiling in enumerate((30.0, 60.0, 120.0, 240.0)):
+        length = close(gate, 10_000.0 * step, None, seed=step).length
+        assert ceiling / 2 <= length <= ceiling, (step, length)
+    close(gate, 100_000.0, 1.0)
+    assert 15.0 <= close(gate, 200_000.0, None).length <= 30.0
+
+
+def test_the_real_end_of_a_pause_is_recorded_once() -> None:
+    gate = PauseGate()
+    assert gate.record_real_end(5.0) is None  # no pause yet
+    closing = close(gate, 0.0, 10.0)
+    assert closing.pause is not None
+    assert gate.record_real_end(closing.pause.ends) is None  # ended as planned
+    late = gate.record_real_end(closing.pause.ends + 0.5)
+    assert late is not None
+    assert [late] == gate.pauses
+    assert closing.pause.ends + 0.5 == late.ends

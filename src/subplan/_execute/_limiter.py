@@ -345,11 +345,11 @@ class Limiter(WithSlot[Slot]):
         self._waiters: list[_Waiter] = []  # sorted by (-priority, arrival)
         self._arrivals = itertools.count()
         self._ids = itertools.count(1)
+        # The ids of the slots held: their number is the running count, and released is
+        # acquired minus running, so no second count can drift from the first.
         self._held: set[int] = set()
-        self._running = 0
         self._peak = 0
         self._acquired = 0
-        self._released = 0
         self._local = threading.local()  # the stack of slots taken by ``with limiter:``
 
     @property
@@ -372,13 +372,10 @@ class Limiter(WithSlot[Slot]):
                 cap = caps.get(group)
                 if cap is not None and running.get(group, 0) >= cap:
                     return False
-        return self._running < self._capacity
+        return len(self._held) < self._capacity
 
     def _admit(self, groups: tuple[str, ...]) -> Slot:
         """Count a new slot in and return it (lock held, ``_has_room(groups)`` true)."""
-        self._running += 1
-        if self._running > self._peak:
-            self._peak = self._running
         self._acquired += 1
         if groups:
             running = self._group_running
@@ -389,13 +386,14 @@ class Limiter(WithSlot[Slot]):
                 if n > peak.get(group, 0):
                     peak[group] = n
         slot = Slot(next(self._ids), groups, self._clock.monotonic(), self)
-        self._held.add(slot.id)
+        held = self._held
+        held.add(slot.id)
+        if len(held) > self._peak:
+            self._peak = len(held)
         return slot
 
     def _release_locked(self, slot: Slot) -> None:
         self._held.remove(slot.id)
-        self._running -= 1
-        self._released += 1
         if slot.groups:
             running = self._group_running
             for group in slot.groups:
@@ -659,16 +657,16 @@ class Limiter(WithSlot[Slot]):
             }
             return LimiterStatistics(
                 capacity=self._capacity,
-                running=self._running,
+                running=len(self._held),
                 waiting=len(self._waiters),
                 peak=self._peak,
                 acquired=self._acquired,
-                released=self._released,
+                released=self._acquired - len(self._held),
                 groups=MappingProxyType(groups),
             )
 
     def __repr__(self) -> str:
         return (
-            f"Limiter(capacity={self._capacity}, running={self._running}, "
+            f"Limiter(capacity={self._capacity}, running={len(self._held)}, "
             f"waiting={len(self._waiters)})"
         )
