@@ -64,6 +64,7 @@ from ._execute._limiter import LimiterStatistics as LimiterStatistics
 from ._execute._limiter import Slot as Slot
 from ._execute._live_output import OutputFollower as OutputFollower
 from ._execute._live_output import OutputLine as OutputLine
+from ._execute._options import RunOptions as RunOptions
 from ._execute._ratelimit import RateLimitDetector as RateLimitDetector
 from ._execute._ratelimit import RateLimited as RateLimited
 from ._execute._ratelimit import RateLimitInfo as RateLimitInfo
@@ -185,6 +186,7 @@ __all__ = [
     "RunInfo",
     "RunLockLostError",
     "RunLockedError",
+    "RunOptions",
     "RunRecord",
     "RunReport",
     "Session",

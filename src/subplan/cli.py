@@ -47,6 +47,7 @@ from ._execute._durable import report_from_store
 from ._execute._halt import Halt
 from ._execute._in_workspace import WorkspacePolicy
 from ._execute._live_output import OutputFollower, OutputLine
+from ._execute._options import RunOptions
 from ._execute._ratelimit import RateLimitDetector
 from ._execute._results import Event, RunReport
 from ._execute._run import default_runs_dir, resume, run
@@ -836,25 +837,28 @@ def _cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: Te
             require_clean=args.require_clean,
             branches=args.branches,
         )
+    options = RunOptions(
+        max_parallel=args.max_parallel,
+        retries=args.retries,
+        timeout=args.timeout,
+        dependencies=dependencies or {},
+        seed=args.run_seed,
+        backend=args.backend,
+        scheduler=args.scheduler,
+        halt=args.halt,
+        workspaces=policy,
+    )
     with _listeners(args, stdout, stderr, plan, runs_dir) as on_event:
         report = run(
             plan,
             work,
-            max_parallel=args.max_parallel,
-            retries=args.retries,
-            timeout=args.timeout,
+            options=options,
             run_id=args.run_id,
             runs_dir=runs_dir.absolute(),
             limiter=pool,
-            dependencies=dependencies,
-            backend=args.backend,
             on_event=on_event,
             handle_signals=True,
-            seed=args.run_seed,
             store=store,
-            workspaces=policy,
-            scheduler=args.scheduler,
-            halt=args.halt,
         )
     return _finish_run(report, args, stdout, stderr, runs_dir, resumable=store is not None)
 

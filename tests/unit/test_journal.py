@@ -180,14 +180,13 @@ def test_a_stored_run_reads_back_as_far_as_it_got(tmp_path: Path) -> None:
 
 
 def test_abandoning_a_run_marks_it_interrupted_and_frees_it(tmp_path: Path) -> None:
+    from subplan._execute._options import RunOptions
     from subplan._execute._setup import Setup
 
+    options = RunOptions(max_parallel=2)
     setup = Setup(
-        flat_plan(2), lambda s, c: None, **Setup.options({"max_parallel": 2, "retries": 0,
-        "timeout": None, "dependencies": None, "integrate": None, "group_caps": None,
-        "groups": None, "priorities": None, "on_event": None, "run_id": "ab",
-        "runs_dir": tmp_path, "limiter": None, "clock": None, "seed": None, "store": ""}),
-    )  # fmt: skip
+        flat_plan(2), lambda s, c: None, options, run_id="ab", runs_dir=tmp_path, store=""
+    )
     setup.abandon()
     setup.abandon()  # idempotent
     with open_store(None, tmp_path) as store:

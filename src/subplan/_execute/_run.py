@@ -30,6 +30,7 @@ from ._durable import (
 from ._halt import Halt
 from ._in_workspace import WorkspacePolicy
 from ._live_output import OutputFollower, OutputLine
+from ._options import RunOptions
 from ._pool import OuterLimiter
 from ._process_backend import run_processes
 from ._ratelimit import RateLimitDetector
@@ -42,7 +43,7 @@ from ._threads import run_threads
 if TYPE_CHECKING:
     from .._store._base import PauseRow, Store
 
-__all__ = ["Work", "arun", "default_runs_dir", "new_run_id", "resume", "run"]
+__all__ = ["RunOptions", "Work", "arun", "default_runs_dir", "new_run_id", "resume", "run"]
 
 WorkReturn: TypeAlias = WorkResult | bool | None
 Work: TypeAlias = Callable[[Subplan, AttemptContext], WorkReturn]
@@ -77,6 +78,7 @@ def run(
     scheduler: str | None = None,
     halt: Halt | None = None,
     on_output: Callable[[OutputLine], None] | None = None,
+    options: RunOptions | None = None,
 ) -> RunReport:
     """Run ``work`` on every leaf of ``plan``, at most ``max_parallel`` at a time in all.
 
@@ -166,6 +168,11 @@ def run(
             must write where this process can read). Calls come from one thread, whole
             lines in order per stream; a line over 8 KiB comes in pieces. Every line has
             been handed on when ``run`` returns.
+        options: every option above at once, as a :class:`RunOptions` (``max_parallel``,
+            ``retries``, ``timeout``, ``dependencies``, ``group_caps``, ``groups``,
+            ``priorities``, ``seed``, ``rate_limits``, ``backend``, ``scheduler``,
+            ``halt``, ``workspaces``); then those keywords must be left at their
+            defaults.
 
     Returns:
         The :class:`RunReport`.
@@ -187,10 +194,50 @@ def run(
         >>> report.status, report.peak_concurrency <= 2
         ('succeeded', True)
     """
+    chosen = _either(
+        options,
+        RunOptions(
+            max_parallel=max_parallel,
+            retries=retries,
+            timeout=timeout,
+            dependencies=dependencies or {},
+            group_caps=group_caps or {},
+            groups=groups or {},
+            priorities=priorities or {},
+            seed=seed,
+            rate_limits=rate_limits,
+            backend=backend,
+            scheduler=scheduler,
+            halt=halt,
+            workspaces=workspaces,
+        ),
+    )
     output = _follower(runs_dir, on_output, on_event)
-    on_event = output or on_event
-    setup = Setup(plan, work, **Setup.options(locals()))
+    setup = Setup(
+        plan,
+        work,
+        chosen,
+        integrate=integrate,
+        on_event=output or on_event,
+        run_id=run_id,
+        runs_dir=runs_dir,
+        limiter=limiter,
+        clock=clock,
+        preflight=preflight,
+        store=store,
+    )
     return _drive(setup, cancel, handle_signals, output)
+
+
+def _either(given: RunOptions | None, keywords: RunOptions) -> RunOptions:
+    """The options object, or the one the keywords make; not both."""
+    if given is None:
+        return keywords
+    if not isinstance(given, RunOptions):
+        raise ConfigError(f"options must be a RunOptions, not {type(given).__name__}")
+    if keywords != RunOptions():
+        raise ConfigError("give options= or the option keywords, not both")
+    return given
 
 
 def _follower(
@@ -260,6 +307,7 @@ async def arun(
     store: Store | str | os.PathLike[str] | None = None,
     halt: Halt | None = None,
     on_output: Callable[[OutputLine], None] | None = None,
+    options: RunOptions | None = None,
 ) -> RunReport:
     """The asyncio twin of :func:`run`: the same dispatcher, on the running event loop.
 
@@ -284,9 +332,37 @@ async def arun(
         >>> asyncio.run(arun(plan, work, max_parallel=2)).status
         'succeeded'
     """
+    chosen = _either(
+        options,
+        RunOptions(
+            max_parallel=max_parallel,
+            retries=retries,
+            timeout=timeout,
+            dependencies=dependencies or {},
+            group_caps=group_caps or {},
+            groups=groups or {},
+            priorities=priorities or {},
+            seed=seed,
+            rate_limits=rate_limits,
+            halt=halt,
+        ),
+    )
+    if chosen.backend != "thread" or chosen.workspaces is not None:
+        raise ConfigError("arun runs on the event loop: backends and workspaces are run's")
     output = _follower(runs_dir, on_output, on_event)  # calls on_output from its thread
-    on_event = output or on_event
-    setup = Setup(plan, work, **Setup.options(locals()))
+    setup = Setup(
+        plan,
+        work,
+        chosen,
+        integrate=integrate,
+        on_event=output or on_event,
+        run_id=run_id,
+        runs_dir=runs_dir,
+        limiter=limiter,
+        clock=clock,
+        preflight=preflight,
+        store=store,
+    )
     try:
         return await run_asyncio(setup, cancel)
     finally:
@@ -423,33 +499,26 @@ def resume(
         if scheduler is None and backend == "dask":
             scheduler = config.get("scheduler")
         output = _follower(directory, on_output, on_event)
+        stored = RunOptions.from_dict(config)
+        chosen = stored.replace(
+            rate_limits=stored.rate_limits if rate_limits is None else rate_limits,
+            scheduler=scheduler,
+            halt=halt,
+            workspaces=_policy_of(config, run_id, base),
+        )
         setup = Setup(
             the_plan,
             work,
-            max_parallel=int(config["max_parallel"]),
-            retries=RetryPolicy.from_dict(config.get("retry", {})),
-            timeout=config.get("timeout"),
-            dependencies=config.get("dependencies") or None,
+            chosen,
             integrate=integrate,
-            group_caps=config.get("group_caps") or None,
-            groups=config.get("groups") or None,
-            priorities=config.get("priorities") or None,
             on_event=output or on_event,
             run_id=run_id,
             runs_dir=directory,
             limiter=limiter,
             clock=clock_,
-            seed=config.get("seed"),
-            rate_limits=bool(config.get("rate_limits", True))
-            if rate_limits is None
-            else rate_limits,
             preflight=preflight,
-            backend=backend,
             store=the_store,
-            workspaces=_policy_of(config, run_id, base),
-            scheduler=scheduler,
             resume=state,
-            halt=halt,
         )
         _honour_stored_pause(setup, the_store.pauses(run_id))
     except BaseException:

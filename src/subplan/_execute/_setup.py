@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import importlib.util
 import inspect
 import os
 import random
@@ -26,7 +25,7 @@ from .._errors import ConfigError, one_line
 from .._fs import mark_runs_dir
 from .._model import Plan, Subplan
 from ._command_process import kill_process_groups
-from ._core import AttemptEnd, Launch, Scheduler, check_max_parallel
+from ._core import AttemptEnd, Launch, Scheduler
 from ._deps import expand_dependencies
 from ._durable import (
     Durable,
@@ -35,19 +34,18 @@ from ._durable import (
     describe_work,
     sessions_of,
 )
-from ._halt import Halt
-from ._in_workspace import InWorkspaces, WorkspacePolicy, changed_of
+from ._in_workspace import InWorkspaces, changed_of
 from ._limiter import Limiter
 from ._pool import LayeredLimiter, OuterLimiter
 from ._ratelimit import RateLimitDetector, RateLimited, RateLimitInfo
 from ._results import AttemptContext, Event, RunReport, Session, WorkResult
-from ._retry import RetryPolicy
 from ._tracker import ConcurrencyTracker, peak_from_intervals
 
 if TYPE_CHECKING:
     from .._store._base import Store
     from ._dask import DaskSession
     from ._loop import Live
+    from ._options import RunOptions
 
 
 WorkReturn: TypeAlias = WorkResult | bool | None
@@ -111,94 +109,56 @@ def _wait_of(signal: RateLimited, now: float) -> float | None:
 
 
 class Setup:
-    """What run and arun share: validated options, the scheduler, contexts and ends."""
+    """What every backend shares: the options, the scheduler, contexts and ends.
 
-    # The drivers' keyword arguments that Setup takes, by name.
-    OPTIONS = (
-        "max_parallel",
-        "retries",
-        "timeout",
-        "dependencies",
-        "integrate",
-        "group_caps",
-        "groups",
-        "priorities",
-        "on_event",
-        "run_id",
-        "runs_dir",
-        "limiter",
-        "clock",
-        "seed",
-        "rate_limits",
-        "preflight",
-        "backend",
-        "store",
-        "workspaces",
-        "scheduler",
-        "halt",
-    )
-
-    @classmethod
-    def options(cls, arguments: Mapping[str, Any]) -> dict[str, Any]:
-        """The options among a driver's arguments (its ``locals()`` at entry)."""
-        return {name: arguments[name] for name in cls.OPTIONS if name in arguments}
+    Args:
+        plan: the plan.
+        work: the work callable.
+        options: the run's options (validated when they were built).
+        integrate: the integration callable, if any.
+        on_event: the run's listener.
+        run_id: the run's id (default: a new one).
+        runs_dir: the runs directory (default: :func:`default_runs_dir`).
+        limiter: a limiter shared with others.
+        clock: the time source.
+        preflight: the pre-flight check.
+        store: the state store (or its spec) to record the run in.
+        resume: what a resume carries over from the stored run.
+    """
 
     def __init__(
         self,
         plan: Plan,
         work: Callable[..., Any],
+        options: RunOptions,
         *,
-        max_parallel: int,
-        retries: int | RetryPolicy,
-        timeout: float | None,
-        dependencies: Mapping[str, Sequence[str]] | None,
-        integrate: Callable[..., Any] | None,
-        group_caps: Mapping[str, int] | None,
-        groups: Mapping[str, Sequence[str]] | None,
-        priorities: Mapping[str, int] | None,
-        on_event: Callable[[Event], None] | None,
-        run_id: str | None,
-        runs_dir: str | os.PathLike[str] | None,
-        limiter: OuterLimiter[Any] | None,
-        clock: Clock | None,
-        seed: int | None,
-        rate_limits: RateLimitDetector | bool = True,
+        integrate: Callable[..., Any] | None = None,
+        on_event: Callable[[Event], None] | None = None,
+        run_id: str | None = None,
+        runs_dir: str | os.PathLike[str] | None = None,
+        limiter: OuterLimiter[Any] | None = None,
+        clock: Clock | None = None,
         preflight: Callable[[], object] | None = None,
-        backend: str = "thread",
         store: Store | str | os.PathLike[str] | None = None,
-        workspaces: WorkspacePolicy | None = None,
-        scheduler: str | None = None,
         resume: ResumeState | None = None,
-        halt: Halt | None = None,
     ) -> None:
-        check_max_parallel(max_parallel)
-        if backend not in ("thread", "process", "dask"):
-            raise ConfigError(f"unknown backend {backend!r}; use 'thread', 'process' or 'dask'")
-        if backend == "dask" and importlib.util.find_spec("distributed") is None:
-            raise ConfigError("the dask backend needs distributed: pip install 'subplan[dask]'")
-        if scheduler is not None and backend != "dask":
-            raise ConfigError(f"a scheduler address needs backend='dask', not {backend!r}")
-        if getattr(limiter, "needs_dask", False) and backend != "dask":
-            raise ConfigError(f"a cluster pool needs backend='dask', not {backend!r}")
+        if getattr(limiter, "needs_dask", False) and options.backend != "dask":
+            raise ConfigError(f"a cluster pool needs backend='dask', not {options.backend!r}")
         check_store_spec(store)
-        self.backend = backend
-        self.scheduler_address = scheduler
+        self.options = options
+        max_parallel = options.max_parallel
         # The process groups of commands running now, by (unit, attempt).
         self._groups: dict[tuple[str, int], int] = {}
         self._groups_lock = threading.Lock()
         self.work = work
-        if timeout is not None and not timeout > 0:
-            raise ConfigError(f"timeout must be > 0 seconds, got {timeout}")
         self.clock = clock or SystemClock()
         self.plan = plan
-        self.timeout = timeout
         self.run_id = check_run_id(run_id) if run_id is not None else new_run_id(self.clock)
         self.runs_dir = Path(runs_dir) if runs_dir is not None else default_runs_dir()
         self.run_dir = self.runs_dir / self.run_id
-        self.retry = retries if isinstance(retries, RetryPolicy) else RetryPolicy(retries=retries)
         self.integrate = integrate
-        caps = dict(group_caps or {})
-        unit_groups = self._unit_groups(plan, caps, groups or {})
+        caps = options.group_caps
+        unit_groups = self._unit_groups(plan, caps, options.groups)
         # The run's own limiter is the bound; a shared one is layered on top of it.
         self.limiter: Limiter = (
             Limiter(max_parallel, group_caps=caps, clock=self.clock)
@@ -206,20 +166,21 @@ class Setup:
             else LayeredLimiter(max_parallel, outer=limiter, group_caps=caps, clock=self.clock)
         )
         deps: dict[str, set[str]] = {}
-        if dependencies:
+        if options.dependencies:
             units = {
                 n.id: (
                     {n.id} if n.is_leaf or integrate else {x.id for x in plan.leaves_under(n.id)}
                 )
                 for n in plan
             }
-            deps = expand_dependencies(plan, dependencies, units=units)
+            deps = expand_dependencies(plan, options.dependencies, units=units)
         prio: dict[str, int] = {}
-        for node_id, value in (priorities or {}).items():
+        for node_id, value in options.priorities.items():
             for node in plan.subtree(node_id):
                 prio[node.id] = value
         self.tracker = ConcurrencyTracker()
         self.in_workspaces: InWorkspaces | None = None
+        workspaces = options.workspaces
         if workspaces is not None:
             # Checked (and left-overs of killed runs recovered) before anything is recorded.
             self.in_workspaces = InWorkspaces.prepare(work, workspaces, self.runs_dir)
@@ -233,10 +194,10 @@ class Setup:
         # A dask cluster is reached (and its pool checked) before anything is recorded:
         # a scheduler that cannot be reached, or a pool of another size, leaves no run.
         self.cluster: DaskSession | None = None
-        if backend == "dask":
+        if options.backend == "dask":
             from ._dask import connect
 
-            self.cluster = connect(scheduler, max_parallel, limiter, clock=self.clock)
+            self.cluster = connect(options.scheduler, max_parallel, limiter, clock=self.clock)
         try:
             try:
                 mark_runs_dir(self.runs_dir)
@@ -248,27 +209,18 @@ class Setup:
             self.durable: Durable | None = None
             if store is not None or resume is not None:
                 config = {
-                    "max_parallel": max_parallel,
-                    "retry": self.retry.to_dict(),
-                    "timeout": timeout,
-                    "backend": backend,
-                    "dependencies": {k: list(v) for k, v in (dependencies or {}).items()},
-                    "group_caps": caps,
-                    "groups": {k: list(v) for k, v in (groups or {}).items()},
-                    "priorities": dict(priorities or {}),
+                    **options.to_dict(),
                     "integrate": integrate is not None,
-                    "seed": seed,
-                    "rate_limits": rate_limits is not False,
                     "pool": getattr(limiter, "name", None),
                     "work": describe_work(work),
                     # "project": the absolute project directory, so that `integrate` finds
                     # the repository from anywhere (``repo`` is as the caller spelled it).
                     "workspaces": None
-                    if self.in_workspaces is None
+                    if self.in_workspaces is None or workspaces is None
                     else {
-                        **workspaces.to_dict(),  # type: ignore[union-attr]
+                        **workspaces.to_dict(),
                         "base": self.in_workspaces.base,
-                        "project": os.path.realpath(workspaces.repo),  # type: ignore[union-attr]
+                        "project": os.path.realpath(workspaces.repo),
                     },
                 }
                 if config["pool"] is not None:
@@ -277,8 +229,6 @@ class Setup:
                     config["pool_size"] = getattr(limiter, "size", None) or getattr(
                         limiter, "capacity", None
                     )
-                if backend == "dask":
-                    config["scheduler"] = scheduler
                 self.durable = Durable(
                     os.fspath(store) if isinstance(store, os.PathLike) else store,
                     runs_dir=self.runs_dir,
@@ -294,9 +244,9 @@ class Setup:
                 plan,
                 max_parallel=max_parallel,
                 run_id=self.run_id,
-                retry=self.retry,
+                retry=options.retry,
                 clock=self.clock,
-                rng=random.Random(seed),
+                rng=random.Random(options.seed),
                 limiter=self.limiter,
                 dependencies=deps,
                 integration=integrate is not None,
@@ -306,9 +256,10 @@ class Setup:
                 prior=resume.prior if resume is not None else None,
                 keep=resume.keep if resume is not None else (),
                 journal=self.durable.journal if self.durable is not None else None,
-                halt=halt,
+                halt=options.halt,
             )
             self.started = self.clock.time()
+            rate_limits = options.rate_limits
             self.detector: RateLimitDetector | None = (
                 RateLimitDetector(clock=self.clock)
                 if rate_limits is True
@@ -320,6 +271,15 @@ class Setup:
         except BaseException:
             self.close_backend()
             raise
+
+    @property
+    def timeout(self) -> float | None:
+        """Seconds per attempt, or None."""
+        return self.options.timeout
+
+    @property
+    def backend(self) -> str:
+        return self.options.backend
 
     def preflight(self, check: Callable[[], object]) -> None:
         """Run the pre-flight check; a rate limit it reports pauses the run before it starts.

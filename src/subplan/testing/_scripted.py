@@ -15,6 +15,7 @@ from .._execute import _processes
 from .._execute._core import AttemptEnd
 from .._execute._halt import Halt
 from .._execute._loop import Dispatch, Live
+from .._execute._options import RunOptions
 from .._execute._pool import OuterLimiter
 from .._execute._results import AttemptContext, Event, RunReport, WorkResult
 from .._execute._retry import RetryPolicy
@@ -154,9 +155,29 @@ def simulate(
         (2, 3.0)
     """
     fake = clock or FakeClock()
-    arguments = {**locals(), "clock": fake, "run_id": "simulated"}
-    arguments["runs_dir"] = "/nonexistent/subplan-simulated"
-    setup = Setup(plan, work, **Setup.options(arguments))
+    chosen = RunOptions(
+        max_parallel=max_parallel,
+        retries=retries,
+        timeout=timeout,
+        dependencies=dependencies or {},
+        group_caps=group_caps or {},
+        groups=groups or {},
+        priorities=priorities or {},
+        seed=seed,
+        halt=halt,
+    )
+    setup = Setup(
+        plan,
+        work,
+        chosen,
+        integrate=integrate,
+        on_event=on_event,
+        run_id="simulated",
+        runs_dir="/nonexistent/subplan-simulated",
+        limiter=limiter,
+        clock=fake,
+        preflight=preflight,
+    )
     dispatch = Dispatch(setup)
     backend = _Simulated(setup, work, integrate or work)
     dispatch.attach(backend)
