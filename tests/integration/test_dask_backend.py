@@ -40,11 +40,11 @@ from execute_helpers import (
     wait_until,
 )
 from subplan import ConfigError, RetryPolicy, resume, run
-from subplan._execute import _dask
-from subplan._execute._command_work import CommandWork
-from subplan._execute._dask import ClusterPool, _Lease, open_local_cluster
-from subplan._execute._results import RunReport, WorkResult
-from subplan._execute._tracker import peak_from_intervals
+from subplan._backends import _dask
+from subplan._backends._dask import ClusterPool, _Lease, open_local_cluster
+from subplan._command._work import CommandWork
+from subplan._dispatch._results import RunReport, WorkResult
+from subplan._limit._tracker import peak_from_intervals
 from subplan._store._base import AttemptStarted
 
 distributed: Any = _distributed  # untyped: Any at this boundary
@@ -302,7 +302,7 @@ def test_a_pool_size_must_be_positive() -> None:
 def test_a_resumed_run_keeps_the_dask_backend_and_scheduler(
     client: Any, address: str, tmp_path: Path
 ) -> None:
-    from subplan._execute._run import resume
+    from subplan._run import resume
 
     first = run(
         flat_plan(2),
@@ -334,7 +334,7 @@ def _our_tasks(dask_scheduler: Any = None) -> list[str]:
 
 def _mailboxes() -> int:
     """On a worker: how many runners it hosts now."""
-    from subplan._execute import _dask
+    from subplan._backends import _dask
 
     return len(_dask._MAILBOXES)
 
@@ -686,7 +686,7 @@ def test_the_cli_says_in_one_line_that_it_lost_the_scheduler_and_resumes_elsewhe
 def _refuse_handoffs(times: int, dask_worker: Any = None) -> None:
     """On a worker: answer the next ``times`` hand-offs (all when -1) "gone", as a runner
     that had just ended would; each refusal is counted on the worker."""
-    from subplan._execute import _dask
+    from subplan._backends import _dask
 
     dask_worker.subplan_refusals = 0
     left = [times]
@@ -703,7 +703,7 @@ def _refuse_handoffs(times: int, dask_worker: Any = None) -> None:
 
 def _accept_handoffs(dask_worker: Any = None) -> int:
     """On a worker: hand-offs reach the runners again; how many were refused."""
-    from subplan._execute import _dask
+    from subplan._backends import _dask
 
     dask_worker.handlers["subplan_attempt"] = _dask._handle_attempt
     return int(getattr(dask_worker, "subplan_refusals", 0))

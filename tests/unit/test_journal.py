@@ -10,8 +10,8 @@ import pytest
 
 from execute_helpers import flat_plan
 from subplan import RateLimited, StoreError, run
-from subplan._execute._journal import StoreJournal, _KillSwitch
-from subplan._execute._results import AttemptContext, Event
+from subplan._dispatch._results import AttemptContext, Event
+from subplan._durable._journal import StoreJournal, _KillSwitch
 from subplan._model import Subplan
 from subplan._store._base import AttemptStarted, RunRecord, Store
 from subplan._store._open import open_store
@@ -143,7 +143,7 @@ def test_a_retry_policy_round_trips_through_its_record() -> None:
 
 def test_a_stored_run_reads_back_as_far_as_it_got(tmp_path: Path) -> None:
     from subplan import decompose
-    from subplan._execute._durable import report_from_store
+    from subplan._durable._resume import report_from_store
     from subplan._store._base import AttemptEnded
 
     plan = decompose([f"d{i}/a.py" for i in range(4)], min_files=1, max_files=1)
@@ -180,8 +180,8 @@ def test_a_stored_run_reads_back_as_far_as_it_got(tmp_path: Path) -> None:
 
 
 def test_abandoning_a_run_marks_it_interrupted_and_frees_it(tmp_path: Path) -> None:
-    from subplan._execute._options import RunOptions
-    from subplan._execute._setup import Setup
+    from subplan._backends._setup import Setup
+    from subplan._options import RunOptions
 
     options = RunOptions(max_parallel=2)
     setup = Setup(
