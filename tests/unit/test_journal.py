@@ -125,7 +125,7 @@ def test_pauses_rate_limits_and_exit_codes_reach_the_store(tmp_path: Path) -> No
 
 
 def test_a_retry_policy_round_trips_through_its_record() -> None:
-    from subplan import ConfigError, RetryPolicy
+    from subplan import ConfigError, RateLimited, RetryPolicy
 
     class Flaky(Exception):
         pass
@@ -136,6 +136,11 @@ def test_a_retry_policy_round_trips_through_its_record() -> None:
         RetryPolicy.from_dict({"retry_on": ["no.such.module.Error"]})
     with pytest.raises(ConfigError, match="cannot be imported"):
         RetryPolicy.from_dict({"retry_on": ["builtins.len"]})  # not an exception type
+    # A policy stored before the layout moved names the old private module.
+    old = RetryPolicy.from_dict({"retry_on": ["subplan._execute._ratelimit.RateLimited"]})
+    assert (RateLimited,) == old.retry_on
+    with pytest.raises(ConfigError, match="cannot be imported"):
+        RetryPolicy.from_dict({"retry_on": ["subplan._gone.NoSuchError"]})
     local = RetryPolicy(retry_on=(Flaky,)).to_dict()["retry_on"]
     with pytest.raises(ConfigError):  # a class defined in a function cannot come back
         RetryPolicy.from_dict({"retry_on": local})

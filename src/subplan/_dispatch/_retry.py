@@ -90,6 +90,10 @@ class RetryPolicy:
                     found = getattr(found, part)
             except (ImportError, AttributeError, ValueError):
                 found = None
+            if found is None and module.startswith("subplan."):
+                # A class of subplan's whose private module moved (``_execute`` was split
+                # into parts): the package still exports it by its name.
+                found = getattr(importlib.import_module("subplan"), qualname, None)
             if not (isinstance(found, type) and issubclass(found, BaseException)):
                 raise ConfigError(f"the retry policy names {name!r}, which cannot be imported")
             kinds.append(found)
