@@ -116,7 +116,7 @@ from ._store._base import Store as Store
 from ._store._open import open_store as open_store
 
 if _TYPE_CHECKING:
-    from ._backends._dask import ClusterPool as ClusterPool
+    from ._backends._dask_pool import ClusterPool as ClusterPool
 
 __version__ = "0.1.0.dev0"
 
@@ -124,7 +124,7 @@ __version__ = "0.1.0.dev0"
 def __getattr__(name: str) -> object:
     # ClusterPool needs the optional 'dask' extra: import it (and dask) only when asked.
     if name == "ClusterPool":
-        from ._backends._dask import ClusterPool
+        from ._backends._dask_pool import ClusterPool
 
         return ClusterPool
     raise AttributeError(f"module 'subplan' has no attribute {name!r}")

@@ -491,7 +491,7 @@ def resume(
         backend = str(config.get("backend", "thread"))
         size = config.get("pool_size") or config["max_parallel"]
         if limiter is None and pool and backend == "dask":
-            from ._backends._dask import ClusterPool
+            from ._backends._dask_pool import ClusterPool
 
             limiter = ClusterPool(str(pool), int(size))
         elif limiter is None and pool:

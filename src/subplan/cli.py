@@ -73,7 +73,7 @@ from ._workspace import Workspaces
 if TYPE_CHECKING:
     import networkx as nx
 
-    from ._backends._dask import ClusterPool
+    from ._backends._dask_pool import ClusterPool
 
 __all__ = [
     "EXIT_FAILED",
@@ -903,7 +903,7 @@ def _dry_run(
 def _cluster_pool(name: str, size: int) -> ClusterPool:
     """The dask cluster's pool NAME; distributed is imported only here."""
     try:
-        from ._backends._dask import ClusterPool
+        from ._backends._dask_pool import ClusterPool
     except ImportError:
         raise ConfigError(
             "the dask backend needs distributed: pip install 'subplan[dask]'"

@@ -44,7 +44,7 @@ from .._ratelimit._detector import RateLimitDetector, RateLimited, RateLimitInfo
 if TYPE_CHECKING:
     from .._options import RunOptions
     from .._store._base import Store
-    from ._dask import DaskSession
+    from ._dask_pool import DaskSession
     from ._loop import Live
 
 
@@ -195,7 +195,7 @@ class Setup:
         # a scheduler that cannot be reached, or a pool of another size, leaves no run.
         self.cluster: DaskSession | None = None
         if options.backend == "dask":
-            from ._dask import connect
+            from ._dask_pool import connect
 
             self.cluster = connect(options.scheduler, max_parallel, limiter, clock=self.clock)
         try:
