@@ -33,7 +33,7 @@ class _OnCluster:
     def _start(self) -> None:
         try:
             distributed: Any = importlib.import_module("distributed")
-            from subplan._execute._dask import open_local_cluster
+            from subplan._backends._dask import open_local_cluster
         except ImportError:
             raise NotImplementedError("distributed is not installed") from None
         self.stack = contextlib.ExitStack()

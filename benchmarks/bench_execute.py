@@ -9,9 +9,9 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from typing import ClassVar
 
 from subplan import Plan, decompose
-from subplan._execute._results import AttemptContext
-from subplan._execute._run import run
+from subplan._dispatch._results import AttemptContext
 from subplan._model import Subplan
+from subplan._run import run
 
 
 def leaves_plan(n: int) -> Plan:

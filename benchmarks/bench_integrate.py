@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 from subplan import WorkspacePolicy, decompose, integrate, run
-from subplan._execute._results import AttemptContext
+from subplan._dispatch._results import AttemptContext
 from subplan._model import Subplan
 
 from .bench_execute import best_ratio

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from subplan import Plan, decompose
-from subplan._execute._results import RunReport
-from subplan._execute._tracker import concurrency_curve
+from subplan._dispatch._results import RunReport
+from subplan._limit._tracker import concurrency_curve
 from subplan.cli import main
 
 

@@ -12,14 +12,14 @@ from typing import Any
 from behave import given, then, when
 
 from subplan import decompose
-from subplan._execute._run import run
-from subplan._execute._tracker import peak_from_intervals
+from subplan._limit._tracker import peak_from_intervals
+from subplan._run import run
 from subplan.testing import ScriptedWork, Step
 
 
 @given("a dask cluster with {workers:d} workers")
 def step_cluster(context: Any, workers: int) -> None:
-    from subplan._execute._dask import open_local_cluster
+    from subplan._backends._dask import open_local_cluster
 
     manager = open_local_cluster(workers)
     context.cluster = manager.__enter__()
@@ -36,7 +36,7 @@ def step_pool(context: Any, name: str, size: int) -> None:
     "{seconds:g} seconds per subplan drawing from the pool"
 )
 def step_two_runs(context: Any, count: int, limit: int, seconds: float) -> None:
-    from subplan._execute._dask import ClusterPool
+    from subplan._backends._dask import ClusterPool
 
     plan = decompose([f"d{n:04d}/{i}.py" for n in range(count) for i in range(3)], max_files=3)
     context.reports = []

@@ -9,11 +9,11 @@ from typing import Any
 from behave import given, then, when
 
 from subplan import RateLimited, decompose
-from subplan._execute._results import AttemptContext, WorkResult
-from subplan._execute._retry import RetryPolicy
-from subplan._execute._run import run
-from subplan._execute._tracker import ConcurrencyTracker, peak_from_intervals
+from subplan._dispatch._results import AttemptContext, WorkResult
+from subplan._dispatch._retry import RetryPolicy
+from subplan._limit._tracker import ConcurrencyTracker, peak_from_intervals
 from subplan._model import Subplan
+from subplan._run import run
 from subplan.testing import ScriptedWork, Step
 
 ORDINALS = {"first": 0, "second": 1, "third": 2}

@@ -21,8 +21,26 @@ from typing import TYPE_CHECKING as _TYPE_CHECKING
 
 from ._clock import Clock as Clock
 from ._clock import SystemClock as SystemClock
+from ._command._in_workspace import WorkspacePolicy as WorkspacePolicy
+from ._command._live_output import OutputFollower as OutputFollower
+from ._command._live_output import OutputLine as OutputLine
+from ._command._work import CommandWork as CommandWork
 from ._decompose import decompose as decompose
 from ._decompose import decompose_levels as decompose_levels
+from ._dispatch._deps import dependencies_from_imports as dependencies_from_imports
+from ._dispatch._halt import Halt as Halt
+from ._dispatch._results import EVENT_SCHEMA as EVENT_SCHEMA
+from ._dispatch._results import REPORT_SCHEMA as REPORT_SCHEMA
+from ._dispatch._results import AttemptContext as AttemptContext
+from ._dispatch._results import AttemptRecord as AttemptRecord
+from ._dispatch._results import Event as Event
+from ._dispatch._results import GroupSummary as GroupSummary
+from ._dispatch._results import Pause as Pause
+from ._dispatch._results import RunReport as RunReport
+from ._dispatch._results import Session as Session
+from ._dispatch._results import SubplanOutcome as SubplanOutcome
+from ._dispatch._results import WorkResult as WorkResult
+from ._dispatch._retry import RetryPolicy as RetryPolicy
 from ._errors import ArgumentListTooLongError as ArgumentListTooLongError
 from ._errors import CommandError as CommandError
 from ._errors import CommandFailedError as CommandFailedError
@@ -53,39 +71,6 @@ from ._errors import UsageError as UsageError
 from ._errors import WorkerCrashedError as WorkerCrashedError
 from ._errors import WorkspaceError as WorkspaceError
 from ._errors import WorkspaceLeasedError as WorkspaceLeasedError
-from ._execute._command_work import CommandWork as CommandWork
-from ._execute._deps import dependencies_from_imports as dependencies_from_imports
-from ._execute._futures import LimitedExecutor as LimitedExecutor
-from ._execute._halt import Halt as Halt
-from ._execute._in_workspace import WorkspacePolicy as WorkspacePolicy
-from ._execute._limiter import GroupStatistics as GroupStatistics
-from ._execute._limiter import Limiter as Limiter
-from ._execute._limiter import LimiterStatistics as LimiterStatistics
-from ._execute._limiter import Slot as Slot
-from ._execute._live_output import OutputFollower as OutputFollower
-from ._execute._live_output import OutputLine as OutputLine
-from ._execute._options import RunOptions as RunOptions
-from ._execute._ratelimit import RateLimitDetector as RateLimitDetector
-from ._execute._ratelimit import RateLimited as RateLimited
-from ._execute._ratelimit import RateLimitInfo as RateLimitInfo
-from ._execute._results import EVENT_SCHEMA as EVENT_SCHEMA
-from ._execute._results import REPORT_SCHEMA as REPORT_SCHEMA
-from ._execute._results import AttemptContext as AttemptContext
-from ._execute._results import AttemptRecord as AttemptRecord
-from ._execute._results import Event as Event
-from ._execute._results import GroupSummary as GroupSummary
-from ._execute._results import Pause as Pause
-from ._execute._results import RunReport as RunReport
-from ._execute._results import Session as Session
-from ._execute._results import SubplanOutcome as SubplanOutcome
-from ._execute._results import WorkResult as WorkResult
-from ._execute._retry import RetryPolicy as RetryPolicy
-from ._execute._run import arun as arun
-from ._execute._run import resume as resume
-from ._execute._run import run as run
-from ._execute._shared import SharedLimiter as SharedLimiter
-from ._execute._tracker import ConcurrencyTracker as ConcurrencyTracker
-from ._execute._tracker import peak_from_intervals as peak_from_intervals
 from ._integrate import IntegratedSubplan as IntegratedSubplan
 from ._integrate import IntegrationConflict as IntegrationConflict
 from ._integrate import IntegrationResult as IntegrationResult
@@ -98,6 +83,14 @@ from ._inventory import from_paths as from_paths
 from ._inventory import import_graph as import_graph
 from ._inventory import read_path_list as read_path_list
 from ._inventory import scan as scan
+from ._limit._futures import LimitedExecutor as LimitedExecutor
+from ._limit._limiter import GroupStatistics as GroupStatistics
+from ._limit._limiter import Limiter as Limiter
+from ._limit._limiter import LimiterStatistics as LimiterStatistics
+from ._limit._limiter import Slot as Slot
+from ._limit._shared import SharedLimiter as SharedLimiter
+from ._limit._tracker import ConcurrencyTracker as ConcurrencyTracker
+from ._limit._tracker import peak_from_intervals as peak_from_intervals
 from ._model import PLAN_SCHEMA as PLAN_SCHEMA
 from ._model import FileEntry as FileEntry
 from ._model import LeafReason as LeafReason
@@ -107,7 +100,14 @@ from ._model import PlanStatistics as PlanStatistics
 from ._model import Subplan as Subplan
 from ._model import estimate_tokens as estimate_tokens
 from ._model import subplan_id as subplan_id
+from ._options import RunOptions as RunOptions
 from ._project import plan_project as plan_project
+from ._ratelimit._detector import RateLimitDetector as RateLimitDetector
+from ._ratelimit._detector import RateLimited as RateLimited
+from ._ratelimit._detector import RateLimitInfo as RateLimitInfo
+from ._run import arun as arun
+from ._run import resume as resume
+from ._run import run as run
 from ._store._base import AttemptRow as AttemptRow
 from ._store._base import RunInfo as RunInfo
 from ._store._base import RunRecord as RunRecord
@@ -116,7 +116,7 @@ from ._store._base import Store as Store
 from ._store._open import open_store as open_store
 
 if _TYPE_CHECKING:
-    from ._execute._dask import ClusterPool as ClusterPool
+    from ._backends._dask_pool import ClusterPool as ClusterPool
 
 __version__ = "0.1.0.dev0"
 
@@ -124,7 +124,7 @@ __version__ = "0.1.0.dev0"
 def __getattr__(name: str) -> object:
     # ClusterPool needs the optional 'dask' extra: import it (and dask) only when asked.
     if name == "ClusterPool":
-        from ._execute._dask import ClusterPool
+        from ._backends._dask_pool import ClusterPool
 
         return ClusterPool
     raise AttributeError(f"module 'subplan' has no attribute {name!r}")

@@ -61,7 +61,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ._execute._command_process import CommandResult
+    from ._command._process import CommandResult
 
 __all__ = [
     "ArgumentListTooLongError",
@@ -178,7 +178,7 @@ class TemplateError(ConfigError):
         argument: that argument as written in the template.
 
     Example:
-        >>> from subplan._execute._command import CommandTemplate
+        >>> from subplan._command._exec import CommandTemplate
         >>> CommandTemplate.parse(["agent", "{nope}"])
         Traceback (most recent call last):
         ...
@@ -213,7 +213,7 @@ class CommandError(SubplanError, OSError):
 
     Example:
         >>> import pathlib, tempfile
-        >>> from subplan._execute._command import run_command
+        >>> from subplan._command._exec import run_command
         >>> logs = pathlib.Path(tempfile.mkdtemp())
         >>> run_command(["true"], cwd="/no/such/dir", env={}, stdout_path=logs / "out",
         ...             stderr_path=logs / "err")
@@ -239,7 +239,7 @@ class CommandNotFoundError(CommandError, FileNotFoundError):
         program: the program that was not found.
 
     Example:
-        >>> from subplan._execute._command import resolve_program
+        >>> from subplan._command._exec import resolve_program
         >>> resolve_program("no-such-agent-xyz")
         Traceback (most recent call last):
         ...

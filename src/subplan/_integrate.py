@@ -40,11 +40,11 @@ from pathlib import Path
 from typing import Any, Final
 
 from ._clock import Clock, SystemClock
+from ._dispatch._deps import expand_dependencies
+from ._durable._resume import is_store
 from ._errors import InputError, NotAGitRepositoryError, WorkspaceError
-from ._execute._deps import expand_dependencies
-from ._execute._durable import is_store
-from ._execute._run import default_runs_dir, resume
 from ._model import Plan, Subplan
+from ._run import default_runs_dir, resume
 from ._store._base import IntegrationRow, IntegrationStatus, Store
 from ._store._open import open_store
 from ._workspace._branches import TRAILER_ID, TRAILER_RUN, commit_identity, commit_message

@@ -23,7 +23,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from . import __version__
+from ._command._exec import resolve_program
+from ._command._in_workspace import WorkspacePolicy
+from ._command._live_output import OutputFollower, OutputLine
+from ._command._work import CommandWork
 from ._decompose import decompose
+from ._dispatch._deps import dependencies_from_imports
+from ._dispatch._halt import Halt
+from ._dispatch._results import Event, RunReport
+from ._durable._resume import report_from_store
 from ._errors import (
     CommandError,
     ConfigError,
@@ -40,23 +48,15 @@ from ._errors import (
     UnknownRunError,
     UsageError,
 )
-from ._execute._command import resolve_program
-from ._execute._command_work import CommandWork
-from ._execute._deps import dependencies_from_imports
-from ._execute._durable import report_from_store
-from ._execute._halt import Halt
-from ._execute._in_workspace import WorkspacePolicy
-from ._execute._live_output import OutputFollower, OutputLine
-from ._execute._options import RunOptions
-from ._execute._ratelimit import RateLimitDetector
-from ._execute._results import Event, RunReport
-from ._execute._run import default_runs_dir, resume, run
-from ._execute._shared import SharedLimiter
 from ._fs import write_atomic
 from ._integrate import integrate, integration_data, integration_lines
 from ._inventory import Inventory, Skipped, import_graph, read_path_list, scan
+from ._limit._shared import SharedLimiter
 from ._model import Plan, PlanConfig
-from ._progress import (
+from ._options import RunOptions
+from ._ratelimit._detector import RateLimitDetector
+from ._render import render_stats, render_tree
+from ._report._progress import (
     Progress,
     ProgressMode,
     render_report,
@@ -65,7 +65,7 @@ from ._progress import (
     render_summary,
     run_status_data,
 )
-from ._render import render_stats, render_tree
+from ._run import default_runs_dir, resume, run
 from ._store._base import RunInfo, RunRecord, Store
 from ._store._open import open_store, redact
 from ._workspace import Workspaces
@@ -73,7 +73,7 @@ from ._workspace import Workspaces
 if TYPE_CHECKING:
     import networkx as nx
 
-    from ._execute._dask import ClusterPool
+    from ._backends._dask_pool import ClusterPool
 
 __all__ = [
     "EXIT_FAILED",
@@ -903,7 +903,7 @@ def _dry_run(
 def _cluster_pool(name: str, size: int) -> ClusterPool:
     """The dask cluster's pool NAME; distributed is imported only here."""
     try:
-        from ._execute._dask import ClusterPool
+        from ._backends._dask_pool import ClusterPool
     except ImportError:
         raise ConfigError(
             "the dask backend needs distributed: pip install 'subplan[dask]'"
@@ -1173,7 +1173,7 @@ def _cmd_report(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin:
         report = _stored_report(store, record, args)
         integrations = store.integrations(args.run_id)
     if args.timeline is not None:
-        from ._timeline import write_timeline
+        from ._report._timeline import write_timeline
 
         write_timeline(report, args.timeline)
     if args.json:

@@ -29,7 +29,7 @@ import pytest
 
 from postgres_server import postgres_url
 from subplan import RunLockLostError, RunReport, SharedLimiter, decompose, resume, run
-from subplan._execute._command_work import CommandWork
+from subplan._command._work import CommandWork
 from subplan._store._base import AttemptProcess
 from subplan._store._open import open_store
 
@@ -455,7 +455,7 @@ def test_a_lost_postgres_run_lock_stops_the_run_and_its_commands(tmp_path: Path)
 def test_the_stray_scan_leaves_a_run_of_the_same_id_in_another_runs_dir_alone(
     tmp_path: Path,
 ) -> None:
-    from subplan._execute._command_process import process_groups_of_run
+    from subplan._command._process import process_groups_of_run
 
     def sleeper(runs: Path) -> subprocess.Popen[bytes]:
         env = {
@@ -726,7 +726,7 @@ IGNORES_TERM = (
 def test_resume_reclaims_many_groups_under_one_grace_period(tmp_path: Path) -> None:
     import socket
 
-    from subplan._execute._durable import prepare_resume
+    from subplan._durable._resume import prepare_resume
     from subplan._store._base import AttemptStarted, RunRecord
     from subplan.testing import FakeClock
 
@@ -781,7 +781,7 @@ def test_resume_reclaims_many_groups_under_one_grace_period(tmp_path: Path) -> N
 
 
 def test_the_stray_scan_can_pick_one_attempt_of_a_run(tmp_path: Path) -> None:
-    from subplan._execute._command_process import process_groups_of_run
+    from subplan._command._process import process_groups_of_run
 
     def sleeper(subplan_id: str, attempt: int) -> subprocess.Popen[bytes]:
         env = {

@@ -11,7 +11,7 @@ import pytest
 
 from execute_helpers import flat_plan
 from subplan import CommandWork, Halt, run
-from subplan._execute._results import RunReport
+from subplan._dispatch._results import RunReport
 from subplan.testing import ScriptedWork, Step, simulate
 
 WAIT = 30.0

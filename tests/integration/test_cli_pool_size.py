@@ -172,7 +172,7 @@ def test_a_resume_keeps_the_pool_size(here: Path) -> None:
 
 
 def test_a_cluster_pool_of_another_size_is_refused(here: Path) -> None:
-    from subplan._execute._dask import open_local_cluster
+    from subplan._backends._dask import open_local_cluster
 
     def on_cluster(size: str) -> tuple[int, str, str]:
         return call(

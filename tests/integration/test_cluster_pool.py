@@ -29,7 +29,7 @@ import pytest
 
 from execute_helpers import wait_until
 from subplan import ClusterPool
-from subplan._execute._dask import open_local_cluster
+from subplan._backends._dask import open_local_cluster
 
 distributed: Any = _distributed  # untyped: Any at this boundary
 LEASE_TIMEOUT = 2.0

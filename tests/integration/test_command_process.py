@@ -24,8 +24,8 @@ from typing import Any, TypeVar
 import pytest
 
 from subplan import ArgumentListTooLongError, ConfigError, InputError, SubplanError, SystemClock
-from subplan._execute import _command_process
-from subplan._execute._command import (
+from subplan._command import _process as _command_process
+from subplan._command._exec import (
     CommandError,
     CommandNotFoundError,
     CommandResult,

@@ -40,11 +40,11 @@ from execute_helpers import (
     wait_until,
 )
 from subplan import ConfigError, RetryPolicy, resume, run
-from subplan._execute import _dask
-from subplan._execute._command_work import CommandWork
-from subplan._execute._dask import ClusterPool, _Lease, open_local_cluster
-from subplan._execute._results import RunReport, WorkResult
-from subplan._execute._tracker import peak_from_intervals
+from subplan._backends import _dask_pool
+from subplan._backends._dask_pool import ClusterPool, _Lease, open_local_cluster
+from subplan._command._work import CommandWork
+from subplan._dispatch._results import RunReport, WorkResult
+from subplan._limit._tracker import peak_from_intervals
 from subplan._store._base import AttemptStarted
 
 distributed: Any = _distributed  # untyped: Any at this boundary
@@ -302,7 +302,7 @@ def test_a_pool_size_must_be_positive() -> None:
 def test_a_resumed_run_keeps_the_dask_backend_and_scheduler(
     client: Any, address: str, tmp_path: Path
 ) -> None:
-    from subplan._execute._run import resume
+    from subplan._run import resume
 
     first = run(
         flat_plan(2),
@@ -334,9 +334,9 @@ def _our_tasks(dask_scheduler: Any = None) -> list[str]:
 
 def _mailboxes() -> int:
     """On a worker: how many runners it hosts now."""
-    from subplan._execute import _dask
+    from subplan._backends import _dask_runner
 
-    return len(_dask._MAILBOXES)
+    return len(_dask_runner._MAILBOXES)
 
 
 def test_runners_give_their_worker_threads_back(client: Any, address: str) -> None:
@@ -511,7 +511,7 @@ def test_a_lost_scheduler_cancels_the_run_and_a_resume_elsewhere_finishes(
         for process in (scheduler, workers):
             process.kill()
             process.wait()
-        _dask._close(watcher)
+        _dask_pool._close(watcher)
     [report] = reports
     assert "cancelled" == report.status
     assert any("lost the dask scheduler" in w for w in report.warnings), report.warnings
@@ -663,7 +663,7 @@ def test_the_cli_says_in_one_line_that_it_lost_the_scheduler_and_resumes_elsewhe
         for process in (scheduler, workers):
             process.kill()
             process.wait()
-        _dask._close(watcher)
+        _dask_pool._close(watcher)
     assert 130 == cli.returncode, err
     assert "Traceback" not in err
     [warning] = [line for line in err.splitlines() if "lost the dask scheduler" in line]
@@ -686,7 +686,7 @@ def test_the_cli_says_in_one_line_that_it_lost_the_scheduler_and_resumes_elsewhe
 def _refuse_handoffs(times: int, dask_worker: Any = None) -> None:
     """On a worker: answer the next ``times`` hand-offs (all when -1) "gone", as a runner
     that had just ended would; each refusal is counted on the worker."""
-    from subplan._execute import _dask
+    from subplan._backends import _dask_runner
 
     dask_worker.subplan_refusals = 0
     left = [times]
@@ -695,17 +695,17 @@ def _refuse_handoffs(times: int, dask_worker: Any = None) -> None:
         if left[0] != 0:
             left[0] -= 1
             dask_worker.subplan_refusals += 1
-            return _dask._GONE
-        return await _dask._handle_attempt(runner, token, payload)
+            return _dask_runner._GONE
+        return await _dask_runner._handle_attempt(runner, token, payload)
 
     dask_worker.handlers["subplan_attempt"] = refusing
 
 
 def _accept_handoffs(dask_worker: Any = None) -> int:
     """On a worker: hand-offs reach the runners again; how many were refused."""
-    from subplan._execute import _dask
+    from subplan._backends import _dask_runner
 
-    dask_worker.handlers["subplan_attempt"] = _dask._handle_attempt
+    dask_worker.handlers["subplan_attempt"] = _dask_runner._handle_attempt
     return int(getattr(dask_worker, "subplan_refusals", 0))
 
 
@@ -803,13 +803,13 @@ def test_an_idle_runner_gives_its_thread_back_while_the_run_goes_on(
 
 
 def test_the_scheduler_grace_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert _dask.SCHEDULER_GRACE == _dask.scheduler_grace()
+    assert _dask_pool.SCHEDULER_GRACE == _dask_pool.scheduler_grace()
     monkeypatch.setenv("SUBPLAN_SCHEDULER_GRACE", "2.5")
-    assert 2.5 == _dask.scheduler_grace()
+    assert 2.5 == _dask_pool.scheduler_grace()
     for bad in ("soon", "-1", "inf", "nan"):
         monkeypatch.setenv("SUBPLAN_SCHEDULER_GRACE", bad)
         with pytest.raises(ConfigError, match="SUBPLAN_SCHEDULER_GRACE must be seconds >= 0"):
-            _dask.scheduler_grace()
+            _dask_pool.scheduler_grace()
 
 
 def _two_dirs(root: Path) -> None:

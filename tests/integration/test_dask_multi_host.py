@@ -33,7 +33,7 @@ import pytest
 from execute_helpers import wait_until
 from postgres_server import postgres_url
 from subplan import open_store
-from subplan._execute._dask import open_local_cluster
+from subplan._backends._dask import open_local_cluster
 
 LEAVES = 8
 MAX_PARALLEL = 3

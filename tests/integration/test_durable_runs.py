@@ -21,11 +21,11 @@ import pytest
 
 from execute_helpers import flat_plan, nested_plan
 from subplan import ConfigError, RunLockedError, StoreError, UnknownRunError, decompose
-from subplan._execute._command_work import CommandWork
-from subplan._execute._durable import report_from_store
-from subplan._execute._results import AttemptContext, Event
-from subplan._execute._run import resume, run
+from subplan._command._work import CommandWork
+from subplan._dispatch._results import AttemptContext, Event
+from subplan._durable._resume import report_from_store
 from subplan._model import Plan, Subplan
+from subplan._run import resume, run
 from subplan._store._base import AttemptProcess, AttemptStarted, RunRecord, Store, Write
 from subplan._store._open import open_store
 from subplan.testing import FakeClock

@@ -22,11 +22,11 @@ from subplan import (
     decompose,
     integrate,
 )
-from subplan._execute._in_workspace import WorkspacePolicy
-from subplan._execute._results import AttemptContext
-from subplan._execute._run import run
+from subplan._command._in_workspace import WorkspacePolicy
+from subplan._dispatch._results import AttemptContext
 from subplan._integrate import _Tree
 from subplan._model import Plan, Subplan
+from subplan._run import run
 from subplan._store._open import open_store
 from subplan.cli import main
 

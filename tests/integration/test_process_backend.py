@@ -20,7 +20,7 @@ from execute_helpers import (
     sleep_work,
 )
 from subplan import ConfigError, RetryPolicy, run
-from subplan._execute._command_work import CommandWork
+from subplan._command._work import CommandWork
 
 
 def test_the_bound_holds_in_worker_processes() -> None:

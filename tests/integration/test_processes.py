@@ -40,9 +40,9 @@ from typing import Any
 import pytest
 
 from subplan import ConfigError, StoreError
-from subplan._execute import _processes
-from subplan._execute._command_process import _group_alive
-from subplan._execute._processes import (
+from subplan._command import _workers as _processes
+from subplan._command._process import _group_alive
+from subplan._command._workers import (
     JobEnd,
     ProcessWorkers,
     ProcessWorkersStatistics,
@@ -1291,7 +1291,7 @@ def test_every_job_ends_exactly_once_whatever_happens(
 ORCHESTRATOR = textwrap.dedent(
     """
     import os, pathlib, subprocess, sys, time
-    from subplan._execute._processes import ProcessWorkers, report_pgid
+    from subplan._command._workers import ProcessWorkers, report_pgid
 
     def hold(out, i):
         proc = subprocess.Popen(["sleep", "300"], start_new_session=True)
@@ -1468,7 +1468,7 @@ def report_and_wait(pgid: int) -> str:
 
 def read_passed_fds() -> list[bytes]:
     """What the descriptors sent along with this job read (they are pipes' ends)."""
-    from subplan._execute._processes import passed_fds
+    from subplan._command._workers import passed_fds
 
     return [os.read(fd, 100) for fd in passed_fds()]
 

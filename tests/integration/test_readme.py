@@ -130,7 +130,7 @@ def scheduler(agent_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]
 
     Its workers find the agent on their PATH, as a real cluster's must.
     """
-    from subplan._execute._dask import open_local_cluster
+    from subplan._backends._dask import open_local_cluster
 
     monkeypatch.setenv("PATH", os.pathsep.join([str(agent_dir), os.environ.get("PATH", "")]))
     with open_local_cluster(2) as cluster:

@@ -12,8 +12,8 @@ from typing import Any
 
 from execute_helpers import flat_plan
 from subplan import AttemptContext, Store, StoreError, Subplan, WorkResult, open_store, resume, run
-from subplan._execute._durable import report_from_store
-from subplan._progress import render_report, render_summary
+from subplan._durable._resume import report_from_store
+from subplan._report._progress import render_report, render_summary
 from subplan.testing import FakeClock
 
 IDLE = 3 * 3600 + 12 * 60  # a resume 3h12m after the run ended

@@ -16,12 +16,12 @@ import pytest
 
 from execute_helpers import flat_plan
 from subplan import resume, run
-from subplan._execute._core import Scheduler
-from subplan._execute._limiter import Limiter
-from subplan._execute._ratelimit import RateLimited
-from subplan._execute._results import AttemptContext, Event, Pause, RunReport
-from subplan._execute._retry import RetryPolicy
+from subplan._dispatch._results import AttemptContext, Event, Pause, RunReport
+from subplan._dispatch._retry import RetryPolicy
+from subplan._dispatch._scheduler import Scheduler
+from subplan._limit._limiter import Limiter
 from subplan._model import Subplan
+from subplan._ratelimit._detector import RateLimited
 from subplan.testing import FakeClock
 
 HOUR = 3600.0

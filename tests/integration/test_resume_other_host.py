@@ -26,7 +26,7 @@ import pytest
 
 from execute_helpers import flat_plan
 from subplan import open_store
-from subplan._execute._command_work import CommandWork
+from subplan._command._work import CommandWork
 from subplan._store._base import AttemptProcess, AttemptStarted, RunRecord
 from subplan.cli import EXIT_OK, main
 

@@ -19,14 +19,14 @@ from pathlib import Path
 import pytest
 
 from execute_helpers import flat_plan, nested_plan
-from subplan._execute import _setup
-from subplan._execute._command_work import CommandWork
-from subplan._execute._limiter import Limiter, Slot
-from subplan._execute._results import AttemptContext, Event, RunReport, WorkResult
-from subplan._execute._retry import RetryPolicy
-from subplan._execute._run import arun, run
-from subplan._execute._tracker import ConcurrencyTracker
+from subplan._backends import _setup
+from subplan._command._work import CommandWork
+from subplan._dispatch._results import AttemptContext, Event, RunReport, WorkResult
+from subplan._dispatch._retry import RetryPolicy
+from subplan._limit._limiter import Limiter, Slot
+from subplan._limit._tracker import ConcurrencyTracker
 from subplan._model import Plan, Subplan
+from subplan._run import arun, run
 from subplan.testing import FakeClock
 
 WAIT = 10.0  # the longest any gate waits before the test fails with a clear message

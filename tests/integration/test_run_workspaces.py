@@ -14,12 +14,12 @@ import jsonschema
 import pytest
 
 from subplan import decompose
+from subplan._command._in_workspace import WorkspacePolicy
+from subplan._command._work import CommandWork
+from subplan._dispatch._results import AttemptContext
 from subplan._errors import DirtyBaseError, NotAGitRepositoryError
-from subplan._execute._command_work import CommandWork
-from subplan._execute._in_workspace import WorkspacePolicy
-from subplan._execute._results import AttemptContext
-from subplan._execute._run import resume, run
 from subplan._model import Plan, Subplan
+from subplan._run import resume, run
 from subplan._store._open import open_store
 
 GIT_ENV = {

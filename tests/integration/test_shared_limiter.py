@@ -29,22 +29,22 @@ from typing import Any
 
 import pytest
 
-import subplan._execute._shared as shared_module
+import subplan._limit._shared as shared_module
 from execute_helpers import flat_plan
+from subplan._dispatch._results import AttemptContext, RunReport
 from subplan._errors import ConfigError
-from subplan._execute._futures import LimitedExecutor
-from subplan._execute._limiter import LimiterTimeoutError, SlotNotHeldError
-from subplan._execute._results import AttemptContext, RunReport
-from subplan._execute._run import run
-from subplan._execute._shared import (
+from subplan._limit._futures import LimitedExecutor
+from subplan._limit._limiter import LimiterTimeoutError, SlotNotHeldError
+from subplan._limit._shared import (
     SharedLimiter,
     SharedLimiterStatistics,
     SharedSlot,
     SlotHolder,
     default_pool_directory,
 )
-from subplan._execute._tracker import ConcurrencyTracker, peak_from_intervals
+from subplan._limit._tracker import ConcurrencyTracker, peak_from_intervals
 from subplan._model import Subplan
+from subplan._run import run
 from subplan.testing import FakeClock
 
 WAIT = 20.0  # seconds: a bound on waits for things that should happen soon
@@ -52,8 +52,8 @@ POOL = "test-pool"
 
 WORKER = r"""
 import json, os, pathlib, random, sys, time
-from subplan._execute import _shared
-from subplan._execute._shared import SharedLimiter
+from subplan._limit import _shared
+from subplan._limit._shared import SharedLimiter
 
 cfg = json.loads(sys.argv[1])
 out = pathlib.Path(cfg["out"])

@@ -12,11 +12,11 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from execute_helpers import flat_plan, level_before, nested_plan
 from subplan import Plan
-from subplan._execute import _setup
-from subplan._execute._core import AttemptEnd, Launch, Scheduler
-from subplan._execute._limiter import Limiter, Slot
-from subplan._execute._results import RunReport
-from subplan._execute._retry import RetryPolicy
+from subplan._backends import _setup
+from subplan._dispatch._results import RunReport
+from subplan._dispatch._retry import RetryPolicy
+from subplan._dispatch._scheduler import AttemptEnd, Launch, Scheduler
+from subplan._limit._limiter import Limiter, Slot
 from subplan.testing import FakeClock, ScriptedWork, Step, simulate
 
 steps = st.builds(

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from subplan import ConfigError, InputError, SubplanError
-from subplan._execute._command import (
+from subplan._command._exec import (
     PLACEHOLDERS,
     CommandTemplate,
     TemplateError,

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from subplan._execute._decision import Decision, decide, stopped_reason
-from subplan._execute._results import AttemptStatus
-from subplan._execute._retry import RetryPolicy
+from subplan._dispatch._decision import Decision, decide, stopped_reason
+from subplan._dispatch._results import AttemptStatus
+from subplan._dispatch._retry import RetryPolicy
 
 POLICY = RetryPolicy(retries=2, backoff_base=0.0, max_crashes=2, max_rate_limits=3)
 BOOM = RuntimeError("boom")

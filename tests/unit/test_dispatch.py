@@ -10,12 +10,12 @@ import pytest
 
 from execute_helpers import flat_plan, intervals, level_before, nested_plan
 from subplan import ConfigError, DependencyCycleError, UnknownSubplanError
-from subplan._execute._core import AttemptEnd, Launch, Scheduler
-from subplan._execute._deps import dependencies_from_imports
-from subplan._execute._limiter import Limiter, Slot
-from subplan._execute._results import AttemptRecord, Event, RunReport
-from subplan._execute._retry import RetryPolicy
-from subplan._execute._tracker import peak_from_intervals
+from subplan._dispatch._deps import dependencies_from_imports
+from subplan._dispatch._results import AttemptRecord, Event, RunReport
+from subplan._dispatch._retry import RetryPolicy
+from subplan._dispatch._scheduler import AttemptEnd, Launch, Scheduler
+from subplan._limit._limiter import Limiter, Slot
+from subplan._limit._tracker import peak_from_intervals
 from subplan._model import Plan, Subplan
 from subplan.testing import FakeClock, ScriptedError, ScriptedWork, Step, simulate
 
@@ -439,7 +439,7 @@ def test_a_diamond_skips_its_bottom_once() -> None:
 def test_a_scheduler_fed_a_cycle_says_so_instead_of_hanging() -> None:
     import random
 
-    from subplan._execute._core import Scheduler
+    from subplan._dispatch._scheduler import Scheduler
 
     plan = flat_plan(2)
     a, b = (leaf.id for leaf in plan.leaves)

@@ -12,7 +12,7 @@ from subplan import _errors
 
 # Signals and test helpers, not errors: work raises RateLimited to ask for a pause, and
 # the scripted work of subplan.testing raises its own on purpose.
-NOT_ERRORS = {"subplan._execute._ratelimit.RateLimited", "subplan.testing._scripted.ScriptedError"}
+NOT_ERRORS = {"subplan._ratelimit._detector.RateLimited", "subplan.testing._scripted.ScriptedError"}
 
 
 def defined_exceptions() -> dict[str, type[BaseException]]:

@@ -10,8 +10,8 @@ import pytest
 
 from execute_helpers import flat_plan
 from subplan import RateLimited, StoreError, run
-from subplan._execute._journal import StoreJournal, _KillSwitch
-from subplan._execute._results import AttemptContext, Event
+from subplan._dispatch._results import AttemptContext, Event
+from subplan._durable._journal import StoreJournal, _KillSwitch
 from subplan._model import Subplan
 from subplan._store._base import AttemptStarted, RunRecord, Store
 from subplan._store._open import open_store
@@ -125,7 +125,7 @@ def test_pauses_rate_limits_and_exit_codes_reach_the_store(tmp_path: Path) -> No
 
 
 def test_a_retry_policy_round_trips_through_its_record() -> None:
-    from subplan import ConfigError, RetryPolicy
+    from subplan import ConfigError, RateLimited, RetryPolicy
 
     class Flaky(Exception):
         pass
@@ -136,6 +136,11 @@ def test_a_retry_policy_round_trips_through_its_record() -> None:
         RetryPolicy.from_dict({"retry_on": ["no.such.module.Error"]})
     with pytest.raises(ConfigError, match="cannot be imported"):
         RetryPolicy.from_dict({"retry_on": ["builtins.len"]})  # not an exception type
+    # A policy stored before the layout moved names the old private module.
+    old = RetryPolicy.from_dict({"retry_on": ["subplan._execute._ratelimit.RateLimited"]})
+    assert (RateLimited,) == old.retry_on
+    with pytest.raises(ConfigError, match="cannot be imported"):
+        RetryPolicy.from_dict({"retry_on": ["subplan._gone.NoSuchError"]})
     local = RetryPolicy(retry_on=(Flaky,)).to_dict()["retry_on"]
     with pytest.raises(ConfigError):  # a class defined in a function cannot come back
         RetryPolicy.from_dict({"retry_on": local})
@@ -143,7 +148,7 @@ def test_a_retry_policy_round_trips_through_its_record() -> None:
 
 def test_a_stored_run_reads_back_as_far_as_it_got(tmp_path: Path) -> None:
     from subplan import decompose
-    from subplan._execute._durable import report_from_store
+    from subplan._durable._resume import report_from_store
     from subplan._store._base import AttemptEnded
 
     plan = decompose([f"d{i}/a.py" for i in range(4)], min_files=1, max_files=1)
@@ -180,8 +185,8 @@ def test_a_stored_run_reads_back_as_far_as_it_got(tmp_path: Path) -> None:
 
 
 def test_abandoning_a_run_marks_it_interrupted_and_frees_it(tmp_path: Path) -> None:
-    from subplan._execute._options import RunOptions
-    from subplan._execute._setup import Setup
+    from subplan._backends._setup import Setup
+    from subplan._options import RunOptions
 
     options = RunOptions(max_parallel=2)
     setup = Setup(

@@ -23,11 +23,15 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
         {"_model"},
         {"_render", "_decompose", "_inventory"},
         {"_project"},
-        {"_store"},
+        {"_store", "_limit", "_ratelimit"},
         {"_workspace"},
-        {"_execute"},
-        {"_progress", "_integrate", "testing"},
-        {"_timeline"},
+        {"_dispatch"},
+        {"_command"},
+        {"_durable"},
+        {"_backends"},
+        {"_options"},
+        {"_run"},
+        {"_report", "_integrate", "testing"},
         {"__init__"},
         {"cli"},
         {"__main__"},
@@ -106,5 +110,5 @@ def test_the_check_sees_imports_inside_functions_and_skips_type_checking_ones() 
     # check must see it. The dask backend names Setup only for the type checker, which
     # makes no cycle at run time: the check must not see that one.
     graph = imports()
-    assert graph.has_edge("subplan._execute._setup", "subplan._execute._dask")
-    assert not graph.has_edge("subplan._execute._dask", "subplan._execute._setup")
+    assert graph.has_edge("subplan._backends._setup", "subplan._backends._dask_pool")
+    assert not graph.has_edge("subplan._backends._dask", "subplan._backends._setup")

@@ -19,10 +19,10 @@ from typing import TypeVar
 import pytest
 
 from subplan._errors import ConfigError
-from subplan._execute._futures import LimitedExecutor
-from subplan._execute._limiter import Limiter
-from subplan._execute._shared import SharedLimiter
-from subplan._execute._tracker import ConcurrencyTracker
+from subplan._limit._futures import LimitedExecutor
+from subplan._limit._limiter import Limiter
+from subplan._limit._shared import SharedLimiter
+from subplan._limit._tracker import ConcurrencyTracker
 
 _T = TypeVar("_T")
 WAIT = 10.0  # seconds: a bound on waits for things that should happen at once

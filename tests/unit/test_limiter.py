@@ -28,7 +28,7 @@ from hypothesis.stateful import (
 )
 
 from subplan._errors import ConfigError, SubplanError
-from subplan._execute._limiter import (
+from subplan._limit._limiter import (
     GroupStatistics,
     Limiter,
     LimiterStatistics,
@@ -36,7 +36,7 @@ from subplan._execute._limiter import (
     Slot,
     SlotNotHeldError,
 )
-from subplan._execute._tracker import ConcurrencyTracker
+from subplan._limit._tracker import ConcurrencyTracker
 from subplan.testing import FakeClock
 
 WAIT = 10.0  # seconds: a bound on waits for things that should happen at once

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from subplan import ConfigError, Event, OutputFollower, OutputLine
-from subplan._execute._live_output import _File, attempt_logs
+from subplan._command._live_output import _File, attempt_logs
 
 RUN = "r1"
 SID = "sp-1"

@@ -12,11 +12,11 @@ import pytest
 
 from execute_helpers import flat_plan
 from subplan import ConfigError, Limiter, RetryPolicy, SharedLimiter, SystemClock
-from subplan._execute._pool import LayeredLimiter
-from subplan._execute._results import Event
+from subplan._dispatch._results import Event
 from subplan._fs import write_atomic
-from subplan._progress import Progress, render_summary
+from subplan._limit._pool import LayeredLimiter
 from subplan._render import human_count
+from subplan._report._progress import Progress, render_summary
 from subplan.testing import FakeClock, ScriptedWork, Step, simulate
 
 

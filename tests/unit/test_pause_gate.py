@@ -10,12 +10,12 @@ import pytest
 
 from execute_helpers import flat_plan
 from subplan import ConfigError
-from subplan._execute._core import Scheduler
-from subplan._execute._gate import Closing, PauseGate
-from subplan._execute._limiter import Limiter
-from subplan._execute._ratelimit import RateLimited, RateLimitInfo
-from subplan._execute._results import Event, RunReport
-from subplan._execute._retry import RetryPolicy
+from subplan._dispatch._gate import Closing, PauseGate
+from subplan._dispatch._results import Event, RunReport
+from subplan._dispatch._retry import RetryPolicy
+from subplan._dispatch._scheduler import Scheduler
+from subplan._limit._limiter import Limiter
+from subplan._ratelimit._detector import RateLimited, RateLimitInfo
 from subplan.testing import FakeClock, ScriptedWork, Step, simulate
 
 

@@ -15,9 +15,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from subplan._execute import _processes
-from subplan._execute._command_process import _group_alive
-from subplan._execute._processes import JobEnd, report_pgid
+from subplan._command import _workers as _processes
+from subplan._command._process import _group_alive
+from subplan._command._workers import JobEnd, report_pgid
 
 LIMIT = 30.0
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 
 from subplan import RateLimited, decompose
-from subplan._progress import Progress, render_report, render_run_status, render_runs
+from subplan._report._progress import Progress, render_report, render_run_status, render_runs
 from subplan._store._base import RunInfo, RunRecord
 from subplan.testing import ScriptedWork, Step, simulate
 

@@ -29,11 +29,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from subplan._errors import ConfigError
-from subplan._execute import _ratelimit_json
-from subplan._execute._ratelimit import RateLimitDetector, RateLimited, RateLimitInfo
-from subplan._execute._ratelimit_json import classify, find_objects
-from subplan._execute._ratelimit_text import KEYWORDS, evidence_around, lower, trim
-from subplan._execute._ratelimit_time import (
+from subplan._ratelimit import _json as _ratelimit_json
+from subplan._ratelimit._detector import RateLimitDetector, RateLimited, RateLimitInfo
+from subplan._ratelimit._json import classify, find_objects
+from subplan._ratelimit._text import KEYWORDS, evidence_around, lower, trim
+from subplan._ratelimit._time import (
     MAX_WAIT,
     SKEW,
     load_zone,

@@ -23,7 +23,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from subplan._execute._ratelimit import RateLimitDetector
+from subplan._ratelimit._detector import RateLimitDetector
 
 CORPUS = json.loads(
     (pathlib.Path(__file__).parent.parent / "data" / "ratelimit_corpus.json").read_text("utf-8")

@@ -9,9 +9,9 @@ import pytest
 
 from execute_helpers import flat_plan
 from subplan import AttemptRecord, GroupSummary, Session, decompose
-from subplan._execute._durable import sessions_of
-from subplan._execute._results import STDERR_TAIL_BYTES, STDERR_TAIL_LINES, Pause, tail_text
-from subplan._progress import render_report, render_summary, span_text
+from subplan._dispatch._results import STDERR_TAIL_BYTES, STDERR_TAIL_LINES, Pause, tail_text
+from subplan._durable._resume import sessions_of
+from subplan._report._progress import render_report, render_summary, span_text
 from subplan._store._base import SessionRow
 from subplan.testing import ScriptedWork, Step, simulate
 

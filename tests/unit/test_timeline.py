@@ -27,9 +27,9 @@ from subplan import (
     resume,
     run,
 )
-from subplan._execute._ratelimit import RateLimited
-from subplan._execute._results import Pause
-from subplan._timeline import TimelineData, _draw, _layout, timeline_data, write_timeline
+from subplan._dispatch._results import Pause
+from subplan._ratelimit._detector import RateLimited
+from subplan._report._timeline import TimelineData, _draw, _layout, timeline_data, write_timeline
 from subplan.testing import FakeClock, ScriptedWork, Step, simulate
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -298,7 +298,7 @@ def test_a_failed_render_keeps_the_old_file_and_leaves_no_temporary_file(
         handle.write(PNG_SIGNATURE)  # type: ignore[attr-defined]
         raise OSError("disk full")
 
-    monkeypatch.setattr("subplan._timeline._save", half_written)
+    monkeypatch.setattr("subplan._report._timeline._save", half_written)
     with pytest.raises(OSError, match="disk full"):
         write_timeline(report, target)
     assert b"old" == target.read_bytes()
@@ -366,11 +366,11 @@ def test_importing_subplan_does_not_import_matplotlib_and_drawing_leaves_pyplot_
     script = textwrap.dedent(
         """
         import sys
-        import subplan, subplan._timeline, subplan.cli
+        import subplan, subplan._report._timeline, subplan.cli
         print("matplotlib" in sys.modules)
         from subplan.testing import ScriptedWork, Step, simulate
         report = simulate(subplan.decompose(["a/1", "b/1"]), ScriptedWork(default=Step(1.0)))
-        subplan._timeline.write_timeline(report, sys.argv[1])
+        subplan._report._timeline.write_timeline(report, sys.argv[1])
         print("matplotlib" in sys.modules, "matplotlib.pyplot" in sys.modules)
         """
     )

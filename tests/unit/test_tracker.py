@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from subplan._execute._tracker import (
+from subplan._limit._tracker import (
     ConcurrencyTracker,
     TrackerStatistics,
     concurrency_curve,

@@ -10,17 +10,17 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._backends._loop import Dispatch, Live
+from .._backends._setup import Setup
 from .._clock import Clock
-from .._execute import _processes
-from .._execute._core import AttemptEnd
-from .._execute._halt import Halt
-from .._execute._loop import Dispatch, Live
-from .._execute._options import RunOptions
-from .._execute._pool import OuterLimiter
-from .._execute._results import AttemptContext, Event, RunReport, WorkResult
-from .._execute._retry import RetryPolicy
-from .._execute._setup import Setup
+from .._command import _workers as _processes
+from .._dispatch._halt import Halt
+from .._dispatch._results import AttemptContext, Event, RunReport, WorkResult
+from .._dispatch._retry import RetryPolicy
+from .._dispatch._scheduler import AttemptEnd
+from .._limit._pool import OuterLimiter
 from .._model import Plan, Subplan
+from .._options import RunOptions
 from ._clock import FakeClock
 
 __all__ = ["ScriptedWork", "Step", "simulate"]

@@ -1,0 +1,1 @@
+"""Reports: the live progress display and the timeline of a run."""
