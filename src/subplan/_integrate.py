@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
 import re
 import signal
@@ -45,7 +44,7 @@ from ._durable._resume import is_store
 from ._errors import InputError, NotAGitRepositoryError, WorkspaceError
 from ._model import Plan, Subplan
 from ._run import default_runs_dir, resume
-from ._store._base import IntegrationRow, IntegrationStatus, Store
+from ._store._base import IntegrationRow, IntegrationStatus, Store, changed_files
 from ._store._open import open_store
 from ._workspace._branches import TRAILER_ID, TRAILER_RUN, commit_identity, commit_message
 from ._workspace._changes import worktree_admin
@@ -249,7 +248,8 @@ def _succeeded(store: Store, run_id: str) -> dict[str, list[str] | None]:
     out: dict[str, list[str] | None] = {}
     for sid, attempt in latest.items():
         if attempt.status == "succeeded":
-            out[sid] = None if attempt.changed is None else list(json.loads(attempt.changed))
+            files = changed_files(attempt.changed)
+            out[sid] = None if files is None else list(files)
     return out
 
 

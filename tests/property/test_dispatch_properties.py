@@ -134,12 +134,12 @@ class DispatcherMachine(RuleBasedStateMachine):
     ) -> None:
         now = self.clock.time()
         end = AttemptEnd(
-            status,  # type: ignore[arg-type]
-            now,
-            now,
-            error=None if status == "succeeded" else RuntimeError("boom"),
-            error_text=None if status == "succeeded" else "boom",
-            charge=charge,
+            status=status,  # type: ignore[arg-type]
+            started=now,
+            ended=now,
+            error=None if status == "succeeded" else "boom",
+            exception=None if status == "succeeded" else RuntimeError("boom"),
+            charged=charge,
             wait=wait,
             source="test",
         )

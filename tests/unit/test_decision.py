@@ -39,8 +39,8 @@ def decided(
         crashes=crashes,
         rate_limits=rate_limits,
         charge=charge,
-        error=error,
-        error_text=None if error is None else str(error),
+        exception=error,
+        error=None if error is None else str(error),
         cancel_reason=cancel_reason,
     )
 
@@ -150,7 +150,7 @@ def test_a_retry_waits_the_policys_backoff_drawn_once_from_the_rng() -> None:
     policy = RetryPolicy(retries=5, backoff_base=4.0, backoff_cap=60.0)
     rng, twin = random.Random(3), random.Random(3)
     decision = decide(
-        "failed", policy=policy, rng=rng, charged=2, crashes=0, rate_limits=0, error=BOOM
+        "failed", policy=policy, rng=rng, charged=2, crashes=0, rate_limits=0, exception=BOOM
     )
     assert "retry" == decision.action
     assert policy.delay(3, twin) == decision.delay  # the third retry's ceiling: 16 s
@@ -161,7 +161,7 @@ def test_a_retry_waits_the_policys_backoff_drawn_once_from_the_rng() -> None:
 def test_only_a_retry_draws_from_the_rng(status: AttemptStatus) -> None:
     rng, twin = random.Random(5), random.Random(5)
     decision = decide(
-        status, policy=POLICY, rng=rng, charged=2, crashes=1, rate_limits=0, error=BOOM
+        status, policy=POLICY, rng=rng, charged=2, crashes=1, rate_limits=0, exception=BOOM
     )
     assert "retry" != decision.action
     assert 0.0 == decision.delay
@@ -216,7 +216,7 @@ def test_a_unit_never_spends_more_than_its_budgets(
             crashes=crashes,
             rate_limits=rate_limits,
             charge=charge,
-            error=error,
+            exception=error,
             cancel_reason=cancel_reason,
         )
         spent = decision.charged - charged

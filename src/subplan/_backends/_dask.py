@@ -334,12 +334,23 @@ class _DaskBackend:
         now = setup.clock.time()
         started = item.launch.dispatched
         if item.timed_out:
-            return AttemptEnd("timed_out", started, now, None, f"timed out after {setup.timeout}s")
+            return AttemptEnd(
+                status="timed_out",
+                started=started,
+                ended=now,
+                error=f"timed out after {setup.timeout}s",
+            )
         if item.cancel.is_set() or setup.scheduler.cancelled:
             return setup.cancelled_end(started, now)
         detail = one_line(got) if isinstance(got, BaseException) else str(got)
         text = f"the dask worker died: {detail}"
-        return AttemptEnd("crashed", started, now, WorkerCrashedError(text), text)
+        return AttemptEnd(
+            status="crashed",
+            started=started,
+            ended=now,
+            error=text,
+            exception=WorkerCrashedError(text),
+        )
 
     def finish_locked(self, key: int, got: object) -> None:
         """Attempt ``key`` ended (``got``: its runner's end, or what broke it)."""

@@ -123,13 +123,20 @@ class ProcessBackend:
             # A worker that died before the function started (while starting or unpickling
             # the job) is not the subplan's fault: no attempt is spent. Crashes still count
             # toward max_crashes, so a worker that can never start does not loop forever.
-            charge = job.started is not None
             return AttemptEnd(
-                "crashed", started, job.ended, WorkerCrashedError(text), text, charge=charge
+                status="crashed",
+                started=started,
+                ended=job.ended,
+                error=text,
+                exception=WorkerCrashedError(text),
+                charged=job.started is not None,
             )
         if item.timed_out:
             return AttemptEnd(
-                "timed_out", started, job.ended, None, f"timed out after {setup.timeout}s"
+                status="timed_out",
+                started=started,
+                ended=job.ended,
+                error=f"timed out after {setup.timeout}s",
             )
         return setup.cancelled_end(started, job.ended)
 

@@ -424,18 +424,23 @@ class Setup:
             if passed:
                 late = "finished after its timeout" if live.timed_out else None
                 return AttemptEnd(
-                    "succeeded", started, ended, None, None, cost, True, late, exit_code=exit_code
+                    status="succeeded",
+                    started=started,
+                    ended=ended,
+                    cost=cost,
+                    passed=True,
+                    detail=late,
+                    exit_code=exit_code,
                 )
             if not interrupted:
                 return AttemptEnd(
-                    "failed",
-                    started,
-                    ended,
-                    None,
-                    detail or "work reported failure",
-                    cost,
-                    False,
-                    detail,
+                    status="failed",
+                    started=started,
+                    ended=ended,
+                    error=detail or "work reported failure",
+                    cost=cost,
+                    passed=False,
+                    detail=detail,
                     exit_code=exit_code,
                 )
         text = one_line(error) if error is not None else "stopped"
@@ -443,14 +448,25 @@ class Setup:
         if limited is not None and not (self.scheduler.cancelled and interrupted):
             wait, source = limited
             return AttemptEnd(
-                "rate_limited", started, ended, error, text, charge=False, wait=wait, source=source
+                status="rate_limited",
+                started=started,
+                ended=ended,
+                error=text,
+                exception=error,
+                charged=False,
+                wait=wait,
+                source=source,
             )
         if live.timed_out or isinstance(error, TimeoutError):
             # Our timeout stopped the work: its "command cancelled" is an echo of that.
             echo = live.timed_out and text.startswith("CommandFailedError: command cancelled")
             why = "its process group was killed" if echo else text
             return AttemptEnd(
-                "timed_out", started, ended, error, f"timed out after {self.timeout}s ({why})"
+                status="timed_out",
+                started=started,
+                ended=ended,
+                error=f"timed out after {self.timeout}s ({why})",
+                exception=error,
             )
         if self.scheduler.cancelled and (interrupted or error is None):
             # Stopped by our cancellation, not by its own fault: no attempt is spent, and
@@ -458,14 +474,23 @@ class Setup:
             # cancelled") is an echo of the cancellation: the reason is the run's.
             return self.cancelled_end(started, ended, error)
         # Failed on its own, even while the run stops (``--halt soon`` lets it finish).
-        return AttemptEnd("failed", started, ended, error, text)
+        return AttemptEnd(
+            status="failed", started=started, ended=ended, error=text, exception=error
+        )
 
     def cancelled_end(
         self, started: float, ended: float, error: BaseException | None = None
     ) -> AttemptEnd:
         """An attempt stopped by the run's cancellation: uncharged, the run's reason."""
         reason = self.scheduler.cancel_reason or "cancelled"
-        return AttemptEnd("cancelled", started, ended, error, reason, charge=False)
+        return AttemptEnd(
+            status="cancelled",
+            started=started,
+            ended=ended,
+            error=reason,
+            exception=error,
+            charged=False,
+        )
 
     def rate_limit(self, error: BaseException | None) -> tuple[float | None, str] | None:
         """(seconds to wait or None, source) when ``error`` says the API rate-limited us."""

@@ -14,7 +14,6 @@ and the process backends alike.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import posixpath
 from collections.abc import Callable, Mapping
@@ -28,7 +27,7 @@ from .._model import Subplan
 from .._workspace import Workspaces, check_repository
 from .._workspace._branches import commit_message, subplan_branch, write_branch
 
-__all__ = ["InWorkspaces", "WorkspacePolicy", "changed_json", "changed_of"]
+__all__ = ["InWorkspaces", "WorkspacePolicy", "changed_of"]
 
 CHANGED_ATTRIBUTE = "subplan_changed_files"
 
@@ -192,8 +191,3 @@ def changed_of(value: object, error: BaseException | None) -> tuple[object, tupl
         if isinstance(changed, tuple):
             return value, changed
     return value, None
-
-
-def changed_json(changed: tuple[str, ...] | None) -> str | None:
-    """The store's form of a changed-files list."""
-    return None if changed is None else json.dumps(list(changed))

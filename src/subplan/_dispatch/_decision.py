@@ -56,8 +56,8 @@ def decide(
     crashes: int,
     rate_limits: int,
     charge: bool = True,
-    error: BaseException | None = None,
-    error_text: str | None = None,
+    exception: BaseException | None = None,
+    error: str | None = None,
     cancel_reason: str | None = None,
 ) -> Decision:
     """Decide what follows an attempt that ended with ``status``.
@@ -71,8 +71,8 @@ def decide(
         rate_limits: its rate limits in a row before this one.
         charge: False when this attempt does not count (someone else's crash took it
             down): it is requeued at once, unless its own crashes reached the cap.
-        error: the exception the work raised, if any (the policy's ``retry_on``).
-        error_text: one line describing the failure.
+        exception: the exception the work raised, if any (the policy's ``retry_on``).
+        error: one line describing the failure.
         cancel_reason: the run's cancel reason, None while it is not cancelled.
 
     Returns:
@@ -83,10 +83,10 @@ def decide(
         >>> policy = RetryPolicy(retries=1, backoff_base=0.0)
         >>> rng = random.Random(0)
         >>> decide("failed", policy=policy, rng=rng, charged=0, crashes=0, rate_limits=0,
-        ...        error=RuntimeError("boom"), error_text="boom")
+        ...        exception=RuntimeError("boom"), error="boom")
         Decision(action='retry', charged=1, crashes=0, rate_limits=0, delay=0.0, reason=None)
         >>> decide("failed", policy=policy, rng=rng, charged=1, crashes=0, rate_limits=0,
-        ...        error=RuntimeError("boom"), error_text="boom").action
+        ...        exception=RuntimeError("boom"), error="boom").action
         'fail'
     """
     if status == "succeeded":
@@ -96,33 +96,33 @@ def decide(
         # back in the queue, and the whole run pauses.
         rate_limits += 1
         if rate_limits > policy.max_rate_limits:
-            reason = f"rate limited {rate_limits} times in a row ({error_text})"
+            reason = f"rate limited {rate_limits} times in a row ({error})"
             return Decision("fail", charged, crashes, rate_limits, reason=reason)
         if cancel_reason is not None:
-            reason = stopped_reason(cancel_reason, status, error_text)
+            reason = stopped_reason(cancel_reason, status, error)
             return Decision("stop", charged, crashes, rate_limits, reason=reason)
         return Decision("pause", charged, crashes, rate_limits)
     if charge:
         charged += 1
     if status == "crashed":
         crashes += 1
-    retryable = status in ("timed_out", "cancelled") or policy.retryable(error)
+    retryable = status in ("timed_out", "cancelled") or policy.retryable(exception)
     # An uncharged end (someone else's crash took it down) is always run again.
     again = not charge or (retryable and charged < policy.max_attempts)
     if crashes >= policy.max_crashes:
         again = False  # a poison subplan: its worker died every time
     if again and cancel_reason is not None:
         # Not finished and not out of attempts: left for a resume, not failed.
-        reason = stopped_reason(cancel_reason, status, error_text)
+        reason = stopped_reason(cancel_reason, status, error)
         return Decision("stop", charged, crashes, 0, reason=reason)
     if again and not charge:
         return Decision("requeue", charged, crashes, 0)
     if again:
         return Decision("retry", charged, crashes, 0, delay=policy.delay(charged, rng))
-    return Decision("fail", charged, crashes, 0, reason=error_text or status)
+    return Decision("fail", charged, crashes, 0, reason=error or status)
 
 
-def stopped_reason(cancel_reason: str, status: AttemptStatus, error_text: str | None) -> str:
+def stopped_reason(cancel_reason: str, status: AttemptStatus, error: str | None) -> str:
     """Why a unit the cancelled run leaves for a resume did not finish: one reason.
 
     The run's own reason ("cancelled by signal", a halt), and what its last attempt
@@ -136,7 +136,7 @@ def stopped_reason(cancel_reason: str, status: AttemptStatus, error_text: str | 
     if status == "cancelled":
         return reason
     what = status.replace("_", " ")
-    detail = error_text or what
+    detail = error or what
     if not detail.startswith(what):
         detail = f"{what}: {detail}"
     return f"{reason}; its last attempt {detail}"

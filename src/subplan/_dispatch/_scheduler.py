@@ -87,20 +87,25 @@ class Launch:
     dispatched: float = 0.0  # wall-clock time the dispatcher launched it
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AttemptEnd:
-    """How an attempt ended, as the driver saw it.
+    """How an attempt ended, as its backend saw it: an :class:`AttemptRecord` to be.
+
+    Its fields are the record's, by the same names (``error`` is the one-line text,
+    ``charged`` whether it counts against the retry budget), and the few the backend
+    alone knows: the exception itself and, for a rate limit, the wait and its source.
+    The scheduler makes the record of it (:meth:`Scheduler.finished`).
 
     Attributes:
         status: the attempt's status.
         started: wall-clock start of the work.
         ended: wall-clock end of the work.
-        error: the exception the work raised, if any (decides whether it retries).
-        error_text: one line describing the failure.
+        error: one line describing the failure.
+        exception: the exception the work raised, if any (decides whether it retries).
         cost: what the work reported.
         passed: what the work reported.
         detail: the work's message.
-        charge: False when the attempt must not count against the retry budget (an
+        charged: False when the attempt must not count against the retry budget (an
             innocent attempt requeued after someone else's crash).
         wait: for ``rate_limited``: seconds until the limit resets, None when unknown.
         source: for ``rate_limited``: which detector saw it.
@@ -112,12 +117,12 @@ class AttemptEnd:
     status: AttemptStatus
     started: float
     ended: float
-    error: BaseException | None = None
-    error_text: str | None = None
+    error: str | None = None
+    exception: BaseException | None = None
     cost: float | None = None
     passed: bool | None = None
     detail: str | None = None
-    charge: bool = True
+    charged: bool = True
     wait: float | None = None
     source: str | None = None
     changed: tuple[str, ...] | None = None
@@ -444,15 +449,15 @@ class Scheduler:
             status=end.status,
             started=end.started,
             ended=end.ended,
-            error=end.error_text,
-            error_type=None if end.error is None else type(end.error).__name__,
+            error=end.error,
+            error_type=None if end.exception is None else type(end.exception).__name__,
             cost=end.cost,
             passed=end.passed,
-            charged=end.charge,
+            charged=end.charged,
             detail=end.detail,
             dispatched=launch.dispatched,
             changed=end.changed,
-            exit_code=end.exit_code if end.exit_code is not None else exit_code_of(end.error),
+            exit_code=end.exit_code if end.exit_code is not None else exit_code_of(end.exception),
         )
         unit.attempts.append(record)
         if self.journal is not None:
@@ -463,7 +468,7 @@ class Scheduler:
                 subplan_id=unit.id,
                 attempt=launch.attempt,
                 status=end.status,
-                error=end.error_text,
+                error=end.error,
                 exit_code=record.exit_code,
             )
         decision = decide(
@@ -473,9 +478,9 @@ class Scheduler:
             charged=unit.charged,
             crashes=unit.crashes,
             rate_limits=unit.rate_limits,
-            charge=end.charge,
+            charge=end.charged,
+            exception=end.exception,
             error=end.error,
-            error_text=end.error_text,
             cancel_reason=self.cancel_reason,
         )
         unit.charged = decision.charged
@@ -500,7 +505,7 @@ class Scheduler:
             self._make_ready(unit)
             self.pause(
                 wait=end.wait,
-                reason=end.error_text or "rate limited",
+                reason=end.error or "rate limited",
                 source=end.source or "unknown",
                 subplan_id=unit.id,
             )

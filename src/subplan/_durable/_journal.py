@@ -29,6 +29,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeAlias
 
+from .._dispatch._results import AttemptRecord
 from .._errors import StoreError
 from .._store._base import (
     AttemptEnded,
@@ -41,13 +42,15 @@ from .._store._base import (
     RunStatusChanged,
     Store,
     Write,
+    changed_files,
+    changed_text,
 )
 
 if TYPE_CHECKING:
-    from .._dispatch._results import AttemptRecord, Event, Pause
+    from .._dispatch._results import Event, Pause
     from .._dispatch._scheduler import AttemptEnd, Launch
 
-__all__ = ["StoreJournal", "record_of"]
+__all__ = ["StoreJournal", "ended_of", "record_of"]
 
 KILL_AT_ENV = "SUBPLAN_TEST_KILL_AT"
 GATHER = 0.005  # seconds an idle writer waits for more writes before committing
@@ -61,8 +64,6 @@ _Item: TypeAlias = tuple[Any, ...]
 
 def record_of(row: AttemptRow) -> AttemptRecord:
     """A stored attempt as the dispatcher's :class:`AttemptRecord` (for a resume)."""
-    from .._dispatch._results import AttemptRecord
-
     started = row.started if row.started is not None else row.dispatched
     return AttemptRecord(
         subplan_id=row.subplan_id,
@@ -77,8 +78,30 @@ def record_of(row: AttemptRow) -> AttemptRecord:
         charged=row.charged,
         detail=row.detail,
         dispatched=row.dispatched,
-        changed=None if row.changed is None else tuple(json.loads(row.changed)),
+        changed=changed_files(row.changed),
         exit_code=row.exit_code,
+    )
+
+
+def ended_of(run_id: str, record: AttemptRecord, *, rate_limit: str | None = None) -> AttemptEnded:
+    """The store's write that ends attempt ``record`` of ``run_id``: the record, and how
+    the rate limit that ended it looked (JSON), if one did."""
+    return AttemptEnded(
+        run_id=run_id,
+        subplan_id=record.subplan_id,
+        number=record.number,
+        status=record.status,
+        ended=record.ended,
+        started=record.started,
+        exit_code=record.exit_code,
+        error=record.error,
+        error_type=record.error_type,
+        rate_limit=rate_limit,
+        cost=record.cost,
+        passed=record.passed,
+        charged=record.charged,
+        detail=record.detail,
+        changed=changed_text(record.changed),
     )
 
 
@@ -302,34 +325,19 @@ class StoreJournal:
             if kind is _STARTED:
                 launch = item[1]
                 writes.append(
-                    AttemptStarted(run_id, launch.unit_id, launch.attempt, launch.dispatched)
+                    AttemptStarted(
+                        run_id=run_id,
+                        subplan_id=launch.unit_id,
+                        number=launch.attempt,
+                        dispatched=launch.dispatched,
+                    )
                 )
             elif kind is _ENDED:
                 record, end = item[1], item[2]
                 limit = None
                 if record.status == "rate_limited":
                     limit = json.dumps({"wait": end.wait, "source": end.source})
-                writes.append(
-                    AttemptEnded(
-                        run_id,
-                        record.subplan_id,
-                        record.number,
-                        record.status,
-                        record.ended,
-                        started=record.started,
-                        exit_code=record.exit_code,
-                        error=record.error,
-                        error_type=record.error_type,
-                        rate_limit=limit,
-                        cost=record.cost,
-                        passed=record.passed,
-                        charged=record.charged,
-                        detail=record.detail,
-                        changed=None
-                        if record.changed is None
-                        else json.dumps(list(record.changed)),
-                    )
-                )
+                writes.append(ended_of(run_id, record, rate_limit=limit))
             elif kind is _WRITE:
                 writes.append(item[1])
         return writes

@@ -333,11 +333,11 @@ def prepare_resume(
                 left_running += 1  # that number here would be some other process group
         reclaimed.append(
             AttemptEnded(
-                run_id,
-                row.subplan_id,
-                row.number,
-                "interrupted",
-                now,
+                run_id=run_id,
+                subplan_id=row.subplan_id,
+                number=row.number,
+                status="interrupted",
+                ended=now,
                 started=row.started,
                 error=INTERRUPTED,
                 charged=False,

@@ -28,6 +28,7 @@ Times are wall-clock seconds since the epoch (floats). JSON columns hold what
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypeAlias
@@ -55,12 +56,30 @@ __all__ = [
     "Store",
     "StoredAttemptStatus",
     "Write",
+    "changed_files",
+    "changed_text",
     "clean_text",
     "fence",
     "run_ids_of",
 ]
 
 SCHEMA_VERSION = 1
+
+
+def changed_text(files: Sequence[str] | None) -> str | None:
+    """How an attempt's changed files are stored: a JSON list (None: no workspace).
+
+    Example:
+        >>> changed_text(("a.py", "b/c.py")), changed_files(changed_text(("a.py",)))
+        ('["a.py", "b/c.py"]', ('a.py',))
+    """
+    return None if files is None else json.dumps(list(files))
+
+
+def changed_files(text: str | None) -> tuple[str, ...] | None:
+    """The changed files of :func:`changed_text`'s form."""
+    return None if text is None else tuple(json.loads(text))
+
 
 RunStatus = Literal["running", "succeeded", "failed", "cancelled", "interrupted"]
 """``running`` while an orchestrator holds it (or until a resume finds it abandoned);

@@ -247,7 +247,13 @@ def _end(setup: Setup, item: Live, step: Step, started: float, ended: float) -> 
     error: BaseException | None = None
     if step.crash and not item.timed_out:
         text = "worker died: killed by signal 9 (scripted)"
-        return AttemptEnd("crashed", started + wall, ended + wall, RuntimeError(text), text)
+        return AttemptEnd(
+            status="crashed",
+            started=started + wall,
+            ended=ended + wall,
+            error=text,
+            exception=RuntimeError(text),
+        )
     if item.timed_out:  # cut at the deadline: whatever the step would have done is moot
         error = TimeoutError("scripted attempt ran past its timeout")
     else:
