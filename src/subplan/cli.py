@@ -225,7 +225,18 @@ def _build_parser() -> _Parser:
     parser.add_argument("--version", action="version", version=f"subplan {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
+    _add_plan_command(commands)
+    _add_run_command(commands)
+    _add_resume_command(commands)
+    _add_status_command(commands)
+    _add_report_command(commands)
+    _add_integrate_command(commands)
+    _add_workspaces_command(commands)
+    return parser
 
+
+def _add_plan_command(commands: argparse._SubParsersAction[_Parser]) -> None:
+    """``subplan plan``."""
     plan = commands.add_parser(
         "plan",
         help="decompose a project into subplans and print the tree or the JSON plan",
@@ -250,6 +261,9 @@ def _build_parser() -> _Parser:
     )
     plan.set_defaults(handler=_cmd_plan)
 
+
+def _add_run_command(commands: argparse._SubParsersAction[_Parser]) -> None:
+    """``subplan run``."""
     run = commands.add_parser(
         "run",
         help="run a command for every leaf subplan, at most --max-parallel at once",
@@ -410,6 +424,9 @@ def _build_parser() -> _Parser:
     )
     run.set_defaults(handler=_cmd_run)
 
+
+def _add_resume_command(commands: argparse._SubParsersAction[_Parser]) -> None:
+    """``subplan resume``."""
     resume = commands.add_parser(
         "resume",
         help="run again what a stopped or failed run did not finish",
@@ -450,6 +467,9 @@ def _build_parser() -> _Parser:
     _add_halt_option(resume)
     resume.set_defaults(handler=_cmd_resume)
 
+
+def _add_status_command(commands: argparse._SubParsersAction[_Parser]) -> None:
+    """``subplan status``."""
     status = commands.add_parser(
         "status",
         help="list runs, or one run's subplans by state",
@@ -460,6 +480,9 @@ def _build_parser() -> _Parser:
     status.add_argument("--json", action="store_true", help="print JSON")
     status.set_defaults(handler=_cmd_status)
 
+
+def _add_report_command(commands: argparse._SubParsersAction[_Parser]) -> None:
+    """``subplan report``."""
     report = commands.add_parser(
         "report",
         help="a run's outcomes, cost and pass rates per group, peak concurrency and pauses",
@@ -482,6 +505,9 @@ def _build_parser() -> _Parser:
     )
     report.set_defaults(handler=_cmd_report)
 
+
+def _add_integrate_command(commands: argparse._SubParsersAction[_Parser]) -> None:
+    """``subplan integrate``."""
     integrate = commands.add_parser(
         "integrate",
         help="apply a run's succeeded subplans' changes onto a branch, one commit each",
@@ -529,6 +555,9 @@ def _build_parser() -> _Parser:
     integrate.add_argument("--json", action="store_true", help="print the result as JSON")
     integrate.set_defaults(handler=_cmd_integrate)
 
+
+def _add_workspaces_command(commands: argparse._SubParsersAction[_Parser]) -> None:
+    """``subplan workspaces``."""
     workspaces = commands.add_parser(
         "workspaces",
         help="list or clean the git worktrees of runs",
@@ -574,7 +603,6 @@ def _build_parser() -> _Parser:
     workspaces.epilog = "options of the actions:\n" + "".join(
         f"  {name:<{width}}  {text}\n" for name, text in rows
     )
-    return parser
 
 
 def _add_progress_option(group: argparse._ActionsContainer) -> None:
