@@ -381,6 +381,27 @@ def _policy_of(config: Mapping[str, Any], run_id: str, base: str | None) -> Work
     return policy if base is None else dataclasses.replace(policy, base=base)
 
 
+def _stored_work(config: Mapping[str, Any], run_id: str) -> CommandWork:
+    """The command work a run recorded (a Python callable is not recorded)."""
+    description = config.get("work")
+    if not description:
+        raise ConfigError(f"run {run_id!r} ran a Python callable: pass work= to resume it")
+    return CommandWork.from_description(description)
+
+
+def _stored_pool(config: Mapping[str, Any], backend: str) -> OuterLimiter[Any] | None:
+    """The shared pool a run named, at the size it had (None: it named none)."""
+    pool = config.get("pool")
+    if not pool:
+        return None
+    size = int(config.get("pool_size") or config["max_parallel"])
+    if backend == "dask":
+        from ._backends._dask_pool import ClusterPool
+
+        return ClusterPool(str(pool), size)
+    return SharedLimiter(str(pool), size)
+
+
 def _honour_stored_pause(setup: Setup, pauses: Sequence[PauseRow]) -> None:
     """Keep the gate closed until a stored pause ends: the limit outlived the orchestrator."""
     if not pauses:
@@ -480,41 +501,25 @@ def resume(
             run_dir=(directory / run_id).absolute(),
         )
         config = record.config
-        if work is None:
-            description = config.get("work")
-            if not description:
-                raise ConfigError(f"run {run_id!r} ran a Python callable: pass work= to resume it")
-            work = CommandWork.from_description(description)
         if config.get("integrate") and integrate is None:
             raise ConfigError(f"run {run_id!r} had integration steps: pass integrate=")
-        pool = config.get("pool")
-        backend = str(config.get("backend", "thread"))
-        size = config.get("pool_size") or config["max_parallel"]
-        if limiter is None and pool and backend == "dask":
-            from ._backends._dask_pool import ClusterPool
-
-            limiter = ClusterPool(str(pool), int(size))
-        elif limiter is None and pool:
-            limiter = SharedLimiter(str(pool), int(size))
-        if scheduler is None and backend == "dask":
-            scheduler = config.get("scheduler")
-        output = _follower(directory, on_output, on_event)
         stored = RunOptions.from_dict(config)
         chosen = stored.replace(
             rate_limits=stored.rate_limits if rate_limits is None else rate_limits,
-            scheduler=scheduler,
+            scheduler=stored.scheduler if scheduler is None else scheduler,
             halt=halt,
             workspaces=_policy_of(config, run_id, base),
         )
+        output = _follower(directory, on_output, on_event)
         setup = Setup(
             the_plan,
-            work,
+            _stored_work(config, run_id) if work is None else work,
             chosen,
             integrate=integrate,
             on_event=output or on_event,
             run_id=run_id,
             runs_dir=directory,
-            limiter=limiter,
+            limiter=_stored_pool(config, chosen.backend) if limiter is None else limiter,
             clock=clock_,
             preflight=preflight,
             store=the_store,
