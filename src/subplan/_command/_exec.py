@@ -1,19 +1,9 @@
 """Command work: expand an argv template for a subplan and run it as a process, safely.
 
-The pieces live in :mod:`._command_template` (pure string work) and
-:mod:`._command_process` (processes, process groups, output files); this module is the one
-place the rest of subplan imports them from.
-
-Errors::
-
-    SubplanError
-    ├── ConfigError (ValueError)
-    │   └── TemplateError                 a malformed template, a missing value
-    │                                     (.placeholder, .index, .argument)
-    ├── CommandError (OSError)            a command could not be started (.program, .cwd)
-    │   └── CommandNotFoundError (FileNotFoundError)   no such program
-    └── ProcessGroupAliveError (RuntimeError)          a group survived SIGKILL
-                                                       (.pgid, .result)
+The pieces live in :mod:`._template` (pure string work) and :mod:`._process` (processes,
+process groups, output files); this module is the one place the rest of subplan imports
+them from. Their errors (``TemplateError``, ``CommandError``, ``CommandNotFoundError``,
+``ProcessGroupAliveError``) are drawn in the one error tree, in :mod:`subplan._errors`.
 """
 
 from __future__ import annotations
