@@ -7,7 +7,7 @@ import stat
 import tempfile
 from pathlib import Path
 
-__all__ = ["mark_runs_dir", "read_tail", "write_atomic"]
+__all__ = ["default_runs_dir", "mark_runs_dir", "read_tail", "write_atomic"]
 
 RUNS_DIR_GITIGNORE = "# Written by subplan: nothing in a runs directory belongs in git.\n*\n"
 
@@ -92,3 +92,8 @@ def read_tail(path: str | os.PathLike[str], max_bytes: int) -> tuple[int, bytes]
         start = max(0, size - max_bytes)
         stream.seek(start)
         return start, stream.read(max_bytes)
+
+
+def default_runs_dir() -> Path:
+    """``$SUBPLAN_RUNS_DIR`` if set, else ``.subplan`` in the current directory."""
+    return Path(os.environ.get("SUBPLAN_RUNS_DIR") or ".subplan")

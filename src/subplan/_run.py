@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from ._backends._asyncio import run_asyncio
 from ._backends._processes import run_processes
-from ._backends._setup import Setup, check_run_id, default_runs_dir, new_run_id
+from ._backends._setup import Setup, check_run_id, new_run_id
 from ._backends._threads import run_threads
 from ._clock import Clock, SystemClock
 from ._command._in_workspace import WorkspacePolicy
@@ -33,6 +33,7 @@ from ._durable._resume import (
     prepare_resume,
 )
 from ._errors import ConfigError
+from ._fs import default_runs_dir
 from ._limit._pool import OuterLimiter
 from ._limit._shared import SharedLimiter
 from ._model import Plan, Subplan

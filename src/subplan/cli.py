@@ -23,15 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from . import __version__
-from ._command._exec import resolve_program
-from ._command._in_workspace import WorkspacePolicy
-from ._command._live_output import OutputFollower, OutputLine
-from ._command._work import CommandWork
 from ._decompose import decompose
-from ._dispatch._deps import dependencies_from_imports
-from ._dispatch._halt import Halt
-from ._dispatch._results import Event, RunReport
-from ._durable._resume import report_from_store
 from ._errors import (
     CommandError,
     ConfigError,
@@ -48,32 +40,25 @@ from ._errors import (
     UnknownRunError,
     UsageError,
 )
-from ._fs import write_atomic
-from ._integrate import integrate, integration_data, integration_lines
+from ._fs import default_runs_dir, write_atomic
 from ._inventory import Inventory, Skipped, import_graph, read_path_list, scan
-from ._limit._shared import SharedLimiter
 from ._model import Plan, PlanConfig
-from ._options import RunOptions
-from ._ratelimit._detector import RateLimitDetector
 from ._render import render_stats, render_tree
-from ._report._progress import (
-    Progress,
-    ProgressMode,
-    render_report,
-    render_run_status,
-    render_runs,
-    render_summary,
-    run_status_data,
-)
-from ._run import default_runs_dir, resume, run
-from ._store._base import RunInfo, RunRecord, Store
-from ._store._open import open_store, redact
-from ._workspace import Workspaces
 
 if TYPE_CHECKING:
     import networkx as nx
 
     from ._backends._dask_pool import ClusterPool
+    from ._command._live_output import OutputLine
+    from ._command._work import CommandWork
+    from ._dispatch._halt import Halt
+    from ._dispatch._results import Event, RunReport
+    from ._limit._shared import SharedLimiter
+    from ._report._progress import (
+        Progress,
+        ProgressMode,
+    )
+    from ._store._base import RunInfo, RunRecord, Store
 
 __all__ = [
     "EXIT_FAILED",
@@ -644,6 +629,8 @@ def _add_halt_option(group: argparse._ActionsContainer) -> None:
 
 
 def _halt(text: str) -> Halt:
+    from ._dispatch._halt import Halt
+
     try:
         return Halt.parse(text)
     except ConfigError as exc:
@@ -731,6 +718,7 @@ def _without_runs_dir(inventory: Inventory, args: argparse.Namespace) -> Invento
     """The inventory without the files of the runs directory, when it lies inside the
     project (``.subplan/`` is left out by the listing itself; ``--runs-dir`` or
     ``$SUBPLAN_RUNS_DIR`` may name another)."""
+
     chosen = getattr(args, "runs_dir", None)
     runs = Path(chosen) if chosen else default_runs_dir()
     project = inventory.root if inventory.root is not None else Path(args.path)
@@ -800,6 +788,15 @@ def _load_plan(path: str) -> tuple[Plan, Path | None]:
 
 
 def _cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: TextIO) -> int:
+    from ._command._exec import resolve_program
+    from ._command._in_workspace import WorkspacePolicy
+    from ._command._work import CommandWork
+    from ._dispatch._deps import dependencies_from_imports
+    from ._limit._shared import SharedLimiter
+    from ._options import RunOptions
+    from ._ratelimit._detector import RateLimitDetector
+    from ._run import run
+
     argv: list[str] = args.argv
     if not argv:
         raise UsageError("subplan run: no command given; put it after '--', e.g. -- agent {id}")
@@ -940,6 +937,7 @@ def _cluster_pool(name: str, size: int) -> ClusterPool:
 
 
 def _runs_dir(args: argparse.Namespace) -> Path:
+
     return Path(args.runs_dir) if args.runs_dir else default_runs_dir()
 
 
@@ -959,6 +957,9 @@ def _listeners(
     done: int = 0,
 ) -> Iterator[Callable[[Event], None]]:
     """The progress display, the --events file and --tag's live output, as one listener."""
+    from ._command._live_output import OutputFollower
+    from ._report._progress import Progress
+
     chosen: str = args.progress
     mode: ProgressMode
     if chosen == "auto":
@@ -1053,6 +1054,8 @@ def _finish_run(
     *,
     resumable: bool,
 ) -> int:
+    from ._report._progress import render_summary
+
     for warning in report.warnings:  # the JSON report has them too; people read stderr
         stderr.write(f"subplan: warning: {warning}\n")
     if args.json:
@@ -1070,6 +1073,8 @@ def _finish_run(
 
 def _store_args(args: argparse.Namespace) -> str:
     """The options a follow-up command needs to find the same store (for hints)."""
+    from ._store._open import redact
+
     parts = []
     if args.runs_dir:
         parts += ["--runs-dir", args.runs_dir]
@@ -1079,6 +1084,9 @@ def _store_args(args: argparse.Namespace) -> str:
 
 
 def _cmd_resume(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: TextIO) -> int:
+    from ._run import resume
+    from ._store._open import open_store
+
     runs_dir = _runs_dir(args)
     store = open_store(_store_spec(args, runs_dir), runs_dir, create=False)
     with contextlib.closing(store):
@@ -1111,12 +1119,16 @@ def _cmd_resume(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin:
 
 
 def _open_for_reading(args: argparse.Namespace) -> Store:
+    from ._store._open import open_store
+
     runs_dir = _runs_dir(args)
     return open_store(_store_spec(args, runs_dir), runs_dir, create=False, readonly=True)
 
 
 def _stored_report(store: Store, record: RunRecord, args: argparse.Namespace) -> RunReport:
     """The report of a stored run, with its sessions and where its logs are."""
+    from ._durable._resume import report_from_store
+
     run_id = record.run_id
     return report_from_store(
         record,
@@ -1128,6 +1140,9 @@ def _stored_report(store: Store, record: RunRecord, args: argparse.Namespace) ->
 
 
 def _cmd_status(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: TextIO) -> int:
+    from ._integrate import integration_data, integration_lines
+    from ._report._progress import render_run_status, render_runs, run_status_data
+
     with contextlib.closing(_open_for_reading(args)) as store:
         if args.run_id is None:
             runs = store.list_runs()
@@ -1196,6 +1211,9 @@ def _run_info(info: RunInfo, holder: str | None) -> dict[str, object]:
 
 
 def _cmd_report(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: TextIO) -> int:
+    from ._integrate import integration_data, integration_lines
+    from ._report._progress import render_report
+
     with contextlib.closing(_open_for_reading(args)) as store:
         record = store.get_run(args.run_id)
         report = _stored_report(store, record, args)
@@ -1214,6 +1232,8 @@ def _cmd_report(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin:
 
 
 def _cmd_integrate(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: TextIO) -> int:
+    from ._integrate import integrate
+
     command: list[str] = args.argv
     if args.verify and not command:
         raise UsageError("subplan integrate: --verify needs a command after '--'")
@@ -1345,6 +1365,8 @@ def console_main() -> None:
 
 
 def _cmd_workspaces(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: TextIO) -> int:
+    from ._workspace import Workspaces
+
     runs_dir = _runs_dir(args)
     workspaces = Workspaces(args.repo, runs_dir / "workspaces", artifacts_root=runs_dir)
     if args.action == "list":

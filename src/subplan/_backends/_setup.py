@@ -34,7 +34,7 @@ from .._durable._resume import (
     sessions_of,
 )
 from .._errors import ConfigError, one_line
-from .._fs import mark_runs_dir
+from .._fs import default_runs_dir, mark_runs_dir
 from .._limit._limiter import Limiter
 from .._limit._pool import LayeredLimiter, OuterLimiter
 from .._limit._tracker import ConcurrencyTracker, peak_from_intervals
@@ -51,11 +51,6 @@ if TYPE_CHECKING:
 WorkReturn: TypeAlias = WorkResult | bool | None
 Work: TypeAlias = Callable[[Subplan, AttemptContext], WorkReturn]
 AsyncWork: TypeAlias = Callable[[Subplan, AttemptContext], Awaitable[WorkReturn]]
-
-
-def default_runs_dir() -> Path:
-    """``$SUBPLAN_RUNS_DIR`` if set, else ``.subplan`` in the current directory."""
-    return Path(os.environ.get("SUBPLAN_RUNS_DIR") or ".subplan")
 
 
 def new_run_id(clock: Clock | None = None) -> str:
