@@ -21,6 +21,7 @@ from subplan import (
 )
 from subplan._decompose import _builder, _strategies
 from subplan._decompose._builder import DEFAULT_MAX_TOKENS
+from subplan._decompose._merge import Node
 from subplan._decompose._strategies import Cluster, Runs, Sorted
 
 # A ~40-file project over 3 directory levels.
@@ -73,7 +74,9 @@ def over_budget(plan: Plan) -> list[str]:
 # -- regressions, each shown to fail against broken code ------------------------------
 
 
-def giving_up_chunks(data: Sorted, runs: Runs, cfg: PlanConfig) -> list[Cluster]:
+def giving_up_chunks(
+    data: Sorted, runs: Runs, cfg: PlanConfig, *, fewest: bool = False
+) -> list[Cluster]:
     """The old chunker: balanced by weight, giving up once there are as many chunks as files."""
     order = list(_strategies.indices(runs))
     total = sum(data.tokens[i] for i in order) or 1
@@ -95,9 +98,7 @@ def giving_up_chunks(data: Sorted, runs: Runs, cfg: PlanConfig) -> list[Cluster]
     return [Cluster(_strategies.runs_of(c), "chunk") for c in chunks]
 
 
-def one_cluster_split(
-    data: Sorted, node: _builder._Pending, cfg: PlanConfig, graph: object
-) -> list[Cluster]:
+def one_cluster_split(data: Sorted, node: Node, cfg: PlanConfig, graph: object) -> list[Cluster]:
     """A builder without the progress guard: a grouping of one counts as a split."""
     if not _strategies.directory_groups(data, node.runs):
         return [Cluster(node.runs, node.label)]
@@ -428,3 +429,31 @@ def test_anchored_spans_of_nothing_is_nothing() -> None:
 
     assert [] == anchored_spans([], [], [], PlanConfig(max_tokens=10))
     assert [(0, 1), (1, 2)] == anchored_spans(["a", "b"], [1, 1], [8, 8], PlanConfig(max_tokens=10))
+
+
+def test_with_a_graph_one_big_group_takes_its_small_sibling_in() -> None:
+    # tests/ is 22 test files (2,400 tokens each: one budget and a bit) beside a small
+    # tests/data/ and conftest.py: two leaves hold it, not a big group plus slivers
+    # (conftest.py alone, tests/data alone).
+    files = [FileEntry(f"tests/test_{i:02d}.py", 4 * 2_400) for i in range(22)]
+    files += [FileEntry("tests/conftest.py", 4 * 800), FileEntry("tests/data/a.txt", 4 * 900)]
+    files += [FileEntry("tests/data/b.txt", 4 * 700)]
+    graph = nx.DiGraph([(f.path, "tests/conftest.py") for f in files[:22]])
+    plan = decompose(files, max_tokens=50_000, import_graph=graph)
+    assert len(plan.leaves) == 2
+    assert all(leaf.file_count >= 3 for leaf in plan.leaves)
+    plan.validate()
+
+
+def test_with_a_graph_small_leaves_merge_across_directories_by_their_imports() -> None:
+    # Two packages, each a budget and a bit: each leaves a small remainder; the two
+    # remainders import each other, so they are one leaf under the root.
+    files = [FileEntry(f"a/m{i:02d}.py", 4 * 3_000) for i in range(12)]
+    files += [FileEntry(f"b/n{i:02d}.py", 4 * 3_000) for i in range(12)]
+    graph = nx.DiGraph([("a/m11.py", "b/n11.py"), ("b/n11.py", "a/m11.py")])
+    plan = decompose(files, max_tokens=30_000, import_graph=graph)
+    tied = plan.leaf_for("a/m11.py")
+    assert tied is plan.leaf_for("b/n11.py")
+    assert tied.parent == plan.root.id
+    assert len(plan.leaves) == 3  # 36k + 36k tokens at 30k: ceil(72 / 30) leaves
+    plan.validate()

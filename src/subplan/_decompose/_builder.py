@@ -10,7 +10,10 @@ edit re-cuts only the leaf holding it), with one the groups that fit are packed 
 tokens; the rest are split again one level down, and cut into fitting chunks when
 nothing else splits them or the next level is ``max_depth``. So the budget is a hard
 bound: no leaf of two or more files exceeds it, whatever ``max_depth`` and ``min_files``
-say.
+say. With a graph, chunks are as few as fit, and once the tree is whole every leaf under
+half the budget is merged with the leaf it is most tied to (else its nearest) when the
+two fit together (:func:`~._merge.merge_small_leaves`): fuller leaves, at the cost of
+cuts that may move when a file changes.
 
 Notes:
     Files are held once, sorted with :func:`~subplan._model.path_sort_key`, and nodes are
@@ -23,7 +26,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Final
 
 from .._errors import ConfigError, InputError
@@ -36,6 +39,7 @@ from .._model import (
     id_of_sorted,
     normalize_path,
 )
+from ._merge import Node, merge_small_leaves
 from ._order import adjacency, leaf_dependencies
 from ._strategies import (
     Cluster,
@@ -67,20 +71,6 @@ _FEW: Final = 4
 
 DEFAULT_MAX_TOKENS: Final = 50_000
 """The token budget of a leaf when neither ``max_tokens`` nor ``max_files`` is given."""
-
-
-@dataclass(slots=True)
-class _Pending:
-    """A node whose files are known but whose fate (leaf or split) is not yet decided."""
-
-    runs: Runs
-    parent: str | None
-    depth: int
-    label: str
-    # Small groups carried down from the parent to fill this node's leaves, and the runs
-    # of the node's own files without them (None when nothing was carried).
-    carried: tuple[Group, ...] = ()
-    own: Runs | None = None
 
 
 # What normalize_path would change or refuse, seen in paths joined by newlines (with a
@@ -157,7 +147,7 @@ def _leaf_reason(cfg: PlanConfig, count: int, tokens: int) -> LeafReason | None:
     return None
 
 
-def _split(data: Sorted, node: _Pending, cfg: PlanConfig, graph: Graph | None) -> list[Cluster]:
+def _split(data: Sorted, node: Node, cfg: PlanConfig, graph: Graph | None) -> list[Cluster]:
     """Split a node over the budget into at least two clusters.
 
     The first grouping of the node's own files that yields two groups wins (directories,
@@ -169,13 +159,19 @@ def _split(data: Sorted, node: _Pending, cfg: PlanConfig, graph: Graph | None) -
     as two clusters remain.
     """
     own = node.runs if node.own is None else node.own
+    # With a graph, chunks are as few as fit: the plan is packed for fill (and cohesion),
+    # not for cuts that stay put when a file changes (that is the plan without a graph).
+    fewest = graph is not None
     groups: list[Group] = directory_groups(data, own)
     if len(groups) < 2:
         # A flat directory with a graph: chunks grown along its edges, unless cutting in
         # path order takes fewer leaves or keeps more edges inside them.
         chunks = graph_chunks(data, own, graph, cfg)
+        if chunks and graph is not None:
+            # Grown chunks that fit together are packed (tied ones first): fewer leaves.
+            chunks = pack(data, _as_groups(data, chunks), cfg, graph, common_dir(data, own))
         if chunks:
-            plain = fill_chunks(data, own, cfg)
+            plain = fill_chunks(data, own, cfg, fewest=fewest)
             if len(plain) < len(chunks) or (
                 len(plain) == len(chunks) and _score(plain, graph) > _score(chunks, graph)
             ):
@@ -186,7 +182,7 @@ def _split(data: Sorted, node: _Pending, cfg: PlanConfig, graph: Graph | None) -
     if len(groups) < 2:
         groups = prefix_groups(data, own)
     if len(groups) < 2:
-        chunks = fill_chunks(data, own, cfg)
+        chunks = fill_chunks(data, own, cfg, fewest=fewest)
         if not node.carried:
             return chunks  # they fit, and greedy chunks do not pack together
         groups = _as_groups(data, chunks)
@@ -202,7 +198,7 @@ def _split(data: Sorted, node: _Pending, cfg: PlanConfig, graph: Graph | None) -
         if last or group.count == 1:
             # Cut on its own, not packed with siblings: its chunks then depend on its
             # files alone, so they keep their ids when a sibling changes.
-            cut.extend(fill_chunks(data, group.runs, cfg))
+            cut.extend(fill_chunks(data, group.runs, cfg, fewest=True))
         else:
             big.append(group)
     small.extend(node.carried)
@@ -217,7 +213,7 @@ def _split(data: Sorted, node: _Pending, cfg: PlanConfig, graph: Graph | None) -
         # if cutting it in path order takes no more leaves than the structured split
         # could at best, cut it (fuller, fewer leaves). Subdirectories over the budget
         # are never cut this way, so their subtrees keep their ids when a sibling changes.
-        chunks = fill_chunks(data, node.runs, cfg)
+        chunks = fill_chunks(data, node.runs, cfg, fewest=True)
         if len(chunks) <= len(packed) + len(cut) + sum(_need(cfg, g.count, g.tokens) for g in big):
             return chunks
     clusters = [Cluster(g.runs, g.label) for g in big]
@@ -404,7 +400,9 @@ def decompose_levels(
         seed: recorded in the plan's config; decomposition itself uses no randomness.
         import_graph: a directed graph over paths (an edge ``a -> b`` when ``a`` imports
             ``b``); ties groups when packing (across directories too), grows chunks in
-            flat directories, and orders the leaves (:attr:`Plan.dependencies`).
+            flat directories, merges small leaves with the leaves they import from or
+            are imported by, and orders the leaves (:attr:`Plan.dependencies`). With a
+            graph the levels come once the whole tree is built.
         config: all the options above at once; overrides the keyword options.
 
     Yields:
@@ -434,7 +432,7 @@ def decompose_levels(
     graph = _index_graph(import_graph, prepared)
 
     every: Runs = [(0, len(prepared.paths))]
-    level = [_Pending(every, None, 0, common_dir(prepared, every))]
+    root = Node(every, None, 0, common_dir(prepared, every))
     all_paths = prepared.paths
     ids: dict[tuple[tuple[int, int], ...], str] = {}
 
@@ -457,49 +455,52 @@ def decompose_levels(
         used.add(found)
         return found
 
-    while level:
-        finished: list[Subplan] = []
-        next_level: list[_Pending] = []
+    def finished(level: list[Node]) -> tuple[Subplan, ...]:
+        out: list[Subplan] = []
         for node in level:
             paths = _slice(all_paths, node.runs)
-            node_id = id_of(node.runs)
             tokens = prepared.tokens_of(node.runs)
-            reason = _leaf_reason(cfg, len(paths), tokens)
-            clusters = None
-            if reason is None:
-                if node.depth >= cfg.max_depth:
-                    raise ConfigError(
-                        f"max_depth {cfg.max_depth} allows no split, but {len(paths)} files "
-                        f"({tokens} tokens) exceed the budget"
-                    )
-                clusters = _split(prepared, node, cfg, graph)
-            children: list[str] = []
-            for cluster in clusters or ():
-                children.append(id_of(cluster.runs))
-                next_level.append(
-                    _Pending(
-                        cluster.runs,
-                        node_id,
-                        node.depth + 1,
-                        cluster.label,
-                        cluster.carried,
-                        cluster.own,
-                    )
-                )
-            finished.append(
+            out.append(
                 Subplan(
-                    id=node_id,
-                    parent=node.parent,
-                    children=tuple(children),
+                    id=id_of(node.runs),
+                    parent=None if node.parent is None else id_of(node.parent.runs),
+                    children=tuple(id_of(c.runs) for c in node.children),
                     depth=node.depth,
                     label=unique(node.label),
                     files=paths,
                     tokens=tokens,
-                    leaf_reason=reason,
+                    leaf_reason=None if node.children else _leaf_reason(cfg, len(paths), tokens),
                 )
             )
-        yield tuple(finished)
+        return tuple(out)
+
+    level = [root]
+    while level:
+        next_level: list[Node] = []
+        for node in level:
+            count, tokens = _count(node.runs), prepared.tokens_of(node.runs)
+            if _leaf_reason(cfg, count, tokens) is not None:
+                continue
+            if node.depth >= cfg.max_depth:
+                raise ConfigError(
+                    f"max_depth {cfg.max_depth} allows no split, but {count} files "
+                    f"({tokens} tokens) exceed the budget"
+                )
+            node.children = [
+                Node(c.runs, node, node.depth + 1, c.label, c.carried, c.own)
+                for c in _split(prepared, node, cfg, graph)
+            ]
+            next_level.extend(node.children)
+        if graph is None:
+            yield finished(level)  # without a graph, each level is final once split
         level = next_level
+    if graph is None:
+        return
+    # With a graph the small leaves are merged once the tree is whole (across levels).
+    level = [merge_small_leaves(root, prepared, cfg, graph)]
+    while level:
+        yield finished(level)
+        level = [child for node in level for child in node.children]
 
 
 def decompose(

@@ -1,0 +1,220 @@
+"""The plan's tree while it is built, and the pass that merges its small leaves.
+
+A plan split level by level leaves small leaves behind: the last chunk of a directory,
+a package beside a larger sibling, a group that had to be a child so that its parent
+split in two. With a dependency graph, :func:`merge_small_leaves` merges each leaf under
+half the budget with the leaf it is most tied to by imports (across directories too),
+else its nearest leaf in the tree, whenever the two fit the budget together, and then
+reshapes the tree around the merged leaves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from .._model import PlanConfig
+from ._strategies import Graph, Group, Runs, Sorted, cluster_of, common_dir, group_of
+
+__all__ = ["Node", "merge_small_leaves"]
+
+# How many leaves on each side, in plan order, a small leaf without ties may merge with.
+_NEAR = 2
+
+
+@dataclass(slots=True, eq=False)
+class Node:
+    """One node of the tree being built: its files as runs, its place and its label."""
+
+    runs: Runs
+    parent: Node | None
+    depth: int
+    label: str
+    # Small groups carried down from the parent to fill this node's leaves, and the runs
+    # of the node's own files without them (None when nothing was carried).
+    carried: tuple[Group, ...] = ()
+    own: Runs | None = None
+    children: list[Node] = field(default_factory=list)
+
+    def leaves(self) -> Iterator[Node]:
+        """The leaves below this node (itself when it is one), in plan order."""
+        stack = [self]
+        while stack:
+            node = stack.pop()
+            if node.children:
+                stack.extend(reversed(node.children))
+            else:
+                yield node
+
+    def ancestors(self) -> list[Node]:
+        """The nodes above this one, the root first."""
+        out: list[Node] = []
+        node = self.parent
+        while node is not None:
+            out.append(node)
+            node = node.parent
+        out.reverse()
+        return out
+
+
+def _merged_runs(runs: list[Runs]) -> Runs:
+    flat = sorted(r for part in runs for r in part)
+    out: Runs = []
+    for a, b in flat:
+        if out and out[-1][1] == a:
+            out[-1] = (out[-1][0], b)
+        else:
+            out.append((a, b))
+    return out
+
+
+def _count(runs: Runs) -> int:
+    return sum(b - a for a, b in runs)
+
+
+def merge_small_leaves(root: Node, data: Sorted, cfg: PlanConfig, graph: Graph) -> Node:
+    """Merge leaves under half the budget into others they fit with; reshape the tree.
+
+    Each leaf under half the budget (in files and tokens, whichever are set) is paired
+    with every leaf its files share import edges with and with its nearest leaves in plan
+    order. Pairs are taken the most edges first, then the deepest common ancestor, then
+    the nearest; two leaves merge when one of them is still under half the budget and
+    together they fit. A merged leaf hangs from the deepest common ancestor of the
+    leaves it joins. Then, bottom up, a node left with no child goes, a node with one
+    child is replaced by it, and a node that now fits the budget becomes a leaf.
+
+    Args:
+        root: the tree, built; it is changed in place.
+        data: the sorted input.
+        cfg: the budget (a hard bound: no merge breaks it).
+        graph: the dependency graph over input indices.
+
+    Returns:
+        The root of the reshaped tree (the old root, or the one node that replaced it).
+
+    Notes:
+        O(files + edges + leaves x log leaves), deterministic: the result depends on the
+        tree and the graph only.
+    """
+    leaves = list(root.leaves())
+    if len(leaves) < 2:
+        return root
+    counts = [_count(leaf.runs) for leaf in leaves]
+    tokens = [data.tokens_of(leaf.runs) for leaf in leaves]
+
+    def small(count: int, size: int) -> bool:
+        return (cfg.max_tokens is None or 2 * size < cfg.max_tokens) and (
+            cfg.max_files is None or 2 * count < cfg.max_files
+        )
+
+    owner: dict[int, int] = {}
+    for k, leaf in enumerate(leaves):
+        for i in graph.linked_in(leaf.runs):
+            owner[i] = k
+    chains = [leaf.ancestors() for leaf in leaves]
+
+    def shared(a: int, b: int) -> int:
+        depth = 0
+        for x, y in zip(chains[a], chains[b], strict=False):
+            if x is not y:
+                break
+            depth += 1
+        return depth
+
+    pairs: dict[tuple[int, int], int] = {}
+    for a, leaf in enumerate(leaves):
+        if not small(counts[a], tokens[a]):
+            continue
+        for i in graph.linked_in(leaf.runs):
+            for j in graph.neighbours[i]:
+                b = owner.get(j)
+                if b is not None and b != a:
+                    key = (min(a, b), max(a, b))
+                    pairs[key] = pairs.get(key, 0) + 1
+        for b in range(max(0, a - _NEAR), min(len(leaves), a + _NEAR + 1)):
+            if b != a:
+                pairs.setdefault((min(a, b), max(a, b)), 0)
+    order = sorted(pairs, key=lambda p: (-pairs[p], -shared(*p), p[1] - p[0], p))
+    root_of = list(range(len(leaves)))
+
+    def find(x: int) -> int:
+        while root_of[x] != x:
+            root_of[x] = root_of[root_of[x]]
+            x = root_of[x]
+        return x
+
+    merged_any = False
+    for a, b in order:
+        x, y = find(a), find(b)
+        if x == y or not (small(counts[x], tokens[x]) or small(counts[y], tokens[y])):
+            continue
+        if not cfg.fits_budget(counts[x] + counts[y], tokens[x] + tokens[y]):
+            continue
+        x, y = min(x, y), max(x, y)
+        root_of[y] = x
+        counts[x] += counts[y]
+        tokens[x] += tokens[y]
+        merged_any = True
+    if not merged_any:
+        return root
+    members: dict[int, list[int]] = {}
+    for k in range(len(leaves)):
+        members.setdefault(find(k), []).append(k)
+    for ks in members.values():
+        if len(ks) < 2:
+            continue
+        parts = [leaves[k] for k in ks]
+        common = chains[ks[0]]
+        for k in ks[1:]:
+            chain, depth = chains[k], 0
+            while depth < min(len(common), len(chain)) and common[depth] is chain[depth]:
+                depth += 1
+            common = common[:depth]
+        home = common[-1]  # every chain starts at the root: the deepest common ancestor
+        for part in parts:
+            parent = part.parent
+            assert parent is not None
+            parent.children.remove(part)
+            if not parent.children:
+                parent.runs = []  # emptied, not a leaf: _reshape drops it
+        runs = _merged_runs([p.runs for p in parts])
+        prefix = common_dir(data, runs)
+        cluster = cluster_of([group_of(data, p.runs, p.label) for p in parts], prefix)
+        home.children.append(Node(runs, home, home.depth + 1, cluster.label))
+    reshaped = _reshape(root, data, cfg)
+    assert reshaped is not None  # the files are all still there
+    reshaped.parent = None
+    _renumber(reshaped)
+    return reshaped
+
+
+def _reshape(node: Node, data: Sorted, cfg: PlanConfig) -> Node | None:
+    """``node`` after its children lost or gained leaves: gone, replaced, or a leaf."""
+    if not node.children:
+        return node if node.runs else None
+    kept: list[Node] = []
+    for child in node.children:
+        found = _reshape(child, data, cfg)
+        if found is not None:
+            found.parent = node
+            kept.append(found)
+    if not kept:
+        return None
+    if len(kept) == 1:
+        return kept[0]
+    kept.sort(key=lambda c: c.runs[0][0])
+    node.children = kept
+    node.runs = _merged_runs([c.runs for c in kept])
+    if cfg.fits_budget(_count(node.runs), data.tokens_of(node.runs)):
+        node.children = []
+    return node
+
+
+def _renumber(root: Node) -> None:
+    stack = [(root, 0)]
+    while stack:
+        node, depth = stack.pop()
+        node.depth = depth
+        for child in node.children:
+            child.parent = node
+            stack.append((child, depth + 1))
