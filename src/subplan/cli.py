@@ -42,6 +42,7 @@ from ._errors import (
 )
 from ._fs import default_runs_dir, write_atomic
 from ._inventory import Inventory, Skipped, import_graph, read_path_list, scan
+from ._inventory._imports import has_sources
 from ._model import Plan, PlanConfig
 from ._render import render_stats, render_tree
 
@@ -741,7 +742,9 @@ def _make_plan(
     inventory = _without_runs_dir(_read_inventory(args, stdin), args)
     _warn_skipped(inventory, stderr)
     graph = None
-    if args.imports and inventory.root is not None:
+    # A path list planned away from its tree (none of its source files under PATH) has
+    # no edges to find: it is planned as with --no-imports, without loading networkx.
+    if args.imports and inventory.root is not None and has_sources(inventory.root, inventory.paths):
         graph = import_graph(inventory.root, inventory.paths)
     return decompose(inventory.files, config=config, import_graph=graph), graph
 

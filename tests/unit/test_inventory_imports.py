@@ -323,3 +323,19 @@ def test_binary_unreadable_and_huge_files_add_no_edges(tmp_path: pathlib.Path) -
 def test_root_must_be_a_directory(tmp_path: pathlib.Path) -> None:
     with pytest.raises(InputError, match=r"^no such directory: "):
         import_graph(tmp_path / "missing", ["a.py"])
+
+
+def test_listed_files_missing_from_the_root_are_targets_but_never_read(
+    tmp_path: pathlib.Path,
+) -> None:
+    # A path list planned away from its tree: a.py is on disk, lib/ and c/ are not.
+    write(tmp_path, {"a.py": "import lib.b\n", "x/y.c": '#include "../c/z.h"\n'})
+    listed = ["a.py", "lib/b.py", "lib/c.py", "x/y.c", "c/z.h", "c/w.c"]
+    graph = import_graph(tmp_path, listed)
+    assert set(graph.nodes) == set(listed)
+    assert set(graph.edges) == {("a.py", "lib/b.py"), ("x/y.c", "c/z.h")}
+    # None of them on disk: every source file is a node, and there is no edge.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    graph = import_graph(empty, listed)
+    assert set(graph.nodes) == set(listed) and graph.number_of_edges() == 0

@@ -6,9 +6,16 @@ from __future__ import annotations
 import pathlib
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from subplan import FileEntry, from_paths, read_path_list, scan
-from subplan._inventory._weights import is_weightless, never_planned
+from subplan._inventory._weights import (
+    ZERO_WEIGHT_SUFFIXES,
+    is_weightless,
+    never_planned,
+    weightless_indices,
+)
 
 
 @pytest.mark.parametrize(
@@ -76,3 +83,21 @@ def test_from_paths_skips_vcs_paths_and_keeps_given_tokens(tmp_path: pathlib.Pat
     inv = from_paths(["big.png", ".git/HEAD", FileEntry("c.lock.png", 40)], root=tmp_path)
     assert [("big.png", 0), ("c.lock.png", 10)] == [(f.path, f.tokens) for f in inv.files]
     assert [".git/HEAD"] == [s.path for s in inv.skipped]
+
+
+_NAME_PARTS = st.sampled_from(
+    sorted(ZERO_WEIGHT_SUFFIXES)
+    + [s.upper() for s in sorted(ZERO_WEIGHT_SUFFIXES)][:8]
+    + ["yarn.lock", "go.sum", "_pb2.py", ".pb.go", ".min.js", ".generated.", "vendor"]
+    + ["node_modules", "third_party", "_vendor", "vendors", ".", "..", "a", "B", "é", "\u212a"]
+    + [".py", ".c", "png", "lock", "-", "_"]
+)
+_NAMES = st.lists(_NAME_PARTS, min_size=1, max_size=4).map("".join)
+
+
+@given(st.lists(st.lists(_NAMES, min_size=1, max_size=4).map("/".join), max_size=30))
+def test_the_bulk_test_is_the_per_path_test(paths: list[str]) -> None:
+    # One regex over the joined list must say what is_weightless says of each path,
+    # also for a non-ASCII name (then every path is tested one by one).
+    expected = {i for i, path in enumerate(paths) if is_weightless(path)}
+    assert weightless_indices(paths) == expected

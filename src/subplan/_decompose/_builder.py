@@ -549,9 +549,9 @@ def decompose(
         for level in decompose_levels(files, import_graph=import_graph, config=cfg)
         for node in level
     ]
-    plan = Plan(nodes, config=with_default_budget(cfg), root=nodes[0].id)
-    if import_graph is None:
-        return plan
-    # The same tree, carrying the order its leaves' imports give (cycles collapsed).
-    deps = leaf_dependencies(plan, import_graph)
-    return Plan(nodes, config=plan.config, root=plan.root.id, dependencies=deps)
+    deps = None
+    if import_graph is not None:
+        # The order the leaves' imports give (cycles collapsed); the levels hold the
+        # leaves in another order than the plan's, which the order does not depend on.
+        deps = leaf_dependencies([n for n in nodes if not n.children], import_graph)
+    return Plan(nodes, config=with_default_budget(cfg), root=nodes[0].id, dependencies=deps)

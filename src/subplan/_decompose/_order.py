@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .._model import Plan
+from .._model import Plan, Subplan
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -24,7 +24,7 @@ def adjacency(graph: nx.Graph) -> Mapping[Any, Mapping[Any, Any]]:
     return found if isinstance(found, dict) else graph.adj
 
 
-def leaf_dependencies(plan: Plan, graph: nx.DiGraph) -> dict[str, set[str]]:
+def leaf_dependencies(plan: Plan | Sequence[Subplan], graph: nx.DiGraph) -> dict[str, set[str]]:
     """Leaf dependencies from a graph over files: a leaf waits for the leaves it imports.
 
     Leaves that import each other in a cycle are collapsed into one strongly connected
@@ -32,7 +32,7 @@ def leaf_dependencies(plan: Plan, graph: nx.DiGraph) -> dict[str, set[str]]:
     components are kept, so the result is always acyclic.
 
     Args:
-        plan: the plan whose leaves are ordered.
+        plan: the plan whose leaves are ordered (or its leaves, in plan order).
         graph: a directed graph over file paths (``a -> b``: a imports b).
 
     Returns:
@@ -50,7 +50,8 @@ def leaf_dependencies(plan: Plan, graph: nx.DiGraph) -> dict[str, set[str]]:
     Notes:
         O(files + edges); strongly connected components by Tarjan's algorithm.
     """
-    leaf_of = {f: leaf.id for leaf in plan.leaves for f in leaf.files}
+    leaves = plan.leaves if isinstance(plan, Plan) else plan
+    leaf_of = {f: leaf.id for leaf in leaves for f in leaf.files}
     edges: dict[str, set[str]] = {}
     for importer, successors in adjacency(graph).items():
         a = leaf_of.get(importer)
@@ -60,7 +61,7 @@ def leaf_dependencies(plan: Plan, graph: nx.DiGraph) -> dict[str, set[str]]:
             b = leaf_of.get(imported)
             if b is not None and b != a:
                 edges.setdefault(a, set()).add(b)
-    component = _components([leaf.id for leaf in plan.leaves], edges)
+    component = _components([leaf.id for leaf in leaves], edges)
     out: dict[str, set[str]] = {}
     for a, targets in edges.items():
         for b in targets:

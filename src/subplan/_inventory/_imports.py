@@ -309,6 +309,36 @@ def _workspaces(base: str, manifests: Sequence[str]) -> dict[str, str]:
     return out
 
 
+def _top_entries(base: str) -> set[str]:
+    try:
+        return set(os.listdir(base))  # noqa: PTH208 (names only: no Path per entry)
+    except OSError:
+        return set()
+
+
+def _source_suffix(path: str) -> bool:
+    dot = path.rfind(".")
+    suffix = path[dot:] if dot > path.rfind("/") else ""
+    return suffix in _PY_SET or suffix in _JS_SET or suffix in _NATIVE_SET
+
+
+def has_sources(root: str | os.PathLike[str], paths: Iterable[str]) -> bool:
+    """True when a source file of ``paths`` could lie under ``root`` (its top-level
+    directory or name is there): when False, :func:`import_graph` reads nothing and
+    finds no edge, so a caller may skip it (and the import of networkx).
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     has_sources(d, ["src/a.py", "README.md"])
+        False
+    """
+    present = _top_entries(str(_resolve_root(root)).rstrip("/") + "/")
+    if not present:
+        return False
+    return any(path.partition("/")[0] in present and _source_suffix(path) for path in paths)
+
+
 def import_graph(root: str | os.PathLike[str], paths: Iterable[str]) -> nx.DiGraph:
     """Build the directed dependency graph of the source files among ``paths``.
 
@@ -377,15 +407,26 @@ def import_graph(root: str | os.PathLike[str], paths: Iterable[str]) -> nx.DiGra
                 manifests.append(path)
             continue
         nodes.append(path)
-    py = _PythonResolver(py_files)
-    js = _JsResolver(js_files, _workspaces(base, manifests) if js_files else None)
+    # A path whose top-level entry is not in the root cannot be read (a list of paths
+    # planned away from their tree): it is not tried, and when no path can be, there
+    # is nothing to resolve at all.
+    present = _top_entries(base)
     edges: list[tuple[str, str]] = []
-    for files, resolver in ((py_files, py), (js_files, js)):
-        for path in files:
-            text = _read_source(base + path)
-            if text is not None:
-                edges.extend((path, target) for target in resolver.imports(path, text))
-    edges.extend(native_edges(ordered, lambda path: _read_head(base + path)))
+    if any(path.partition("/")[0] in present for path in nodes):
+
+        def head(path: str) -> bytes | None:
+            return _read_head(base + path) if path.partition("/")[0] in present else None
+
+        py = _PythonResolver(py_files)
+        js = _JsResolver(js_files, _workspaces(base, manifests) if js_files else None)
+        for files, resolver in ((py_files, py), (js_files, js)):
+            for path in files:
+                if path.partition("/")[0] not in present:
+                    continue
+                text = _read_source(base + path)
+                if text is not None:
+                    edges.extend((path, target) for target in resolver.imports(path, text))
+        edges.extend(native_edges(ordered, head))
     import networkx as nx  # imported when needed: it takes a quarter of a second
 
     graph = nx.DiGraph()
