@@ -169,6 +169,18 @@ def test_plan_shows_waves_and_stats(project: Path) -> None:
     )
 
 
+def test_a_list_reads_imports_only_from_the_files_under_path(project: Path) -> None:
+    (project / "alpha" / "m0.py").write_text("import beta.m0\n")
+    listing = "alpha/m0.py\t60000\nbeta/m0.py\t60000\n"
+    _, out, _ = call("plan", "--from-list", "-", "--format", "json", stdin=listing)
+    assert "dependencies" in json.loads(out)  # alpha/m0.py is there and read
+    # None of the listed files is under PATH: planned as with --no-imports.
+    away = "lib/a.py\t60000\nlib/b.py\t60000\n"
+    _, out, _ = call("plan", "--from-list", "-", "--stats", stdin=away)
+    assert "waves:" not in out.split("stats:")[0]
+    assert "edges: no dependency graph; waves: 1" in out
+
+
 def test_plan_without_imports_has_no_waves(project: Path) -> None:
     _, out, _ = call("plan", "--no-imports", "--stats")
     assert "waves:" not in out.split("stats:")[0]

@@ -25,6 +25,7 @@ Notes:
 from __future__ import annotations
 
 import itertools
+from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from typing import TYPE_CHECKING, Final
@@ -115,6 +116,8 @@ def _prepare(files: Iterable[str | FileEntry]) -> Sorted:
     tokens: tuple[int, ...]
     if given is None:
         tokens = (0,) * len(keys)
+    elif keys == unsorted:  # given in order already (an inventory is)
+        tokens = tuple(given)
     else:
         token_of = dict(zip(unsorted, given, strict=True))
         tokens = tuple([token_of[k] for k in keys])
@@ -337,26 +340,18 @@ def _index_graph(graph: nx.DiGraph | None, data: Sorted) -> Graph | None:
     """The graph's edges between input files, undirected, as indices."""
     if graph is None:
         return None
-    position = {p: i for i, p in enumerate(data.paths)}
-    neighbours: dict[int, set[int]] = {}
+    get = dict(zip(data.paths, range(len(data.paths)), strict=True)).get
+    neighbours: defaultdict[int, set[int]] = defaultdict(set)
     for a, successors in adjacency(graph).items():
-        i = position.get(a)
-        if i is None:
+        i = get(a)
+        if i is None or not successors:
             continue
-        for b in successors:
-            j = position.get(b)
-            if j is None or j == i:
-                continue
-            found = neighbours.get(i)
-            if found is None:
-                neighbours[i] = {j}
-            else:
-                found.add(j)
-            found = neighbours.get(j)
-            if found is None:
-                neighbours[j] = {i}
-            else:
-                found.add(i)
+        targets = {j for b in successors if (j := get(b)) is not None and j != i}
+        if not targets:
+            continue
+        neighbours[i] |= targets
+        for j in targets:
+            neighbours[j].add(i)
     if not neighbours:
         return None
     return Graph({i: tuple(sorted(n)) for i, n in neighbours.items()}, tuple(sorted(neighbours)))
