@@ -341,37 +341,6 @@ def test_no_two_subplans_share_a_label(
 # -- fill with a graph -----------------------------------------------------------------------
 
 
-def _fewest_by_search(tokens: list[int], cfg: PlanConfig) -> int:
-    """The fewest spans that fit, found by trying every cut (independent of the code)."""
-    best = [0] + [len(tokens) + 1] * len(tokens)
-    for stop in range(1, len(tokens) + 1):
-        for start in range(stop):
-            one = stop - start == 1
-            if one or cfg.fits_budget(stop - start, sum(tokens[start:stop])):
-                best[stop] = min(best[stop], best[start] + 1)
-    return best[-1]
-
-
-@given(
-    st.lists(st.integers(0, 5000), min_size=1, max_size=40),
-    st.one_of(st.none(), st.integers(1, 12)),
-    st.one_of(st.none(), st.integers(1, 8000)),
-)
-def test_fewest_spans_are_the_fewest_that_fit_and_cover_in_order(
-    tokens: list[int], max_files: int | None, max_tokens: int | None
-) -> None:
-    from subplan._decompose._strategies import fewest_spans
-
-    assume(max_files is not None or max_tokens is not None)
-    cfg = PlanConfig(max_files=max_files, max_tokens=max_tokens)
-    spans = fewest_spans(tokens, cfg)
-    assert [a for a, _ in spans] == [0, *(b for _, b in spans[:-1])]
-    assert spans[-1][1] == len(tokens) and all(a < b for a, b in spans)
-    for a, b in spans:
-        assert b - a == 1 or cfg.fits_budget(b - a, sum(tokens[a:b]))
-    assert len(spans) == _fewest_by_search(tokens, cfg)
-
-
 @given(sized_graphs(), configs, st.integers(1, 4000))
 def test_with_a_graph_no_two_small_tied_leaves_could_be_one(
     case: tuple[list[FileEntry], nx.DiGraph], cfg: PlanConfig, budget: int

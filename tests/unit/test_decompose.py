@@ -74,9 +74,7 @@ def over_budget(plan: Plan) -> list[str]:
 # -- regressions, each shown to fail against broken code ------------------------------
 
 
-def giving_up_chunks(
-    data: Sorted, runs: Runs, cfg: PlanConfig, *, fewest: bool = False
-) -> list[Cluster]:
+def giving_up_chunks(data: Sorted, runs: Runs, cfg: PlanConfig) -> list[Cluster]:
     """The old chunker: balanced by weight, giving up once there are as many chunks as files."""
     order = list(_strategies.indices(runs))
     total = sum(data.tokens[i] for i in order) or 1

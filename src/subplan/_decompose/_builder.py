@@ -10,10 +10,10 @@ edit re-cuts only the leaf holding it), with one the groups that fit are packed 
 tokens; the rest are split again one level down, and cut into fitting chunks when
 nothing else splits them or the next level is ``max_depth``. So the budget is a hard
 bound: no leaf of two or more files exceeds it, whatever ``max_depth`` and ``min_files``
-say. With a graph, chunks are as few as fit, and once the tree is whole every leaf under
-half the budget is merged with the leaf it is most tied to (else its nearest) when the
-two fit together (:func:`~._merge.merge_small_leaves`): fuller leaves, at the cost of
-cuts that may move when a file changes.
+say. With a graph, once the tree is whole, every leaf under half the budget is merged
+with the leaf it is most tied to (else its nearest) when the two fit together
+(:func:`~._merge.merge_small_leaves`): fuller leaves, at the cost of cuts that may move
+when a file changes.
 
 Notes:
     Files are held once, sorted with :func:`~subplan._model.path_sort_key`, and nodes are
@@ -162,19 +162,13 @@ def _split(data: Sorted, node: Node, cfg: PlanConfig, graph: Graph | None) -> li
     as two clusters remain.
     """
     own = node.runs if node.own is None else node.own
-    # With a graph, chunks are as few as fit: the plan is packed for fill (and cohesion),
-    # not for cuts that stay put when a file changes (that is the plan without a graph).
-    fewest = graph is not None
     groups: list[Group] = directory_groups(data, own)
     if len(groups) < 2:
         # A flat directory with a graph: chunks grown along its edges, unless cutting in
         # path order takes fewer leaves or keeps more edges inside them.
         chunks = graph_chunks(data, own, graph, cfg)
-        if chunks and graph is not None:
-            # Grown chunks that fit together are packed (tied ones first): fewer leaves.
-            chunks = pack(data, _as_groups(data, chunks), cfg, graph, common_dir(data, own))
         if chunks:
-            plain = fill_chunks(data, own, cfg, fewest=fewest)
+            plain = fill_chunks(data, own, cfg)
             if len(plain) < len(chunks) or (
                 len(plain) == len(chunks) and _score(plain, graph) > _score(chunks, graph)
             ):
@@ -185,7 +179,7 @@ def _split(data: Sorted, node: Node, cfg: PlanConfig, graph: Graph | None) -> li
     if len(groups) < 2:
         groups = prefix_groups(data, own)
     if len(groups) < 2:
-        chunks = fill_chunks(data, own, cfg, fewest=fewest)
+        chunks = fill_chunks(data, own, cfg)
         if not node.carried:
             return chunks  # they fit, and greedy chunks do not pack together
         groups = _as_groups(data, chunks)
@@ -201,7 +195,7 @@ def _split(data: Sorted, node: Node, cfg: PlanConfig, graph: Graph | None) -> li
         if last or group.count == 1:
             # Cut on its own, not packed with siblings: its chunks then depend on its
             # files alone, so they keep their ids when a sibling changes.
-            cut.extend(fill_chunks(data, group.runs, cfg, fewest=True))
+            cut.extend(fill_chunks(data, group.runs, cfg))
         else:
             big.append(group)
     small.extend(node.carried)
@@ -216,7 +210,7 @@ def _split(data: Sorted, node: Node, cfg: PlanConfig, graph: Graph | None) -> li
         # if cutting it in path order takes no more leaves than the structured split
         # could at best, cut it (fuller, fewer leaves). Subdirectories over the budget
         # are never cut this way, so their subtrees keep their ids when a sibling changes.
-        chunks = fill_chunks(data, node.runs, cfg, fewest=True)
+        chunks = fill_chunks(data, node.runs, cfg)
         if len(chunks) <= len(packed) + len(cut) + sum(_need(cfg, g.count, g.tokens) for g in big):
             return chunks
     clusters = [Cluster(g.runs, g.label) for g in big]

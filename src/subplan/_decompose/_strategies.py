@@ -51,7 +51,6 @@ __all__ = [
     "common_depth",
     "common_dir",
     "directory_groups",
-    "fewest_spans",
     "fill_chunks",
     "graph_chunks",
     "group_of",
@@ -397,33 +396,28 @@ def fill_chunks(
     data: Sorted,
     runs: Runs,
     cfg: PlanConfig,
-    *,
-    fewest: bool = False,
 ) -> list[Cluster]:
     """Cut ``runs`` in path order into chunks that each fit the budget: the last resort.
 
-    By default the cuts are anchored in the files themselves (see
-    :func:`anchored_spans`), not in their positions, so editing or adding one file
-    changes only the chunk that holds it (and, when it starts or ends a chunk, one
-    neighbour). With ``fewest``, the cuts make as few chunks as the budget allows
-    (:func:`fewest_spans`): fuller leaves, but an edit may move every cut of the run.
-    Never gives up: every chunk of two or more files fits; a file over the token budget
-    is a chunk alone.
+    The cuts are anchored in the files themselves (see :func:`anchored_spans`), not in
+    their positions, so editing or adding one file changes only the chunk that holds it
+    (and, when it starts or ends a chunk, one neighbour). Never gives up: every chunk of
+    two or more files fits; a file over the token budget is a chunk alone.
 
     Args:
         data: the sorted input.
         runs: the files to cut.
         cfg: the budget.
-        fewest: fewest chunks instead of content-anchored cuts.
     """
     prefix = common_dir(data, runs)
     order = list(indices(runs))
     paths, tokens = data.paths, data.tokens
-    sizes = [tokens[i] for i in order]
-    if fewest:
-        spans = fewest_spans(sizes, cfg)
-    else:
-        spans = anchored_spans([paths[i] for i in order], [1] * len(order), sizes, cfg)
+    spans = anchored_spans(
+        [paths[i] for i in order],
+        [1] * len(order),
+        [tokens[i] for i in order],
+        cfg,
+    )
     out: list[Cluster] = []
     for a, b in spans:
         chunk = order[a:b]
@@ -497,46 +491,6 @@ def anchored_spans(
         m = max(range(x + 1, y), key=hashes.__getitem__)
         stack.append((m, y))
         stack.append((x, m))
-    return out
-
-
-def fewest_spans(tokens: Sequence[int], cfg: PlanConfig) -> list[tuple[int, int]]:
-    """Cut a sequence of items into the fewest spans that fit the budget.
-
-    Each span is filled in order up to the budget (an item over it is a span alone),
-    which gives the fewest spans; what is left over is the last span, small, which the
-    small-leaf pass (:func:`~subplan._decompose._merge.merge_small_leaves`) can join to a
-    leaf it fits with. (Evening the spans out instead leaves nothing to merge, and took
-    more leaves on every real tree measured.)
-
-    Args:
-        tokens: each item's tokens (each item is one file).
-        cfg: the budget.
-
-    Returns:
-        ``(start, stop)`` index ranges covering the items in order.
-
-    Notes:
-        O(items).
-
-    Example:
-        >>> from subplan import PlanConfig
-        >>> fewest_spans([10, 10, 10, 10, 1], PlanConfig(max_tokens=35))
-        [(0, 3), (3, 5)]
-    """
-    max_files, max_tokens = cfg.max_files, cfg.max_tokens
-    out: list[tuple[int, int]] = []
-    start, size = 0, 0
-    for i, weight in enumerate(tokens):
-        full = (max_files is not None and i - start >= max_files) or (
-            max_tokens is not None and size + weight > max_tokens
-        )
-        if i > start and full:
-            out.append((start, i))
-            start, size = i, 0
-        size += weight
-    if tokens:
-        out.append((start, len(tokens)))
     return out
 
 
