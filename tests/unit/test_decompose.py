@@ -429,15 +429,28 @@ def test_anchored_spans_of_nothing_is_nothing() -> None:
     assert [(0, 1), (1, 2)] == anchored_spans(["a", "b"], [1, 1], [8, 8], PlanConfig(max_tokens=10))
 
 
-def test_with_a_graph_one_big_group_takes_its_small_sibling_in() -> None:
-    # tests/ is 22 test files (2,400 tokens each: one budget and a bit) beside a small
-    # tests/data/ and conftest.py: two leaves hold it, not a big group plus slivers
-    # (conftest.py alone, tests/data alone).
-    files = [FileEntry(f"tests/test_{i:02d}.py", 4 * 2_400) for i in range(22)]
-    files += [FileEntry("tests/conftest.py", 4 * 800), FileEntry("tests/data/a.txt", 4 * 900)]
-    files += [FileEntry("tests/data/b.txt", 4 * 700)]
-    graph = nx.DiGraph([(f.path, "tests/conftest.py") for f in files[:22]])
+# flask's tests/ at 50k tokens (its real names and token counts): 23 files directly in it,
+# 53k tokens, beside 38 small files in four subdirectories, 1.6k tokens.
+FLASK_TESTS = {
+    "conftest": 824, "appctx": 1707, "async": 834, "basic": 13531, "blueprints": 7864,
+    "cli": 5096, "config": 1937, "converters": 274, "helpers": 2805, "instance_config": 830,
+    "json": 2186, "json_tag": 500, "logging": 633, "regression": 178, "reqctx": 1875,
+    "request": 476, "session_interface": 196, "signals": 1216, "subclassing": 120,
+    "templating": 3851, "testing": 2555, "user_error_handler": 2109, "views": 1794,
+}  # fmt: skip
+
+
+def test_with_a_graph_a_directory_of_a_budget_and_a_bit_is_two_leaves_not_slivers() -> None:
+    files = [
+        FileEntry(f"tests/{'' if name == 'conftest' else 'test_'}{name}.py", 4 * tokens)
+        for name, tokens in FLASK_TESTS.items()
+    ]
+    for sub, count in (("test_apps", 23), ("templates", 9), ("static", 3), ("type_check", 3)):
+        files += [FileEntry(f"tests/{sub}/f{i:02d}.txt", 4 * 41) for i in range(count)]
+    graph = nx.DiGraph([("tests/test_cli.py", "tests/test_apps/f00.txt")])
     plan = decompose(files, max_tokens=50_000, import_graph=graph)
+    # 54.9k tokens: two leaves, not a big group plus conftest.py alone and the small
+    # subdirectories alone (four leaves before small leaves were merged).
     assert len(plan.leaves) == 2
     assert all(leaf.file_count >= 3 for leaf in plan.leaves)
     plan.validate()
