@@ -11,7 +11,7 @@ import tempfile
 import time
 from collections.abc import Callable
 
-from subplan import FileEntry, Plan, decompose
+from subplan import Cuts, FileEntry, Plan, decompose
 
 from ._linux_like import linux_like
 from .bench_quality import load
@@ -72,16 +72,18 @@ def _leaf_sets(plan: Plan) -> set[frozenset[str]]:
 
 class StabilitySuite:
     """Leaves of the first plan that one edit re-cuts: a file grown or a file added, 40
-    random edits per tree (seeded), at 20k tokens, without and with the import graph."""
+    random edits per tree (seeded), at 20k tokens, without and with the import graph, and
+    without it under ``cuts="full"`` (small leaves merged)."""
 
-    params = (("flask", "redis"), ("no-graph", "graph"), ("grow", "add"))
+    params = (("flask", "redis"), ("no-graph", "no-graph-full", "graph"), ("grow", "add"))
     param_names = ("tree", "graph", "edit")
     timeout = 600
 
     def setup(self, tree: str, graph: str, edit: str) -> None:
         files, found = load(tree)
         use = found if graph == "graph" else None
-        base = _leaf_sets(decompose(files, max_tokens=20_000, import_graph=use))
+        cuts: Cuts = "full" if graph.endswith("-full") else "auto"
+        base = _leaf_sets(decompose(files, max_tokens=20_000, import_graph=use, cuts=cuts))
         rnd = random.Random(0)
         self.changed: list[int] = []
         for n in range(40):
@@ -93,7 +95,7 @@ class StabilitySuite:
                 home = rnd.choice(files).path.rpartition("/")[0]
                 added = FileEntry(f"{home}/zz_added_{n}.py".lstrip("/"), rnd.randint(0, 40_000))
                 edited = [*files, added]
-            after = _leaf_sets(decompose(edited, max_tokens=20_000, import_graph=use))
+            after = _leaf_sets(decompose(edited, max_tokens=20_000, import_graph=use, cuts=cuts))
             self.changed.append(len(base - after))
 
     def track_most_leaves_changed(self, tree: str, graph: str, edit: str) -> int:

@@ -46,6 +46,18 @@ configs = st.builds(
     max_tokens=st.none() | st.integers(1, 5000),
     seed=st.integers(0, 3),
 )
+"""Configurations with the default cuts (``auto``)."""
+
+any_configs = st.builds(
+    PlanConfig,
+    min_files=st.integers(1, 6),
+    max_depth=st.integers(0, 7),
+    max_files=st.none() | st.integers(1, 30),
+    max_tokens=st.none() | st.integers(1, 5000),
+    seed=st.integers(0, 3),
+    cuts=st.sampled_from(["auto", "stable", "full"]),
+)
+"""Configurations with any cuts: for what holds whatever the cuts."""
 
 
 @st.composite

@@ -69,6 +69,12 @@ Feature: subplan plan on the command line
     And the JSON output plans 10 files
     And stderr is one line mentioning "first: src/odd\nname.py (name holds a line break)"
 
+  Scenario: Full cuts merge the small leaves that fit together
+    When I run "subplan plan . --max-tokens 500 --cuts full"
+    Then the exit status is 0
+    And the output starts with "plan: 10 files, 3 leaves, depth 1 (min_files 3, max_depth 6, max_tokens 500, cuts full)"
+    And the output has a line for "src/{app/a.py,lib}" with "4 files, 500 tokens" and "[fits_budget]"
+
   Scenario: A budget splits until every leaf fits
     When I run "subplan plan . --max-files 2 --format json"
     Then the exit status is 0

@@ -16,7 +16,7 @@ def parse_options(text: str) -> PlanConfig:
     """``defaults`` or ``max_files 50, min_files 2`` -> a PlanConfig."""
     if text.strip() == "defaults":
         return PlanConfig()
-    options = {}
+    options: dict[str, Any] = {}
     for item in text.split(","):
         name, value = item.split()
         options[name] = int(value)

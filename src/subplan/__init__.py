@@ -94,6 +94,7 @@ if _TYPE_CHECKING:
     from ._limit._tracker import ConcurrencyTracker as ConcurrencyTracker
     from ._limit._tracker import peak_from_intervals as peak_from_intervals
     from ._model import PLAN_SCHEMA as PLAN_SCHEMA
+    from ._model import Cuts as Cuts
     from ._model import FileEntry as FileEntry
     from ._model import LeafReason as LeafReason
     from ._model import Plan as Plan
@@ -194,6 +195,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "ConcurrencyTracker": ("._limit._tracker", "ConcurrencyTracker"),
     "peak_from_intervals": ("._limit._tracker", "peak_from_intervals"),
     "PLAN_SCHEMA": ("._model", "PLAN_SCHEMA"),
+    "Cuts": ("._model", "Cuts"),
     "FileEntry": ("._model", "FileEntry"),
     "LeafReason": ("._model", "LeafReason"),
     "Plan": ("._model", "Plan"),
@@ -260,6 +262,7 @@ __all__ = [
     "CommandWork",
     "ConcurrencyTracker",
     "ConfigError",
+    "Cuts",
     "DependencyCycleError",
     "DirtyBaseError",
     "Event",

@@ -19,6 +19,7 @@ from ._errors import ConfigError, InputError, PlanError, UnknownSubplanError
 
 __all__ = [
     "PLAN_SCHEMA",
+    "Cuts",
     "FileEntry",
     "LeafReason",
     "Plan",
@@ -35,6 +36,11 @@ PLAN_SCHEMA: Final = "subplan.plan/1"
 
 LeafReason = Literal["below_min_files", "fits_budget", "oversized_file", "max_depth", "no_progress"]
 LEAF_REASONS: Final[frozenset[str]] = frozenset(get_args(LeafReason))
+Cuts = Literal["auto", "stable", "full"]
+"""How a plan is cut: ``stable`` (content-anchored cuts, no merge: an edit re-cuts only the
+leaf that holds it), ``full`` (small leaves merged: fuller leaves, cuts that may move), or
+``auto`` (``full`` with a dependency graph, ``stable`` without)."""
+CUTS: Final[tuple[str, ...]] = get_args(Cuts)
 
 _ID_RE: Final = re.compile(r"^sp-[0-9a-f]{16}$")
 
@@ -165,6 +171,7 @@ class PlanConfig:
             ``max_tokens``) is a leaf (``fits_budget``).
         max_tokens: when set, the token budget of a leaf.
         seed: kept in the config for compatibility; decomposition uses no randomness.
+        cuts: ``"stable"``, ``"full"`` or ``"auto"`` (see :data:`Cuts`).
 
     Raises:
         ConfigError: an option is out of range.
@@ -175,6 +182,7 @@ class PlanConfig:
     max_files: int | None = None
     max_tokens: int | None = None
     seed: int = 0
+    cuts: Cuts = "auto"
 
     def __post_init__(self) -> None:
         for name in ("min_files", "max_depth", "seed"):
@@ -193,6 +201,12 @@ class PlanConfig:
             raise ConfigError(f"max_files must be >= 1, got {self.max_files}")
         if self.max_tokens is not None and self.max_tokens < 1:
             raise ConfigError(f"max_tokens must be >= 1, got {self.max_tokens}")
+        if self.cuts not in CUTS:
+            raise ConfigError(f"cuts must be one of {', '.join(CUTS)}, got {self.cuts!r}")
+
+    def full_cuts(self, graph: bool) -> bool:
+        """True when small leaves are merged: ``full``, or ``auto`` with a graph."""
+        return self.cuts == "full" or (self.cuts == "auto" and graph)
 
     @property
     def has_budget(self) -> bool:
@@ -203,15 +217,19 @@ class PlanConfig:
         """True when a budget is set and a node of this size fits all of it."""
         return self.has_budget and _fits(file_count, tokens, self.max_files, self.max_tokens)
 
-    def to_dict(self) -> dict[str, int | None]:
-        """The ``config`` object of the JSON form."""
-        return {
+    def to_dict(self) -> dict[str, int | str | None]:
+        """The ``config`` object of the JSON form (``cuts`` only when not ``auto``, so
+        plans made with the default read as before)."""
+        out: dict[str, int | str | None] = {
             "min_files": self.min_files,
             "max_depth": self.max_depth,
             "max_files": self.max_files,
             "max_tokens": self.max_tokens,
             "seed": self.seed,
         }
+        if self.cuts != "auto":
+            out["cuts"] = self.cuts
+        return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from ._decompose import decompose
 from ._inventory import import_graph, scan
-from ._model import Plan, PlanConfig
+from ._model import Cuts, Plan, PlanConfig
 
 __all__ = ["plan_project"]
 
@@ -20,6 +20,7 @@ def plan_project(
     max_files: int | None = None,
     max_tokens: int | None = None,
     seed: int = 0,
+    cuts: Cuts = "auto",
     imports: bool = True,
     exclude: Sequence[str] = (),
     weigh_all: bool = False,
@@ -59,6 +60,7 @@ def plan_project(
         max_files=max_files,
         max_tokens=max_tokens,
         seed=seed,
+        cuts=cuts,
     )
     inventory = scan(root, exclude=exclude, weigh_all=weigh_all)
     graph = import_graph(inventory.root, inventory.paths) if imports and inventory.root else None

@@ -44,6 +44,8 @@ def render_tree(plan: Plan) -> str:
         budget += f", max_files {cfg.max_files}"
     if cfg.max_tokens is not None:
         budget += f", max_tokens {cfg.max_tokens}"
+    if cfg.cuts != "auto":
+        budget += f", cuts {cfg.cuts}"
     lines = [
         f"plan: {plan.root.file_count} files, {len(plan.leaves)} leaves, depth {plan.depth} "
         f"(min_files {cfg.min_files}, max_depth {cfg.max_depth}{budget})",

@@ -174,6 +174,15 @@ def _add_plan_options(parser: argparse.ArgumentParser) -> None:
         "default: 50000 when --max-files is not given either)",
     )
     group.add_argument(
+        "--cuts",
+        choices=("auto", "stable", "full"),
+        default="auto",
+        help="stable: content-anchored cuts only (an edited file re-cuts only the leaf "
+        "that holds it); full: leaves under half the budget are merged into others "
+        "(fuller leaves; cuts may move when a file changes); auto (default): full with a "
+        "dependency graph, stable without",
+    )
+    group.add_argument(
         "--weigh-all",
         action="store_true",
         help="count every file as bytes/4 tokens; by default binaries, images, fonts, "
@@ -680,6 +689,7 @@ def _plan_config(args: argparse.Namespace) -> PlanConfig:
         max_files=args.max_files,
         max_tokens=args.max_tokens,
         seed=args.seed,
+        cuts=args.cuts,
     )
 
 

@@ -18,6 +18,7 @@ from subplan import ConfigError, FileEntry, Plan, PlanConfig, decompose, subplan
 from subplan._decompose._builder import with_default_budget
 
 from strategies import (
+    any_configs,
     configs,
     entries,
     flat_configs,
@@ -98,14 +99,14 @@ def plan_or_none(
         return None
 
 
-@given(path_sets(), configs)
+@given(path_sets(), any_configs)
 def test_every_invariant_holds(files: list[str], cfg: PlanConfig) -> None:
     plan = plan_or_none(files, cfg)
     if plan is not None:
         check_invariants(plan, files)
 
 
-@given(entries(), configs)
+@given(entries(), any_configs)
 def test_every_invariant_holds_with_token_budgets(items: list[FileEntry], cfg: PlanConfig) -> None:
     plan = plan_or_none(items, cfg)
     if plan is not None:
@@ -113,7 +114,7 @@ def test_every_invariant_holds_with_token_budgets(items: list[FileEntry], cfg: P
         assert plan.root.tokens == sum(e.tokens for e in items)
 
 
-@given(entries(max_size=200), configs, st.integers(1, 4000))
+@given(entries(max_size=200), any_configs, st.integers(1, 4000))
 def test_no_leaf_of_two_or_more_files_exceeds_the_budget(
     items: list[FileEntry], cfg: PlanConfig, budget: int
 ) -> None:
@@ -137,7 +138,7 @@ def graphs(draw: st.DrawFn) -> tuple[list[str], nx.DiGraph]:
     return files, graph
 
 
-@given(graphs(), configs)
+@given(graphs(), any_configs)
 def test_every_invariant_holds_with_an_import_graph(
     case: tuple[list[str], nx.DiGraph], cfg: PlanConfig
 ) -> None:
@@ -147,7 +148,7 @@ def test_every_invariant_holds_with_an_import_graph(
         check_invariants(plan, files)
 
 
-@given(graphs(), configs, st.randoms(use_true_random=False))
+@given(graphs(), any_configs, st.randoms(use_true_random=False))
 def test_same_input_in_any_order_gives_the_same_bytes(
     case: tuple[list[str], nx.DiGraph], cfg: PlanConfig, rnd: random.Random
 ) -> None:
@@ -200,7 +201,7 @@ def test_unchanged_subtrees_keep_their_ids_when_files_change_elsewhere(
         assert (plan2[node.id].parent == node.parent) or not same_parent
 
 
-@given(path_sets(), configs)
+@given(path_sets(), any_configs)
 def test_json_round_trip_is_exact(files: list[str], cfg: PlanConfig) -> None:
     cfg = replace(cfg, max_depth=max(cfg.max_depth, 1))
     plan = decompose(files, config=cfg)
@@ -210,7 +211,7 @@ def test_json_round_trip_is_exact(files: list[str], cfg: PlanConfig) -> None:
     assert list(plan.leaves) == list(again.leaves)
 
 
-@given(path_sets(), configs)
+@given(path_sets(), any_configs)
 def test_levels_are_the_plan(files: list[str], cfg: PlanConfig) -> None:
     from subplan import decompose_levels
 
@@ -231,7 +232,7 @@ def sized_graphs(draw: st.DrawFn) -> tuple[list[FileEntry], nx.DiGraph]:
     return items, graph
 
 
-@given(sized_graphs(), configs, st.integers(1, 4000), st.randoms(use_true_random=False))
+@given(sized_graphs(), any_configs, st.integers(1, 4000), st.randoms(use_true_random=False))
 def test_with_a_graph_the_budget_is_hard_and_the_plan_deterministic(
     case: tuple[list[FileEntry], nx.DiGraph], cfg: PlanConfig, budget: int, rnd: random.Random
 ) -> None:
@@ -327,7 +328,7 @@ def test_an_added_file_changes_only_leaves_of_its_directory(
     event(f"leaves gone: {min(len(gone), 3)}")
 
 
-@given(sized_graphs(), configs, st.integers(1, 4000))
+@given(sized_graphs(), any_configs, st.integers(1, 4000))
 def test_no_two_subplans_share_a_label(
     case: tuple[list[FileEntry], nx.DiGraph], cfg: PlanConfig, budget: int
 ) -> None:
@@ -363,3 +364,33 @@ def test_with_a_graph_no_two_small_tied_leaves_could_be_one(
         if x is y or x not in small or y not in small:
             continue
         assert not plan.config.fits_budget(x.file_count + y.file_count, x.tokens + y.tokens)
+
+
+@given(sized_graphs(), configs, st.integers(1, 4000))
+def test_stable_cuts_are_the_cuts_without_a_graph_and_keep_its_order(
+    case: tuple[list[FileEntry], nx.DiGraph], cfg: PlanConfig, budget: int
+) -> None:
+    # cuts="stable" takes the graph for the order of the leaves only: the tree is the one
+    # made without it (so a file's edit re-cuts only its leaf, as the properties above).
+    items, graph = case
+    cfg = replace(cfg, max_tokens=budget, max_depth=max(cfg.max_depth, 1), cuts="stable")
+    with_graph = decompose(items, config=cfg, import_graph=graph)
+    without = decompose(items, config=cfg)
+    assert [n.files for n in with_graph] == [n.files for n in without]
+    assert with_graph.dependencies is not None and without.dependencies is None
+
+
+@given(entries(min_size=2, max_size=150), configs, st.integers(1, 4000))
+def test_full_cuts_without_a_graph_never_leave_more_leaves_than_stable_ones(
+    items: list[FileEntry], cfg: PlanConfig, budget: int
+) -> None:
+    cfg = replace(cfg, max_tokens=budget, max_depth=max(cfg.max_depth, 1))
+    stable = decompose(items, config=replace(cfg, cuts="stable"))
+    full = decompose(items, config=replace(cfg, cuts="full"))
+    check_invariants(full, [e.path for e in items])
+    assert len(full.leaves) <= len(stable.leaves)
+    # Every leaf of the full plan is a union of leaves of the stable one: merges only.
+    stable_leaf = {f: leaf.id for leaf in stable.leaves for f in leaf.files}
+    for leaf in full.leaves:
+        parts = {stable_leaf[f] for f in leaf.files}
+        assert sum(stable[p].file_count for p in parts) == leaf.file_count

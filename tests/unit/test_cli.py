@@ -477,3 +477,16 @@ def test_the_runs_directory_is_never_planned(
     assert "runs/r1/out.log" not in out and "plan.json" not in out
     assert "alpha/m0.py" in out
     assert "skipped 2 entries" in err
+
+
+def test_plan_cuts_option(project: Path) -> None:
+    # Nine 15k-token files in three directories at a 20k budget: one file a leaf, stable.
+    _, stable, _ = call("plan", "--max-tokens", "20000", "--no-imports", "--stats")
+    status, full, _ = call("plan", "--max-tokens", "20000", "--no-imports", "--cuts", "full")
+    assert EXIT_OK == status
+    assert "(min_files 3, max_depth 6, max_tokens 20000, cuts full)" in full.splitlines()[0]
+    assert "cuts" not in stable.splitlines()[0]
+    _, text, _ = call("plan", "--cuts", "stable", "--format", "json")
+    assert "stable" == json.loads(text)["config"]["cuts"]
+    status, _, err = call("plan", "--cuts", "tight")
+    assert 2 == status and "invalid choice: 'tight'" in err

@@ -5,6 +5,7 @@ Each regression check is also run against deliberately broken code, to prove it 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 import networkx as nx
@@ -468,3 +469,25 @@ def test_with_a_graph_small_leaves_merge_across_directories_by_their_imports() -
     assert tied.parent == plan.root.id
     assert len(plan.leaves) == 3  # 36k + 36k tokens at 30k: ceil(72 / 30) leaves
     plan.validate()
+
+
+def test_full_cuts_merge_small_leaves_without_a_graph_too() -> None:
+    files = [
+        FileEntry(f"tests/{'' if name == 'conftest' else 'test_'}{name}.py", 4 * tokens)
+        for name, tokens in FLASK_TESTS.items()
+    ]
+    for sub, count in (("test_apps", 23), ("templates", 9), ("static", 3), ("type_check", 3)):
+        files += [FileEntry(f"tests/{sub}/f{i:02d}.txt", 4 * 41) for i in range(count)]
+    stable = decompose(files, max_tokens=50_000)
+    full = decompose(files, max_tokens=50_000, cuts="full")
+    assert stable.config.cuts == "auto" and full.config.cuts == "full"
+    assert len(full.leaves) == 2 < len(stable.leaves)
+    full.validate()
+    again = Plan.from_json(full.to_json())
+    assert again == full and again.config.cuts == "full"
+    assert "cuts" not in json.loads(stable.to_json())["config"]  # default: as before
+
+
+def test_cuts_must_be_one_of_three() -> None:
+    with pytest.raises(ConfigError, match="cuts must be one of auto, stable, full"):
+        PlanConfig(cuts="some")  # type: ignore[arg-type]

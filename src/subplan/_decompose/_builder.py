@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Final
 
 from .._errors import ConfigError, InputError
 from .._model import (
+    Cuts,
     FileEntry,
     LeafReason,
     Plan,
@@ -366,6 +367,7 @@ def decompose_levels(
     seed: int = 0,
     import_graph: nx.DiGraph | None = None,
     config: PlanConfig | None = None,
+    cuts: Cuts = "auto",
 ) -> Iterator[tuple[Subplan, ...]]:
     """Decompose ``files`` into a tree of subplans, yielding one finished level at a time.
 
@@ -391,7 +393,12 @@ def decompose_levels(
             ``b``); ties groups when packing (across directories too), grows chunks in
             flat directories, merges small leaves with the leaves they import from or
             are imported by, and orders the leaves (:attr:`Plan.dependencies`). With a
-            graph the levels come once the whole tree is built.
+            graph (and ``cuts`` not ``stable``) the levels come once the whole tree is
+            built.
+        cuts: ``"stable"``: content-anchored cuts only, whatever the graph (an edit
+            re-cuts only the leaf that holds it); ``"full"``: small leaves merged, with
+            or without a graph (fuller leaves, cuts that may move); ``"auto"``: ``full``
+            with a graph, ``stable`` without.
         config: all the options above at once; overrides the keyword options.
 
     Yields:
@@ -415,10 +422,14 @@ def decompose_levels(
         max_files=max_files,
         max_tokens=max_tokens,
         seed=seed,
+        cuts=cuts,
     )
     cfg = with_default_budget(cfg)
     prepared = _prepare(files)
-    graph = _index_graph(import_graph, prepared)
+    # Stable cuts ignore the graph (it still orders the leaves, in decompose); full cuts
+    # merge small leaves once the tree is whole, by the graph's ties when there is one.
+    graph = None if cfg.cuts == "stable" else _index_graph(import_graph, prepared)
+    full = cfg.full_cuts(graph is not None)
 
     every: Runs = [(0, len(prepared.paths))]
     root = Node(every, None, 0, common_dir(prepared, every))
@@ -480,13 +491,13 @@ def decompose_levels(
                 for c in _split(prepared, node, cfg, graph)
             ]
             next_level.extend(node.children)
-        if graph is None:
-            yield finished(level)  # without a graph, each level is final once split
+        if not full:
+            yield finished(level)  # without a merge, each level is final once split
         level = next_level
-    if graph is None:
+    if not full:
         return
-    # With a graph the small leaves are merged once the tree is whole (across levels).
-    level = [merge_small_leaves(root, prepared, cfg, graph)]
+    # The small leaves are merged once the tree is whole (across levels).
+    level = [merge_small_leaves(root, prepared, cfg, graph or Graph({}, ()))]
     while level:
         yield finished(level)
         level = [child for node in level for child in node.children]
@@ -502,6 +513,7 @@ def decompose(
     seed: int = 0,
     import_graph: nx.DiGraph | None = None,
     config: PlanConfig | None = None,
+    cuts: Cuts = "auto",
 ) -> Plan:
     """Decompose ``files`` into a :class:`~subplan.Plan`: a tree whose leaves partition them.
 
@@ -532,6 +544,7 @@ def decompose(
         max_files=max_files,
         max_tokens=max_tokens,
         seed=seed,
+        cuts=cuts,
     )
     nodes = [
         node
