@@ -52,15 +52,14 @@ from ._strategies import (
     anchored_spans,
     cluster_of,
     common_dir,
+    count_of,
     directory_groups,
     fill_chunks,
     graph_chunks,
     group_of,
+    merge_runs,
     pack,
     prefix_groups,
-)
-from ._strategies import (
-    _merge as _merge_runs,
 )
 
 if TYPE_CHECKING:
@@ -205,7 +204,7 @@ def _split(data: Sorted, node: Node, cfg: PlanConfig, graph: Graph | None) -> li
     if (
         big
         and all(g.loose for g in big)
-        and _need(cfg, _count(node.runs), data.tokens_of(node.runs)) <= _FEW
+        and _need(cfg, count_of(node.runs), data.tokens_of(node.runs)) <= _FEW
     ):
         # A directory of a few budgets' worth whose own files are too many for one leaf:
         # if cutting it in path order takes no more leaves than the structured split
@@ -238,7 +237,7 @@ def _split(data: Sorted, node: Node, cfg: PlanConfig, graph: Graph | None) -> li
             )
         for target, extra in hosted.items():
             host = big[target]
-            merged = _merge_runs([host.runs, *(g.runs for g in extra)])
+            merged = merge_runs([host.runs, *(g.runs for g in extra)])
             label = f"{host.label} +{len(extra)}"
             clusters[target] = Cluster(merged, label, tuple(extra), host.runs)
         packed = keep
@@ -321,10 +320,6 @@ def _need(cfg: PlanConfig, count: int, tokens: int) -> int:
     if cfg.max_tokens is not None:
         need = max(need, -(-tokens // cfg.max_tokens))
     return need
-
-
-def _count(runs: Runs) -> int:
-    return sum(b - a for a, b in runs)
 
 
 def _as_groups(data: Sorted, clusters: list[Cluster]) -> list[Group]:
@@ -478,7 +473,7 @@ def decompose_levels(
     while level:
         next_level: list[Node] = []
         for node in level:
-            count, tokens = _count(node.runs), prepared.tokens_of(node.runs)
+            count, tokens = count_of(node.runs), prepared.tokens_of(node.runs)
             if _leaf_reason(cfg, count, tokens) is not None:
                 continue
             if node.depth >= cfg.max_depth:

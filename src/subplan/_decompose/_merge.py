@@ -14,7 +14,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from .._model import PlanConfig
-from ._strategies import Graph, Group, Runs, Sorted, cluster_of, common_dir, group_of
+from ._strategies import (
+    Graph,
+    Group,
+    Runs,
+    Sorted,
+    cluster_of,
+    common_dir,
+    count_of,
+    group_of,
+    merge_runs,
+)
 
 __all__ = ["Node", "merge_small_leaves"]
 
@@ -57,21 +67,6 @@ class Node:
         return out
 
 
-def _merged_runs(runs: list[Runs]) -> Runs:
-    flat = sorted(r for part in runs for r in part)
-    out: Runs = []
-    for a, b in flat:
-        if out and out[-1][1] == a:
-            out[-1] = (out[-1][0], b)
-        else:
-            out.append((a, b))
-    return out
-
-
-def _count(runs: Runs) -> int:
-    return sum(b - a for a, b in runs)
-
-
 def merge_small_leaves(root: Node, data: Sorted, cfg: PlanConfig, graph: Graph) -> Node:
     """Merge leaves under half the budget into others they fit with; reshape the tree.
 
@@ -99,7 +94,7 @@ def merge_small_leaves(root: Node, data: Sorted, cfg: PlanConfig, graph: Graph) 
     leaves = list(root.leaves())
     if len(leaves) < 2:
         return root
-    counts = [_count(leaf.runs) for leaf in leaves]
+    counts = [count_of(leaf.runs) for leaf in leaves]
     tokens = [data.tokens_of(leaf.runs) for leaf in leaves]
 
     def small(count: int, size: int) -> bool:
@@ -177,7 +172,7 @@ def merge_small_leaves(root: Node, data: Sorted, cfg: PlanConfig, graph: Graph) 
             parent.children.remove(part)
             if not parent.children:
                 parent.runs = []  # emptied, not a leaf: _reshape drops it
-        runs = _merged_runs([p.runs for p in parts])
+        runs = merge_runs([p.runs for p in parts])
         prefix = common_dir(data, runs)
         cluster = cluster_of([group_of(data, p.runs, p.label) for p in parts], prefix)
         home.children.append(Node(runs, home, home.depth + 1, cluster.label))
@@ -204,8 +199,8 @@ def _reshape(node: Node, data: Sorted, cfg: PlanConfig) -> Node | None:
         return kept[0]
     kept.sort(key=lambda c: c.runs[0][0])
     node.children = kept
-    node.runs = _merged_runs([c.runs for c in kept])
-    if cfg.fits_budget(_count(node.runs), data.tokens_of(node.runs)):
+    node.runs = merge_runs([c.runs for c in kept])
+    if cfg.fits_budget(count_of(node.runs), data.tokens_of(node.runs)):
         node.children = []
     return node
 

@@ -50,11 +50,13 @@ __all__ = [
     "cluster_of",
     "common_depth",
     "common_dir",
+    "count_of",
     "directory_groups",
     "fill_chunks",
     "graph_chunks",
     "group_of",
     "indices",
+    "merge_runs",
     "pack",
     "prefix_groups",
     "runs_of",
@@ -81,7 +83,10 @@ class Sorted:
     def tokens_of(self, runs: Runs) -> int:
         """Total tokens of ``runs``."""
         cum = self.cumulative
-        return sum(cum[b] - cum[a] for a, b in runs)
+        if len(runs) == 1:  # most nodes: one directory, one run
+            a, b = runs[0]
+            return cum[b] - cum[a]
+        return sum([cum[b] - cum[a] for a, b in runs])
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +161,8 @@ def runs_of(sorted_indices: Sequence[int]) -> Runs:
     return out
 
 
-def _merge(runs: Sequence[Runs]) -> Runs:
+def merge_runs(runs: Sequence[Runs]) -> Runs:
+    """The union of disjoint runs, as runs (adjacent ones joined)."""
     flat = sorted(r for group in runs for r in group)
     out: Runs = []
     for a, b in flat:
@@ -167,13 +173,16 @@ def _merge(runs: Sequence[Runs]) -> Runs:
     return out
 
 
-def _count(runs: Runs) -> int:
-    return sum(b - a for a, b in runs)
+def count_of(runs: Runs) -> int:
+    """Number of files in ``runs``."""
+    if len(runs) == 1:
+        return runs[0][1] - runs[0][0]
+    return sum([b - a for a, b in runs])
 
 
 def group_of(data: Sorted, runs: Runs, label: str) -> Group:
     """A :class:`Group` with its counts."""
-    return Group(runs, label, _count(runs), data.tokens_of(runs))
+    return Group(runs, label, count_of(runs), data.tokens_of(runs))
 
 
 def common_depth(data: Sorted, runs: Runs) -> int:
@@ -499,7 +508,7 @@ def cluster_of(chosen: Sequence[Group], prefix: str) -> Cluster:
     if len(chosen) == 1:
         return Cluster(chosen[0].runs, chosen[0].label)
     names = [_relative(g.label, prefix) for g in chosen]
-    return Cluster(_merge([g.runs for g in chosen]), _join(prefix, "{" + _shown(names) + "}"))
+    return Cluster(merge_runs([g.runs for g in chosen]), _join(prefix, "{" + _shown(names) + "}"))
 
 
 def pack(
