@@ -73,16 +73,16 @@ def _leaf_sets(plan: Plan) -> set[frozenset[str]]:
 class StabilitySuite:
     """Leaves of the first plan that one edit re-cuts: a file grown or a file added, 40
     random edits per tree (seeded), at 20k tokens, without and with the import graph, and
-    without it under ``cuts="full"`` (small leaves merged)."""
+    without it under ``cuts="stable"`` (content-anchored cuts, no merge)."""
 
-    params = (("flask", "redis"), ("no-graph", "no-graph-full", "graph"), ("grow", "add"))
+    params = (("flask", "redis"), ("no-graph", "no-graph-stable", "graph"), ("grow", "add"))
     param_names = ("tree", "graph", "edit")
     timeout = 600
 
     def setup(self, tree: str, graph: str, edit: str) -> None:
         files, found = load(tree)
         use = found if graph == "graph" else None
-        cuts: Cuts = "full" if graph.endswith("-full") else "auto"
+        cuts: Cuts = "stable" if graph.endswith("-stable") else "full"
         base = _leaf_sets(decompose(files, max_tokens=20_000, import_graph=use, cuts=cuts))
         rnd = random.Random(0)
         self.changed: list[int] = []

@@ -21,7 +21,7 @@ from subplan import Cuts, FileEntry, decompose, import_graph, scan
 from .bench_decompose import naive_leaves
 
 TREES = ("flask", "redis", "prometheus")
-METHODS = ("subplan", "subplan-no-graph", "subplan-no-graph-full", "naive", "louvain")
+METHODS = ("subplan", "subplan-no-graph", "subplan-no-graph-stable", "naive", "louvain")
 BUDGETS = (20_000, 50_000)
 
 
@@ -101,7 +101,7 @@ def leaves_of(
     """The leaves (as file lists) of ``method`` at ``budget``."""
     if method.startswith("subplan"):
         use = graph if method == "subplan" else None  # no graph: content-anchored cuts
-        cuts: Cuts = "full" if method.endswith("-full") else "auto"  # full: leaves merged
+        cuts: Cuts = "stable" if method.endswith("-stable") else "full"
         plan = decompose(files, max_tokens=budget, import_graph=use, cuts=cuts)
         return [list(leaf.files) for leaf in plan.leaves]
     if method == "naive":

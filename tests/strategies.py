@@ -46,7 +46,7 @@ configs = st.builds(
     max_tokens=st.none() | st.integers(1, 5000),
     seed=st.integers(0, 3),
 )
-"""Configurations with the default cuts (``auto``)."""
+"""Configurations with the default cuts (``full``)."""
 
 any_configs = st.builds(
     PlanConfig,
@@ -55,7 +55,7 @@ any_configs = st.builds(
     max_files=st.none() | st.integers(1, 30),
     max_tokens=st.none() | st.integers(1, 5000),
     seed=st.integers(0, 3),
-    cuts=st.sampled_from(["auto", "stable", "full"]),
+    cuts=st.sampled_from(["full", "stable"]),
 )
 """Configurations with any cuts: for what holds whatever the cuts."""
 

@@ -57,7 +57,24 @@ Feature: Decomposing a project into subplans
       | max_files 7    | 7     | 700    |
       | max_tokens 900 | 9     | 900    |
 
-  Scenario: Small directories share subplans, cut where their names anchor the cuts
+  Scenario: With stable cuts, small directories share subplans where their names anchor the cuts
+    Given a project with these files:
+      | path           |
+      | one/a.py       |
+      | two/b.py       |
+      | three/c.py     |
+      | four/d.py      |
+      | big/1.py       |
+      | big/2.py       |
+      | big/3.py       |
+    When the project is decomposed with max_files 4, cuts stable
+    Then the top level has these subplans:
+      | label            | files |
+      | {big,four}       | 4     |
+      | {one,three}      | 2     |
+      | two              | 1     |
+
+  Scenario: With full cuts (the default), the small subplans left over are merged
     Given a project with these files:
       | path           |
       | one/a.py       |
@@ -69,10 +86,9 @@ Feature: Decomposing a project into subplans
       | big/3.py       |
     When the project is decomposed with max_files 4
     Then the top level has these subplans:
-      | label            | files |
-      | {big,four}       | 4     |
-      | {one,three}      | 2     |
-      | two              | 1     |
+      | label              | files |
+      | {big,four}         | 4     |
+      | {{one,three},two}  | 3     |
 
   Scenario: Files that import each other stay together
     Given a flat directory where 4 files import each other and 4 other files import each other

@@ -19,9 +19,8 @@ Feature: subplan plan on the command line
   Scenario: The tree shows each subplan with its counts and leaf reason
     When I run "subplan plan . --max-tokens 500"
     Then the exit status is 0
-    And the output starts with "plan: 10 files, 5 leaves, depth 3"
-    And the output has a line for "src/lib" with "3 files, 300 tokens" and "[fits_budget]"
-    And the output has a line for "src/app [b.py..c.py]" with "2 files, 400 tokens" and "[below_min_files]"
+    And the output starts with "plan: 10 files, 3 leaves, depth 1"
+    And the output has a line for "src/{app/a.py,lib}" with "4 files, 500 tokens" and "[fits_budget]"
     And the output has a line for "tests" with "3 files, 150 tokens" and "[fits_budget]"
 
   Scenario: Without a budget, a leaf holds up to 50,000 tokens
@@ -69,11 +68,12 @@ Feature: subplan plan on the command line
     And the JSON output plans 10 files
     And stderr is one line mentioning "first: src/odd\nname.py (name holds a line break)"
 
-  Scenario: Full cuts merge the small leaves that fit together
-    When I run "subplan plan . --max-tokens 500 --cuts full"
+  Scenario: Stable cuts keep the content-anchored leaves, small ones too
+    When I run "subplan plan . --max-tokens 500 --cuts stable"
     Then the exit status is 0
-    And the output starts with "plan: 10 files, 3 leaves, depth 1 (min_files 3, max_depth 6, max_tokens 500, cuts full)"
-    And the output has a line for "src/{app/a.py,lib}" with "4 files, 500 tokens" and "[fits_budget]"
+    And the output starts with "plan: 10 files, 5 leaves, depth 3 (min_files 3, max_depth 6, max_tokens 500, cuts stable)"
+    And the output has a line for "src/lib" with "3 files, 300 tokens" and "[fits_budget]"
+    And the output has a line for "src/app [b.py..c.py]" with "2 files, 400 tokens" and "[below_min_files]"
 
   Scenario: A budget splits until every leaf fits
     When I run "subplan plan . --max-files 2 --format json"

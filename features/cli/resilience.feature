@@ -53,6 +53,6 @@ Feature: subplan run rides out rate limits from the command line
     And the output mentions "2 failed"
 
   Scenario: The process backend runs each command from a worker process
-    When I run "subplan run . --backend process --max-parallel 2 --json -- python -c pass"
+    When I run "subplan run . --backend process --max-parallel 2 --json -- python -c 'import time; time.sleep(1)'"
     Then the exit status is 0
     And the JSON report says "succeeded" with 2 succeeded and a peak of 2

@@ -13,17 +13,17 @@ from subplan import FileEntry, PlanConfig, decompose
 
 
 def parse_options(text: str) -> PlanConfig:
-    """``defaults`` or ``max_files 50, min_files 2`` -> a PlanConfig."""
+    """``defaults`` or ``max_files 50, min_files 2, cuts stable`` -> a PlanConfig."""
     if text.strip() == "defaults":
         return PlanConfig()
     options: dict[str, Any] = {}
     for item in text.split(","):
         name, value = item.split()
-        options[name] = int(value)
+        options[name] = value if name == "cuts" else int(value)
     return PlanConfig(**options)
 
 
-parse_options.pattern = r"defaults|(?:\w+ -?\d+)(?:, \w+ -?\d+)*"  # type: ignore[attr-defined]
+parse_options.pattern = r"defaults|(?:\w+ -?\w+)(?:, \w+ -?\w+)*"  # type: ignore[attr-defined]
 register_type(Options=parse_options)
 
 

@@ -36,10 +36,11 @@ PLAN_SCHEMA: Final = "subplan.plan/1"
 
 LeafReason = Literal["below_min_files", "fits_budget", "oversized_file", "max_depth", "no_progress"]
 LEAF_REASONS: Final[frozenset[str]] = frozenset(get_args(LeafReason))
-Cuts = Literal["auto", "stable", "full"]
-"""How a plan is cut: ``stable`` (content-anchored cuts, no merge: an edit re-cuts only the
-leaf that holds it), ``full`` (small leaves merged: fuller leaves, cuts that may move), or
-``auto`` (``full`` with a dependency graph, ``stable`` without)."""
+Cuts = Literal["full", "stable"]
+"""How a plan is cut: ``full`` (the default: leaves under half the budget merged into
+others they fit with; fuller leaves, cuts that may move when a file changes) or
+``stable`` (content-anchored cuts only, whatever the graph: an edit re-cuts only the leaf
+that holds it)."""
 CUTS: Final[tuple[str, ...]] = get_args(Cuts)
 
 _ID_RE: Final = re.compile(r"^sp-[0-9a-f]{16}$")
@@ -171,7 +172,7 @@ class PlanConfig:
             ``max_tokens``) is a leaf (``fits_budget``).
         max_tokens: when set, the token budget of a leaf.
         seed: kept in the config for compatibility; decomposition uses no randomness.
-        cuts: ``"stable"``, ``"full"`` or ``"auto"`` (see :data:`Cuts`).
+        cuts: ``"full"`` or ``"stable"`` (see :data:`Cuts`).
 
     Raises:
         ConfigError: an option is out of range.
@@ -182,7 +183,7 @@ class PlanConfig:
     max_files: int | None = None
     max_tokens: int | None = None
     seed: int = 0
-    cuts: Cuts = "auto"
+    cuts: Cuts = "full"
 
     def __post_init__(self) -> None:
         for name in ("min_files", "max_depth", "seed"):
@@ -204,10 +205,6 @@ class PlanConfig:
         if self.cuts not in CUTS:
             raise ConfigError(f"cuts must be one of {', '.join(CUTS)}, got {self.cuts!r}")
 
-    def full_cuts(self, graph: bool) -> bool:
-        """True when small leaves are merged: ``full``, or ``auto`` with a graph."""
-        return self.cuts == "full" or (self.cuts == "auto" and graph)
-
     @property
     def has_budget(self) -> bool:
         """True when ``max_files`` or ``max_tokens`` is set."""
@@ -218,7 +215,7 @@ class PlanConfig:
         return self.has_budget and _fits(file_count, tokens, self.max_files, self.max_tokens)
 
     def to_dict(self) -> dict[str, int | str | None]:
-        """The ``config`` object of the JSON form (``cuts`` only when not ``auto``, so
+        """The ``config`` object of the JSON form (``cuts`` only when not ``full``, so
         plans made with the default read as before)."""
         out: dict[str, int | str | None] = {
             "min_files": self.min_files,
@@ -227,7 +224,7 @@ class PlanConfig:
             "max_tokens": self.max_tokens,
             "seed": self.seed,
         }
-        if self.cuts != "auto":
+        if self.cuts != "full":
             out["cuts"] = self.cuts
         return out
 
@@ -490,7 +487,7 @@ class Plan:
             >>> plan = decompose([FileEntry(f"d/{i}", 400) for i in range(10)], max_tokens=500)
             >>> stats = plan.statistics()
             >>> stats.leaves, round(stats.fill, 2), stats.over_budget
-            (5, 0.4, 0)
+            (2, 1.0, 0)
         """
         cfg = self._config
         leaves = self._leaves

@@ -20,7 +20,7 @@ def plan_project(
     max_files: int | None = None,
     max_tokens: int | None = None,
     seed: int = 0,
-    cuts: Cuts = "auto",
+    cuts: Cuts = "full",
     imports: bool = True,
     exclude: Sequence[str] = (),
     weigh_all: bool = False,

@@ -44,7 +44,7 @@ def render_tree(plan: Plan) -> str:
         budget += f", max_files {cfg.max_files}"
     if cfg.max_tokens is not None:
         budget += f", max_tokens {cfg.max_tokens}"
-    if cfg.cuts != "auto":
+    if cfg.cuts != "full":
         budget += f", cuts {cfg.cuts}"
     lines = [
         f"plan: {plan.root.file_count} files, {len(plan.leaves)} leaves, depth {plan.depth} "
@@ -102,7 +102,7 @@ def render_stats(stats: PlanStatistics) -> str:
         >>> from subplan import FileEntry, decompose
         >>> plan = decompose([FileEntry(f"d/{i}", 400) for i in range(10)], max_tokens=500)
         >>> print(render_stats(plan.statistics()), end="")
-        stats: 5 leaves, fill 40%, largest leaf 500 tokens, 0 over budget, 0 oversized files
+        stats: 2 leaves, fill 100%, largest leaf 500 tokens, 0 over budget, 0 oversized files
           edges: no dependency graph; waves: 1
     """
     fill = "n/a" if stats.fill is None else f"{stats.fill:.0%}"

@@ -175,12 +175,11 @@ def _add_plan_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--cuts",
-        choices=("auto", "stable", "full"),
-        default="auto",
-        help="stable: content-anchored cuts only (an edited file re-cuts only the leaf "
-        "that holds it); full: leaves under half the budget are merged into others "
-        "(fuller leaves; cuts may move when a file changes); auto (default): full with a "
-        "dependency graph, stable without",
+        choices=("full", "stable"),
+        default="full",
+        help="full (default): leaves under half the budget are merged into others they "
+        "fit with (fuller leaves; cuts may move when a file changes); stable: "
+        "content-anchored cuts only (an edited file re-cuts only the leaf that holds it)",
     )
     group.add_argument(
         "--weigh-all",

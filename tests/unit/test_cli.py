@@ -480,13 +480,14 @@ def test_the_runs_directory_is_never_planned(
 
 
 def test_plan_cuts_option(project: Path) -> None:
-    # Nine 15k-token files in three directories at a 20k budget: one file a leaf, stable.
-    _, stable, _ = call("plan", "--max-tokens", "20000", "--no-imports", "--stats")
-    status, full, _ = call("plan", "--max-tokens", "20000", "--no-imports", "--cuts", "full")
+    _, full, _ = call("plan", "--max-tokens", "20000", "--no-imports")
+    status, stable, _ = call("plan", "--max-tokens", "20000", "--no-imports", "--cuts", "stable")
     assert EXIT_OK == status
-    assert "(min_files 3, max_depth 6, max_tokens 20000, cuts full)" in full.splitlines()[0]
-    assert "cuts" not in stable.splitlines()[0]
+    assert "(min_files 3, max_depth 6, max_tokens 20000, cuts stable)" in stable.splitlines()[0]
+    assert "cuts" not in full.splitlines()[0]
     _, text, _ = call("plan", "--cuts", "stable", "--format", "json")
     assert "stable" == json.loads(text)["config"]["cuts"]
+    _, text, _ = call("plan", "--format", "json")
+    assert "cuts" not in json.loads(text)["config"]
     status, _, err = call("plan", "--cuts", "tight")
     assert 2 == status and "invalid choice: 'tight'" in err

@@ -234,7 +234,7 @@ def test_loose_files_form_one_cluster_labelled_star() -> None:
 
 def test_small_directories_are_packed_by_tokens() -> None:
     files = sized([f"d{i}/f.py" for i in range(7)] + [f"big/{i}" for i in range(5)])
-    plan = decompose(files, max_tokens=4000)
+    plan = decompose(files, max_tokens=4000, cuts="stable")
     children = plan.children(plan.root.id)
     # seven one-file directories share leaves (of up to 4 files), not seven leaves
     assert ("big", 5) == (children[0].label, children[0].file_count)
@@ -257,7 +257,7 @@ def test_a_directory_just_over_budget_keeps_its_loose_files_in_two_leaves() -> N
     # 53 loose test files of 1,000 tokens and two tiny subdirectories: 55k tokens in all.
     files = sized([f"tests/test_{i:02d}.py" for i in range(53)])
     files += sized(["tests/static/a.css", "tests/templates/b.html"], 4000)
-    plan = decompose(files, max_tokens=50_000)
+    plan = decompose(files, max_tokens=50_000, cuts="stable")
     loose = [leaf for leaf in plan.leaves if leaf.files[0].startswith("tests/test_")]
     assert 2 == len(loose)
     assert len(plan.leaves) <= 4
@@ -478,16 +478,16 @@ def test_full_cuts_merge_small_leaves_without_a_graph_too() -> None:
     ]
     for sub, count in (("test_apps", 23), ("templates", 9), ("static", 3), ("type_check", 3)):
         files += [FileEntry(f"tests/{sub}/f{i:02d}.txt", 4 * 41) for i in range(count)]
-    stable = decompose(files, max_tokens=50_000)
-    full = decompose(files, max_tokens=50_000, cuts="full")
-    assert stable.config.cuts == "auto" and full.config.cuts == "full"
+    stable = decompose(files, max_tokens=50_000, cuts="stable")
+    full = decompose(files, max_tokens=50_000)
+    assert stable.config.cuts == "stable" and full.config.cuts == "full"
     assert len(full.leaves) == 2 < len(stable.leaves)
     full.validate()
-    again = Plan.from_json(full.to_json())
-    assert again == full and again.config.cuts == "full"
-    assert "cuts" not in json.loads(stable.to_json())["config"]  # default: as before
+    again = Plan.from_json(stable.to_json())
+    assert again == stable and again.config.cuts == "stable"
+    assert "cuts" not in json.loads(full.to_json())["config"]  # the default: as before
 
 
-def test_cuts_must_be_one_of_three() -> None:
-    with pytest.raises(ConfigError, match="cuts must be one of auto, stable, full"):
+def test_cuts_must_be_full_or_stable() -> None:
+    with pytest.raises(ConfigError, match="cuts must be one of full, stable"):
         PlanConfig(cuts="some")  # type: ignore[arg-type]

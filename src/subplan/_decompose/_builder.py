@@ -10,10 +10,11 @@ edit re-cuts only the leaf holding it), with one the groups that fit are packed 
 tokens; the rest are split again one level down, and cut into fitting chunks when
 nothing else splits them or the next level is ``max_depth``. So the budget is a hard
 bound: no leaf of two or more files exceeds it, whatever ``max_depth`` and ``min_files``
-say. With a graph, once the tree is whole, every leaf under half the budget is merged
-with the leaf it is most tied to (else its nearest) when the two fit together
-(:func:`~._merge.merge_small_leaves`): fuller leaves, at the cost of cuts that may move
-when a file changes.
+say. Then, with ``cuts="full"`` (the default), once the tree is whole every leaf under
+half the budget is merged with the leaf it is most tied to by imports (else its nearest)
+when the two fit together (:func:`~._merge.merge_small_leaves`): fuller leaves, at the
+cost of cuts that may move when a file changes; ``cuts="stable"`` keeps the
+content-anchored cuts alone (and ignores the graph for them).
 
 Notes:
     Files are held once, sorted with :func:`~subplan._model.path_sort_key`, and nodes are
@@ -362,14 +363,16 @@ def decompose_levels(
     seed: int = 0,
     import_graph: nx.DiGraph | None = None,
     config: PlanConfig | None = None,
-    cuts: Cuts = "auto",
+    cuts: Cuts = "full",
 ) -> Iterator[tuple[Subplan, ...]]:
     """Decompose ``files`` into a tree of subplans, yielding one finished level at a time.
 
     Level 0 is the root alone; level ``d`` holds every node at depth ``d``, in plan order.
     Each yielded node is final: its children (if any) are the nodes of the next level
     that name it as their parent. Consuming the whole generator and passing the nodes to
-    :class:`~subplan.Plan` gives what :func:`decompose` returns.
+    :class:`~subplan.Plan` gives what :func:`decompose` returns. With ``cuts="stable"``
+    each level comes as soon as it is split; with ``"full"``, once the tree is whole
+    (the merge of small leaves can reshape every level).
 
     Args:
         files: relative ``/``-separated paths, or :class:`~subplan.FileEntry` items (which
@@ -387,13 +390,13 @@ def decompose_levels(
         import_graph: a directed graph over paths (an edge ``a -> b`` when ``a`` imports
             ``b``); ties groups when packing (across directories too), grows chunks in
             flat directories, merges small leaves with the leaves they import from or
-            are imported by, and orders the leaves (:attr:`Plan.dependencies`). With a
-            graph (and ``cuts`` not ``stable``) the levels come once the whole tree is
-            built.
-        cuts: ``"stable"``: content-anchored cuts only, whatever the graph (an edit
-            re-cuts only the leaf that holds it); ``"full"``: small leaves merged, with
-            or without a graph (fuller leaves, cuts that may move); ``"auto"``: ``full``
-            with a graph, ``stable`` without.
+            are imported by, and orders the leaves (:attr:`Plan.dependencies`).
+        cuts: ``"full"`` (default): once the tree is built, leaves under half the
+            budget are merged into others they fit with, by their import ties when
+            there is a graph, else with the nearest (fuller leaves; cuts may move when
+            a file changes); ``"stable"``: content-anchored cuts only, whatever the
+            graph, which then only orders the leaves (an edit re-cuts only the leaf
+            that holds it).
         config: all the options above at once; overrides the keyword options.
 
     Yields:
@@ -424,7 +427,7 @@ def decompose_levels(
     # Stable cuts ignore the graph (it still orders the leaves, in decompose); full cuts
     # merge small leaves once the tree is whole, by the graph's ties when there is one.
     graph = None if cfg.cuts == "stable" else _index_graph(import_graph, prepared)
-    full = cfg.full_cuts(graph is not None)
+    full = cfg.cuts == "full"
 
     every: Runs = [(0, len(prepared.paths))]
     root = Node(every, None, 0, common_dir(prepared, every))
@@ -487,7 +490,7 @@ def decompose_levels(
             ]
             next_level.extend(node.children)
         if not full:
-            yield finished(level)  # without a merge, each level is final once split
+            yield finished(level)  # stable cuts: each level is final once split
         level = next_level
     if not full:
         return
@@ -508,7 +511,7 @@ def decompose(
     seed: int = 0,
     import_graph: nx.DiGraph | None = None,
     config: PlanConfig | None = None,
-    cuts: Cuts = "auto",
+    cuts: Cuts = "full",
 ) -> Plan:
     """Decompose ``files`` into a :class:`~subplan.Plan`: a tree whose leaves partition them.
 
