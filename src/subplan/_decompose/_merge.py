@@ -102,10 +102,11 @@ def merge_small_leaves(root: Node, data: Sorted, cfg: PlanConfig, graph: Graph) 
             cfg.max_files is None or 2 * count < cfg.max_files
         )
 
-    owner: dict[int, int] = {}
+    # The leaf of every file, filled a run at a time (slice assignment, at C speed).
+    owner = [0] * len(data.paths)
     for k, leaf in enumerate(leaves):
-        for i in graph.linked_in(leaf.runs):
-            owner[i] = k
+        for a, b in leaf.runs:
+            owner[a:b] = [k] * (b - a)
     chains = [leaf.ancestors() for leaf in leaves]
 
     def shared(a: int, b: int) -> int:
@@ -121,10 +122,9 @@ def merge_small_leaves(root: Node, data: Sorted, cfg: PlanConfig, graph: Graph) 
         if not small(counts[a], tokens[a]):
             continue
         for i in graph.linked_in(leaf.runs):
-            for j in graph.neighbours[i]:
-                b = owner.get(j)
-                if b is not None and b != a:
-                    key = (min(a, b), max(a, b))
+            for b in [owner[j] for j in graph.neighbours[i]]:
+                if b != a:
+                    key = (a, b) if a < b else (b, a)
                     pairs[key] = pairs.get(key, 0) + 1
         for b in range(max(0, a - _NEAR), min(len(leaves), a + _NEAR + 1)):
             if b != a:
@@ -155,9 +155,13 @@ def merge_small_leaves(root: Node, data: Sorted, cfg: PlanConfig, graph: Graph) 
     members: dict[int, list[int]] = {}
     for k in range(len(leaves)):
         members.setdefault(find(k), []).append(k)
+    # The nodes above a merged leaf: only they can lose files or children.
+    dirty: set[int] = set()
     for ks in members.values():
         if len(ks) < 2:
             continue
+        for k in ks:
+            dirty.update(map(id, chains[k]))
         parts = [leaves[k] for k in ks]
         common = chains[ks[0]]
         for k in ks[1:]:
@@ -176,20 +180,23 @@ def merge_small_leaves(root: Node, data: Sorted, cfg: PlanConfig, graph: Graph) 
         prefix = common_dir(data, runs)
         cluster = cluster_of([group_of(data, p.runs, p.label) for p in parts], prefix)
         home.children.append(Node(runs, home, home.depth + 1, cluster.label))
-    reshaped = _reshape(root, data, cfg)
+    reshaped = _reshape(root, data, cfg, dirty)
     assert reshaped is not None  # the files are all still there
     reshaped.parent = None
     _renumber(reshaped)
     return reshaped
 
 
-def _reshape(node: Node, data: Sorted, cfg: PlanConfig) -> Node | None:
-    """``node`` after its children lost or gained leaves: gone, replaced, or a leaf."""
+def _reshape(node: Node, data: Sorted, cfg: PlanConfig, dirty: set[int]) -> Node | None:
+    """``node`` after its children lost or gained leaves: gone, replaced, or a leaf
+    (``dirty``: the ids of the nodes that may have; the others are kept as they are)."""
     if not node.children:
         return node if node.runs else None
+    if id(node) not in dirty:
+        return node
     kept: list[Node] = []
     for child in node.children:
-        found = _reshape(child, data, cfg)
+        found = _reshape(child, data, cfg, dirty)
         if found is not None:
             found.parent = node
             kept.append(found)
