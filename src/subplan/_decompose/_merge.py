@@ -2,10 +2,11 @@
 
 A plan split level by level leaves small leaves behind: the last chunk of a directory,
 a package beside a larger sibling, a group that had to be a child so that its parent
-split in two. With a dependency graph, :func:`merge_small_leaves` merges each leaf under
-half the budget with the leaf it is most tied to by imports (across directories too),
-else its nearest leaf in the tree, whenever the two fit the budget together, and then
-reshapes the tree around the merged leaves.
+split in two. Under ``cuts="full"`` (the default), :func:`merge_small_leaves` merges each
+leaf under half the budget with the leaf it is most tied to by imports (across
+directories too; without a graph, no leaf is), else its nearest leaf in the tree,
+whenever the two fit the budget together, and then reshapes the tree around the merged
+leaves.
 """
 
 from __future__ import annotations
