@@ -332,6 +332,8 @@ class PlanStatistics:
         intra_leaf_edge_fraction: the fraction of those edges inside one leaf.
         cross_leaf_edges: the edges between two leaves.
         waves: the number of waves (see :meth:`Plan.waves`).
+        small_leaves: leaves under a tenth of the budget (tokens under ``max_tokens``,
+            else files under ``max_files``): work too small to hand to an agent alone.
     """
 
     leaves: int
@@ -343,6 +345,7 @@ class PlanStatistics:
     intra_leaf_edge_fraction: float | None
     cross_leaf_edges: int | None
     waves: int
+    small_leaves: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """The statistics as a JSON object."""
@@ -356,6 +359,7 @@ class PlanStatistics:
             "intra_leaf_edge_fraction": self.intra_leaf_edge_fraction,
             "cross_leaf_edges": self.cross_leaf_edges,
             "waves": self.waves,
+            "small_leaves": self.small_leaves,
         }
 
 
@@ -508,6 +512,12 @@ class Plan:
             for leaf in leaves
             if cfg.has_budget and not cfg.fits_budget(1, leaf.tokens) and leaf.file_count == 1
         )
+        if cfg.max_tokens is not None:
+            small = sum(1 for leaf in leaves if 10 * leaf.tokens < cfg.max_tokens)
+        elif cfg.max_files is not None:
+            small = sum(1 for leaf in leaves if 10 * leaf.file_count < cfg.max_files)
+        else:
+            small = 0
         edges = intra = cross = None
         fraction = None
         if import_graph is not None:
@@ -532,6 +542,7 @@ class Plan:
             intra_leaf_edge_fraction=fraction,
             cross_leaf_edges=cross,
             waves=len(self.waves()),
+            small_leaves=small,
         )
 
     @property

@@ -103,6 +103,7 @@ def render_stats(stats: PlanStatistics) -> str:
         >>> plan = decompose([FileEntry(f"d/{i}", 400) for i in range(10)], max_tokens=500)
         >>> print(render_stats(plan.statistics()), end="")
         stats: 2 leaves, fill 100%, largest leaf 500 tokens, 0 over budget, 0 oversized files
+          small leaves (under a tenth of the budget): 0
           edges: no dependency graph; waves: 1
     """
     fill = "n/a" if stats.fill is None else f"{stats.fill:.0%}"
@@ -120,4 +121,5 @@ def render_stats(stats: PlanStatistics) -> str:
             else f"{stats.intra_leaf_edge_fraction:.0%}"
         )
         second = f"  edges: {stats.edges}, {share} inside a leaf, {stats.cross_leaf_edges} across"
-    return f"{first}\n{second}; waves: {stats.waves}\n"
+    small = f"  small leaves (under a tenth of the budget): {stats.small_leaves}"
+    return f"{first}\n{small}\n{second}; waves: {stats.waves}\n"

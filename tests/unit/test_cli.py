@@ -164,9 +164,13 @@ def test_plan_shows_waves_and_stats(project: Path) -> None:
     _, text, _ = call("plan", "--stats", "--format", "json")
     document = json.loads(text)
     assert 2 == len(document["waves"])
-    assert {"leaves": 3, "over_budget": 0, "waves": 2, "cross_leaf_edges": 1}.items() <= (
-        document["stats"].items()
-    )
+    assert {
+        "leaves": 3,
+        "over_budget": 0,
+        "waves": 2,
+        "cross_leaf_edges": 1,
+        "small_leaves": 0,
+    }.items() <= (document["stats"].items())
 
 
 def test_a_list_reads_imports_only_from_the_files_under_path(project: Path) -> None:

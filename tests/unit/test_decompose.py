@@ -482,6 +482,8 @@ def test_full_cuts_merge_small_leaves_without_a_graph_too() -> None:
     full = decompose(files, max_tokens=50_000)
     assert stable.config.cuts == "stable" and full.config.cuts == "full"
     assert len(full.leaves) == 2 < len(stable.leaves)
+    # Stable: conftest.py alone (824 tokens) and the small subdirectories in three leaves.
+    assert (0, 4) == (full.statistics().small_leaves, stable.statistics().small_leaves)
     full.validate()
     again = Plan.from_json(stable.to_json())
     assert again == stable and again.config.cuts == "stable"
