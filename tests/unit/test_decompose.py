@@ -441,13 +441,19 @@ FLASK_TESTS = {
 }  # fmt: skip
 
 
-def test_with_a_graph_a_directory_of_a_budget_and_a_bit_is_two_leaves_not_slivers() -> None:
+def flask_tests() -> list[FileEntry]:
+    """flask's tests/: its 23 files, and 38 files of 41 tokens in four subdirectories."""
     files = [
         FileEntry(f"tests/{'' if name == 'conftest' else 'test_'}{name}.py", 4 * tokens)
         for name, tokens in FLASK_TESTS.items()
     ]
     for sub, count in (("test_apps", 23), ("templates", 9), ("static", 3), ("type_check", 3)):
         files += [FileEntry(f"tests/{sub}/f{i:02d}.txt", 4 * 41) for i in range(count)]
+    return files
+
+
+def test_with_a_graph_a_directory_of_a_budget_and_a_bit_is_two_leaves_not_slivers() -> None:
+    files = flask_tests()
     graph = nx.DiGraph([("tests/test_cli.py", "tests/test_apps/f00.txt")])
     plan = decompose(files, max_tokens=50_000, import_graph=graph)
     # 54.9k tokens: two leaves, not a big group plus conftest.py alone and the small
@@ -472,12 +478,7 @@ def test_with_a_graph_small_leaves_merge_across_directories_by_their_imports() -
 
 
 def test_full_cuts_merge_small_leaves_without_a_graph_too() -> None:
-    files = [
-        FileEntry(f"tests/{'' if name == 'conftest' else 'test_'}{name}.py", 4 * tokens)
-        for name, tokens in FLASK_TESTS.items()
-    ]
-    for sub, count in (("test_apps", 23), ("templates", 9), ("static", 3), ("type_check", 3)):
-        files += [FileEntry(f"tests/{sub}/f{i:02d}.txt", 4 * 41) for i in range(count)]
+    files = flask_tests()
     stable = decompose(files, max_tokens=50_000, cuts="stable")
     full = decompose(files, max_tokens=50_000)
     assert stable.config.cuts == "stable" and full.config.cuts == "full"

@@ -164,23 +164,19 @@ def merge_small_leaves(root: Node, data: Sorted, cfg: PlanConfig, graph: Graph) 
         for k in ks:
             dirty.update(map(id, chains[k]))
         parts = [leaves[k] for k in ks]
-        common = chains[ks[0]]
-        for k in ks[1:]:
-            chain, depth = chains[k], 0
-            while depth < min(len(common), len(chain)) and common[depth] is chain[depth]:
-                depth += 1
-            common = common[:depth]
-        home = common[-1]  # every chain starts at the root: the deepest common ancestor
+        # Every chain starts at the root: the deepest ancestor all of them share.
+        home = chains[ks[0]][min(shared(ks[0], k) for k in ks[1:]) - 1]
         for part in parts:
             parent = part.parent
             assert parent is not None
             parent.children.remove(part)
             if not parent.children:
                 parent.runs = []  # emptied, not a leaf: _reshape drops it
-        runs = merge_runs([p.runs for p in parts])
-        prefix = common_dir(data, runs)
-        cluster = cluster_of([group_of(data, p.runs, p.label) for p in parts], prefix)
-        home.children.append(Node(runs, home, home.depth + 1, cluster.label))
+        # The common directory needs only the first and the last file.
+        span = [(min(p.runs[0][0] for p in parts), max(p.runs[-1][1] for p in parts))]
+        groups = [group_of(data, p.runs, p.label) for p in parts]
+        cluster = cluster_of(groups, common_dir(data, span))
+        home.children.append(Node(cluster.runs, home, home.depth + 1, cluster.label))
     reshaped = _reshape(root, data, cfg, dirty)
     assert reshaped is not None  # the files are all still there
     reshaped.parent = None

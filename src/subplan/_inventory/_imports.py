@@ -316,9 +316,14 @@ def _top_entries(base: str) -> set[str]:
         return set()
 
 
-def _source_suffix(path: str) -> bool:
+def _suffix(path: str) -> str:
+    """The suffix of the file name (``.py``), or ``""``."""
     dot = path.rfind(".")
-    suffix = path[dot:] if dot > path.rfind("/") else ""
+    return path[dot:] if dot > path.rfind("/") else ""
+
+
+def _source_suffix(path: str) -> bool:
+    suffix = _suffix(path)
     return suffix in _PY_SET or suffix in _JS_SET or suffix in _NATIVE_SET
 
 
@@ -396,8 +401,7 @@ def import_graph(root: str | os.PathLike[str], paths: Iterable[str]) -> nx.DiGra
     manifests: list[str] = []
     nodes: list[str] = []
     for path in ordered:
-        dot = path.rfind(".")
-        suffix = path[dot:] if dot > path.rfind("/") else ""
+        suffix = _suffix(path)
         if suffix in _PY_SET:
             py_files.append(path)
         elif suffix in _JS_SET:
