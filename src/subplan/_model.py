@@ -130,12 +130,6 @@ def id_of_sorted(files: Sequence[str]) -> str:
     return "sp-" + digest.hexdigest()
 
 
-def _fits(file_count: int, tokens: int, max_files: int | None, max_tokens: int | None) -> bool:
-    return (max_files is None or file_count <= max_files) and (
-        max_tokens is None or tokens <= max_tokens
-    )
-
-
 @dataclass(frozen=True, slots=True)
 class FileEntry:
     """One file of the project.
@@ -212,7 +206,11 @@ class PlanConfig:
 
     def fits_budget(self, file_count: int, tokens: int) -> bool:
         """True when a budget is set and a node of this size fits all of it."""
-        return self.has_budget and _fits(file_count, tokens, self.max_files, self.max_tokens)
+        # Called for every node and span a plan weighs: no helper calls.
+        most_files, most_tokens = self.max_files, self.max_tokens
+        if most_files is None:
+            return most_tokens is not None and tokens <= most_tokens
+        return file_count <= most_files and (most_tokens is None or tokens <= most_tokens)
 
     def to_dict(self) -> dict[str, int | str | None]:
         """The ``config`` object of the JSON form (``cuts`` only when not ``full``, so

@@ -6,6 +6,7 @@ import os
 from collections.abc import Sequence
 
 from ._decompose import decompose
+from ._gc import gc_paused
 from ._inventory import import_graph, scan
 from ._model import Cuts, Plan, PlanConfig
 
@@ -62,6 +63,9 @@ def plan_project(
         seed=seed,
         cuts=cuts,
     )
-    inventory = scan(root, exclude=exclude, weigh_all=weigh_all)
-    graph = import_graph(inventory.root, inventory.paths) if imports and inventory.root else None
-    return decompose(inventory.files, config=config, import_graph=graph)
+    with gc_paused():  # many objects, no garbage: see subplan._gc
+        inventory = scan(root, exclude=exclude, weigh_all=weigh_all)
+        graph = None
+        if imports and inventory.root:
+            graph = import_graph(inventory.root, inventory.paths)
+        return decompose(inventory.files, config=config, import_graph=graph)

@@ -41,6 +41,7 @@ from ._errors import (
     UsageError,
 )
 from ._fs import default_runs_dir, write_atomic
+from ._gc import gc_paused
 from ._inventory import Inventory, Skipped, import_graph, read_path_list, scan
 from ._inventory._imports import has_sources
 from ._model import Plan, PlanConfig
@@ -744,6 +745,7 @@ def _without_runs_dir(inventory: Inventory, args: argparse.Namespace) -> Invento
     return replace(inventory, files=files, skipped=skipped)
 
 
+@gc_paused()  # many objects, no garbage: see subplan._gc
 def _make_plan(
     args: argparse.Namespace, stderr: TextIO, stdin: TextIO
 ) -> tuple[Plan, nx.DiGraph | None]:
@@ -758,6 +760,7 @@ def _make_plan(
     return decompose(inventory.files, config=config, import_graph=graph), graph
 
 
+@gc_paused()  # the plan, its statistics and its text too
 def _cmd_plan(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: TextIO) -> int:
     plan, graph = _make_plan(args, stderr, stdin)
     stats = plan.statistics(graph) if args.stats else None

@@ -32,6 +32,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Final
 
 from .._errors import ConfigError, InputError
+from .._gc import gc_paused
 from .._model import (
     Cuts,
     FileEntry,
@@ -432,14 +433,13 @@ def decompose_levels(
     every: Runs = [(0, len(prepared.paths))]
     root = Node(every, None, 0, common_dir(prepared, every))
     all_paths = prepared.paths
-    ids: dict[tuple[tuple[int, int], ...], str] = {}
 
-    def id_of(runs: Runs) -> str:
-        key = tuple(runs)
-        found = ids.get(key)
-        if found is None:
-            found = ids[key] = id_of_sorted(_slice(all_paths, runs))
-        return found
+    def named(node: Node) -> str:
+        # A node's files and id, sliced and hashed once (as a child, or as the root).
+        if node.files is None:
+            node.files = _slice(all_paths, node.runs)
+            node.id = id_of_sorted(node.files)
+        return node.id
 
     used: set[str] = set()
 
@@ -454,15 +454,18 @@ def decompose_levels(
         return found
 
     def finished(level: list[Node]) -> tuple[Subplan, ...]:
+        # Called once a level is final (its nodes' files no longer change).
         out: list[Subplan] = []
         for node in level:
-            paths = _slice(all_paths, node.runs)
+            named(node)
+            paths = node.files
+            assert paths is not None
             tokens = prepared.tokens_of(node.runs)
             out.append(
                 Subplan(
-                    id=id_of(node.runs),
-                    parent=None if node.parent is None else id_of(node.parent.runs),
-                    children=tuple(id_of(c.runs) for c in node.children),
+                    id=node.id,
+                    parent=None if node.parent is None else node.parent.id,
+                    children=tuple([named(c) for c in node.children]),
                     depth=node.depth,
                     label=unique(node.label),
                     files=paths,
@@ -493,12 +496,25 @@ def decompose_levels(
             yield finished(level)  # stable cuts: each level is final once split
         level = next_level
     if not full:
+        _unlink(root)
         return
     # The small leaves are merged once the tree is whole (across levels).
-    level = [merge_small_leaves(root, prepared, cfg, graph or Graph({}, ()))]
+    root = merge_small_leaves(root, prepared, cfg, graph or Graph({}, ()))
+    level = [root]
     while level:
         yield finished(level)
         level = [child for node in level for child in node.children]
+    _unlink(root)
+
+
+def _unlink(root: Node) -> None:
+    """Break the tree's parent links, so that reference counting frees it at once (the
+    cyclic collector may be paused; see subplan._gc)."""
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        node.parent = None
+        stack.extend(node.children)
 
 
 def decompose(
@@ -544,14 +560,15 @@ def decompose(
         seed=seed,
         cuts=cuts,
     )
-    nodes = [
-        node
-        for level in decompose_levels(files, import_graph=import_graph, config=cfg)
-        for node in level
-    ]
-    deps = None
-    if import_graph is not None:
-        # The order the leaves' imports give (cycles collapsed); the levels hold the
-        # leaves in another order than the plan's, which the order does not depend on.
-        deps = leaf_dependencies([n for n in nodes if not n.children], import_graph)
-    return Plan(nodes, config=with_default_budget(cfg), root=nodes[0].id, dependencies=deps)
+    with gc_paused():  # many objects, no garbage: see subplan._gc
+        nodes = [
+            node
+            for level in decompose_levels(files, import_graph=import_graph, config=cfg)
+            for node in level
+        ]
+        deps = None
+        if import_graph is not None:
+            # The order the leaves' imports give (cycles collapsed); the levels hold the
+            # leaves in another order than the plan's, which the order does not depend on.
+            deps = leaf_dependencies([n for n in nodes if not n.children], import_graph)
+        return Plan(nodes, config=with_default_budget(cfg), root=nodes[0].id, dependencies=deps)

@@ -11,7 +11,6 @@ leaves.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from .._model import PlanConfig
@@ -46,26 +45,9 @@ class Node:
     carried: tuple[Group, ...] = ()
     own: Runs | None = None
     children: list[Node] = field(default_factory=list)
-
-    def leaves(self) -> Iterator[Node]:
-        """The leaves below this node (itself when it is one), in plan order."""
-        stack = [self]
-        while stack:
-            node = stack.pop()
-            if node.children:
-                stack.extend(reversed(node.children))
-            else:
-                yield node
-
-    def ancestors(self) -> list[Node]:
-        """The nodes above this one, the root first."""
-        out: list[Node] = []
-        node = self.parent
-        while node is not None:
-            out.append(node)
-            node = node.parent
-        out.reverse()
-        return out
+    # The node's paths and id, filled once the tree is final (see decompose_levels).
+    files: tuple[str, ...] | None = None
+    id: str = ""
 
 
 def merge_small_leaves(root: Node, data: Sorted, cfg: PlanConfig, graph: Graph) -> Node:
@@ -92,7 +74,19 @@ def merge_small_leaves(root: Node, data: Sorted, cfg: PlanConfig, graph: Graph) 
         O(files + edges + leaves x log leaves), deterministic: the result depends on the
         tree and the graph only.
     """
-    leaves = list(root.leaves())
+    # The leaves in plan order, each with the chain of nodes above it (the root first):
+    # siblings share one chain, so a leaf costs no list of its own.
+    leaves: list[Node] = []
+    chains: list[tuple[Node, ...]] = []
+    stack: list[tuple[Node, tuple[Node, ...]]] = [(root, ())]
+    while stack:
+        node, above = stack.pop()
+        if node.children:
+            below = (*above, node)
+            stack.extend([(child, below) for child in reversed(node.children)])
+        else:
+            leaves.append(node)
+            chains.append(above)
     if len(leaves) < 2:
         return root
     counts = [count_of(leaf.runs) for leaf in leaves]
@@ -108,12 +102,14 @@ def merge_small_leaves(root: Node, data: Sorted, cfg: PlanConfig, graph: Graph) 
     for k, leaf in enumerate(leaves):
         for a, b in leaf.runs:
             owner[a:b] = [k] * (b - a)
-    chains = [leaf.ancestors() for leaf in leaves]
 
     def shared(a: int, b: int) -> int:
+        x, y = chains[a], chains[b]
+        if x is y:  # siblings
+            return len(x)
         depth = 0
-        for x, y in zip(chains[a], chains[b], strict=False):
-            if x is not y:
+        for p, q in zip(x, y, strict=False):
+            if p is not q:
                 break
             depth += 1
         return depth
@@ -122,14 +118,15 @@ def merge_small_leaves(root: Node, data: Sorted, cfg: PlanConfig, graph: Graph) 
     for a, leaf in enumerate(leaves):
         if not small(counts[a], tokens[a]):
             continue
-        for i in graph.linked_in(leaf.runs):
+        for i in graph.linked_in(leaf.runs) if graph.linked else ():
             for b in [owner[j] for j in graph.neighbours[i]]:
                 if b != a:
                     key = (a, b) if a < b else (b, a)
                     pairs[key] = pairs.get(key, 0) + 1
-        for b in range(max(0, a - _NEAR), min(len(leaves), a + _NEAR + 1)):
-            if b != a:
-                pairs.setdefault((min(a, b), max(a, b)), 0)
+        for b in range(max(0, a - _NEAR), a):
+            pairs.setdefault((b, a), 0)
+        for b in range(a + 1, min(len(leaves), a + _NEAR + 1)):
+            pairs.setdefault((a, b), 0)
     order = sorted(pairs, key=lambda p: (-pairs[p], -shared(*p), p[1] - p[0], p))
     root_of = list(range(len(leaves)))
 

@@ -32,10 +32,10 @@ from __future__ import annotations
 import heapq
 import itertools
 import re
-import zlib
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from zlib import crc32
 
 from .._model import PlanConfig
 
@@ -60,6 +60,7 @@ __all__ = [
     "pack",
     "prefix_groups",
     "runs_of",
+    "sub_runs",
 ]
 
 Runs = list[tuple[int, int]]
@@ -158,6 +159,23 @@ def runs_of(sorted_indices: Sequence[int]) -> Runs:
             out[-1] = (out[-1][0], i + 1)
         else:
             out.append((i, i + 1))
+    return out
+
+
+def sub_runs(runs: Runs, start: int, stop: int) -> Runs:
+    """The files ``start:stop`` of ``runs`` (positions counted across its runs), as runs."""
+    if len(runs) == 1:  # most nodes: one directory, one run
+        first = runs[0][0]
+        return [(first + start, first + stop)]
+    out: Runs = []
+    pos = 0
+    for a, b in runs:
+        lo, hi = max(a, a + start - pos), min(b, a + stop - pos)
+        if lo < hi:
+            out.append((lo, hi))
+        pos += b - a
+        if pos >= stop:
+            break
     return out
 
 
@@ -381,10 +399,12 @@ def prefix_groups(data: Sorted, runs: Runs) -> list[Group]:
         # One prefix: nothing groups. One file per prefix: fill_chunks makes the same
         # cuts (each group would be one file, anchored by its path).
         return []
-    order = list(indices(runs))
     named: list[tuple[str, Runs]] = []
-    for word, group in itertools.groupby(zip(words, order, strict=True), key=lambda x: x[0]):
-        named.append((word or "", runs_of([i for _, i in group])))
+    pos = 0
+    for word, group in itertools.groupby(words):
+        size = sum(1 for _ in group)
+        named.append((word or "", sub_runs(runs, pos, pos + size)))
+        pos += size
     if all(len(r) == 1 and r[0][1] - r[0][0] == 1 for _, r in named):
         return []  # a prefix repeats, but never in a row: again one file per group
     prefix = common_dir(data, runs)
@@ -427,11 +447,10 @@ def fill_chunks(
         [tokens[i] for i in order],
         cfg,
     )
-    out: list[Cluster] = []
-    for a, b in spans:
-        chunk = order[a:b]
-        out.append(Cluster(runs_of(chunk), chunk_label(data, prefix, chunk[0], chunk[-1])))
-    return out
+    return [
+        Cluster(sub_runs(runs, a, b), chunk_label(data, prefix, order[a], order[b - 1]))
+        for a, b in spans
+    ]
 
 
 def chunk_label(data: Sorted, prefix: str, first: int, last: int) -> str:
@@ -443,11 +462,14 @@ def chunk_label(data: Sorted, prefix: str, first: int, last: int) -> str:
     return f"{prefix} [{start}..{stop}]"
 
 
+_MIX = 0x9E3779B1
+
+
 def _anchor_hash(key: str) -> int:
     """A 32-bit hash of ``key``, the same in every process (``hash()`` is salted)."""
-    value = zlib.crc32(key.encode("utf-8", "surrogatepass"))
+    value = crc32(key.encode("utf-8", "surrogatepass"))
     # CRC is linear: mix it so that keys differing in one character spread evenly.
-    value = (value * 0x9E3779B1) & 0xFFFFFFFF
+    value = (value * _MIX) & 0xFFFFFFFF
     return value ^ (value >> 16)
 
 
@@ -483,14 +505,19 @@ def anchored_spans(
     n = len(keys)
     if n == 0:
         return []
-    hashes = [_anchor_hash(k) for k in keys]
+    # _anchor_hash of every key, a comprehension at a time (no call per key).
+    mixed = [(crc32(k.encode("utf-8", "surrogatepass")) * _MIX) & 0xFFFFFFFF for k in keys]
+    hashes = [v ^ (v >> 16) for v in mixed]
     cum_t = [0, *itertools.accumulate(tokens)]
     cum_c = [0, *itertools.accumulate(counts)]
+    # The budget's two bounds, read once (this loop runs for every span).
+    most_files = cfg.max_files if cfg.max_files is not None else cum_c[-1]
+    most_tokens = cfg.max_tokens if cfg.max_tokens is not None else cum_t[-1]
     out: list[tuple[int, int]] = []
     stack = [(0, n)]
     while stack:
         x, y = stack.pop()
-        if y - x == 1 or cfg.fits_budget(cum_c[y] - cum_c[x], cum_t[y] - cum_t[x]):
+        if y - x == 1 or (cum_c[y] - cum_c[x] <= most_files and cum_t[y] - cum_t[x] <= most_tokens):
             out.append((x, y))
             continue
         # Before the item of highest hash, whatever its position: a weight or a window

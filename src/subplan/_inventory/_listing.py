@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from .._errors import InputError
-from .._model import FileEntry, normalize_path, path_sort_key
+from .._model import FileEntry, estimate_tokens, normalize_path, path_sort_key
 from ._gitignore import IgnoreRules, is_ignored
 from ._weights import is_weightless, never_planned, weightless_indices
 
@@ -649,7 +649,10 @@ def read_path_list(
         # is found and named by the loop below).
         given_sizes: list[str] = sizes  # type: ignore[assignment]
         if _SIZES_RE.fullmatch("\n".join(given_sizes)):
-            files = [FileEntry(p, int(n)) for p, n in zip(paths, given_sizes, strict=True)]
+            numbers_of = [int(n) for n in given_sizes]
+            files = [
+                FileEntry(p, n, estimate_tokens(n)) for p, n in zip(paths, numbers_of, strict=True)
+            ]
             return _sorted_inventory(real_root, files, skipped, "list", weigh_all=weigh_all)
     for lineno, path, given in zip(numbers, paths, sizes, strict=True):
         if suspicious and never_planned(path):

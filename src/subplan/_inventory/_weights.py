@@ -65,6 +65,11 @@ _VENDOR_DIRS: Final = ("vendor/", "node_modules/", "third_party/", "_vendor/")
 _VENDOR_RE: Final = re.compile("(?:^|/)(?:" + "|".join(re.escape(d) for d in _VENDOR_DIRS) + ")")
 _GENERATED_ENDINGS: Final = ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py", ".pb.go", ".min.js", ".min.css")
 
+# The last extension, lowercased, of every weightless path not vendored or generated.
+_CANDIDATE_EXTENSIONS: Final = ZERO_WEIGHT_SUFFIXES | {
+    name[name.rfind(".") :].lower() for name in _LOCKFILES
+}
+
 # Directories never planned, at any level: git's own and subplan's runs directory.
 _NEVER: Final = frozenset({".git", ".subplan"})
 
@@ -115,11 +120,14 @@ def weightless_indices(paths: Sequence[str]) -> set[int]:
         or any(e in joined for e in _GENERATED_ENDINGS)
     ):
         return {i for i, path in enumerate(paths) if is_weightless(path)}
-    suffixes, lockfiles = ZERO_WEIGHT_SUFFIXES, _LOCKFILES
-    out: set[int] = set()
-    for i, path in enumerate(paths):
-        name = path[path.rfind("/") + 1 :]
-        dot = name.rfind(".")
-        if (dot > 0 and name[dot:].lower() in suffixes) or name in lockfiles:
-            out.add(i)
-    return out
+    lowered = joined.lower().split("\n")
+    if len(lowered) != len(paths):  # a name with a line break
+        return {i for i, path in enumerate(paths) if is_weightless(path)}
+    # The last extension of every weightless path (lowercased) is a candidate: only those
+    # few paths pay for the exact test.
+    candidates = _CANDIDATE_EXTENSIONS
+    return {
+        i
+        for i, low in enumerate(lowered)
+        if low[low.rfind(".") :] in candidates and is_weightless(paths[i])
+    }
