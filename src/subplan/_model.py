@@ -125,9 +125,8 @@ def subplan_id(files: Iterable[str]) -> str:
 
 def id_of_sorted(files: Sequence[str]) -> str:
     """:func:`subplan_id` of paths already sorted with :func:`path_sort_key` and unique."""
-    digest = hashlib.blake2b(digest_size=8)
-    digest.update("\n".join(files).encode("utf-8", "surrogatepass"))
-    return "sp-" + digest.hexdigest()
+    data = "\n".join(files).encode("utf-8", "surrogatepass")
+    return "sp-" + hashlib.blake2b(data, digest_size=8).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)

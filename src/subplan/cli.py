@@ -732,6 +732,8 @@ def _without_runs_dir(inventory: Inventory, args: argparse.Namespace) -> Invento
 
     chosen = getattr(args, "runs_dir", None)
     runs = Path(chosen) if chosen else default_runs_dir()
+    if runs.name == ".subplan":
+        return inventory  # never planned, wherever it lies (see never_planned)
     project = inventory.root if inventory.root is not None else Path(args.path)
     inside = os.path.relpath(runs.absolute(), Path(project).absolute())
     if inside == "." or inside.startswith(".."):

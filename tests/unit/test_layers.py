@@ -19,7 +19,7 @@ SOURCE = Path(subplan.__file__).parent
 LAYERS: tuple[frozenset[str], ...] = tuple(
     frozenset(layer)
     for layer in (
-        {"_errors", "_clock", "_fs", "_release"},
+        {"_errors", "_clock", "_fs", "_release", "_gc"},
         {"_model"},
         {"_render", "_decompose", "_inventory"},
         {"_project"},

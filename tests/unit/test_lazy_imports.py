@@ -36,8 +36,10 @@ def test_planning_from_the_cli_loads_no_run_side_module(tmp_path: Path) -> None:
     loaded = _loaded_after(code, tmp_path)
     assert "subplan._decompose" in loaded  # it did plan
     assert set() == loaded & set(RUN_SIDE)
-    # None of the listed files is under the project: no graph to read, no networkx.
+    # None of the listed files is under the project: no graph to read, no networkx;
+    # and no .gitignore to read in a list, no pathspec.
     assert "networkx" not in loaded
+    assert "pathspec" not in loaded
 
 
 def test_every_public_name_resolves_and_is_listed() -> None:

@@ -26,9 +26,9 @@ Notes:
 from __future__ import annotations
 
 import itertools
-from collections import defaultdict
+import operator
 from collections.abc import Iterable, Iterator
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Final
 
 from .._errors import ConfigError, InputError
@@ -44,7 +44,7 @@ from .._model import (
     normalize_path,
 )
 from ._merge import Node, merge_small_leaves
-from ._order import adjacency, leaf_dependencies
+from ._order import adjacency, leaf_order
 from ._strategies import (
     Cluster,
     Graph,
@@ -83,16 +83,20 @@ _UNCLEAN: tuple[str, ...] = ("\n/", "/\n", "\n\n", "//", "\x00", "\r", "/./", "/
 _UNCLEAN += ("/..\n", "\n./", "\n../", "\n.\n", "\n..\n")
 
 
+_PATH_OF: Final = operator.attrgetter("path")
+_TOKENS_OF: Final = operator.attrgetter("tokens")
+
+
 def _prepare(files: Iterable[str | FileEntry]) -> Sorted:
     items = files if isinstance(files, list | tuple) else list(files)
     paths: list[str]
     given: list[int] | None = None
-    if all(type(item) is str for item in items):
+    kinds = set(map(type, items))  # at C speed, as are the attribute reads below
+    if kinds == {str}:
         paths = list(items)  # type: ignore[arg-type]
-    elif all(type(item) is FileEntry for item in items):
-        entries: list[FileEntry] = list(items)  # type: ignore[arg-type]
-        paths = [f.path for f in entries]
-        given = [f.tokens for f in entries]
+    elif kinds == {FileEntry}:
+        paths = list(map(_PATH_OF, items))
+        given = list(map(_TOKENS_OF, items))
     else:
         paths, given = [], []
         for item in items:
@@ -114,18 +118,22 @@ def _prepare(files: Iterable[str | FileEntry]) -> Sorted:
         joined = "\n" + "\n".join(paths) + "\n"
     # Sort keys (see path_sort_key) made and split at C speed, not one path at a time.
     unsorted = joined[1:-1].replace("/", "\x00").split("\n")
-    keys = sorted(unsorted)
     tokens: tuple[int, ...]
-    if given is None:
+    if all(map(operator.le, unsorted, itertools.islice(unsorted, 1, None))):
+        keys = unsorted  # given in order already (an inventory is)
+        tokens = (0,) * len(keys) if given is None else tuple(given)
+    elif given is None:
+        keys = sorted(unsorted)
         tokens = (0,) * len(keys)
-    elif keys == unsorted:  # given in order already (an inventory is)
-        tokens = tuple(given)
     else:
-        token_of = dict(zip(unsorted, given, strict=True))
-        tokens = tuple([token_of[k] for k in keys])
+        order = sorted(range(len(unsorted)), key=unsorted.__getitem__)
+        keys = list(map(unsorted.__getitem__, order))
+        tokens = tuple(map(given.__getitem__, order))
     # Duplicates sort next to each other, and so does a path that is both a file and a
-    # directory ("a/b" and "a/b/c"): every path below "a/b" sorts right after it.
-    for prev, nxt in itertools.pairwise(keys):
+    # directory ("a/b" and "a/b/c"): every path below "a/b" sorts right after it. The
+    # pairs are tested at C speed; only a list with such a pair is walked to name it.
+    later = itertools.islice(keys, 1, None)
+    for prev, nxt in itertools.pairwise(keys) if any(map(str.startswith, later, keys)) else ():
         if nxt.startswith(prev):
             shown = prev.replace("\x00", "/")
             if nxt == prev:
@@ -134,7 +142,7 @@ def _prepare(files: Iterable[str | FileEntry]) -> Sorted:
                 raise InputError(f"path {shown!r} is both a file and a directory", path=shown)
     sorted_paths = tuple("\n".join(keys).replace("\x00", "/").split("\n"))
     cumulative = (0, *itertools.accumulate(tokens))
-    slashes = tuple([k.count("\x00") for k in keys])
+    slashes = tuple(map(str.count, keys, itertools.repeat("\x00")))
     return Sorted(sorted_paths, tuple(keys), tokens, cumulative, slashes)
 
 
@@ -328,25 +336,47 @@ def _as_groups(data: Sorted, clusters: list[Cluster]) -> list[Group]:
     return [group_of(data, c.runs, c.label) for c in clusters]
 
 
-def _index_graph(graph: nx.DiGraph | None, data: Sorted) -> Graph | None:
-    """The graph's edges between input files, undirected, as indices."""
-    if graph is None:
-        return None
+def _index_edges(graph: nx.DiGraph, data: Sorted) -> dict[int, set[int]]:
+    """The graph's edges between input files, as indices: ``{importer: imported}``.
+
+    Each node's successors are looked up at C speed, a set at a time; its predecessors
+    are not read (another lookup of every edge by path: reversing the indexed edges, in
+    :func:`_undirected`, costs less).
+    """
     get = dict(zip(data.paths, range(len(data.paths)), strict=True)).get
-    neighbours: defaultdict[int, set[int]] = defaultdict(set)
+    out: dict[int, set[int]] = {}
     for a, successors in adjacency(graph).items():
-        i = get(a)
-        if i is None or not successors:
+        if not successors or (i := get(a)) is None:
             continue
-        targets = {j for b in successors if (j := get(b)) is not None and j != i}
-        if not targets:
-            continue
-        neighbours[i] |= targets
-        for j in targets:
-            neighbours[j].add(i)
-    if not neighbours:
+        found: set[int | None] = set(map(get, successors))
+        found.discard(None)
+        found.discard(i)
+        if found:
+            out[i] = found  # type: ignore[assignment]  # no None left
+    return out
+
+
+def _undirected(edges: dict[int, set[int]]) -> Graph | None:
+    """The indexed edges both ways, as the strategies use them (None without edges)."""
+    if not edges:
         return None
-    return Graph({i: tuple(sorted(n)) for i, n in neighbours.items()}, tuple(sorted(neighbours)))
+    neighbours = {i: set(targets) for i, targets in edges.items()}
+    for i, targets in edges.items():
+        for j in targets:
+            if (found := neighbours.get(j)) is None:
+                neighbours[j] = {i}
+            else:
+                found.add(i)
+    return Graph(neighbours, tuple(sorted(neighbours)))
+
+
+@dataclass(slots=True)
+class _Order:
+    """What :func:`decompose` needs besides the levels to order the leaves."""
+
+    size: int = 0
+    edges: dict[int, set[int]] = field(default_factory=dict)
+    leaves: list[tuple[str, Runs]] = field(default_factory=list)
 
 
 def with_default_budget(cfg: PlanConfig) -> PlanConfig:
@@ -423,11 +453,24 @@ def decompose_levels(
         seed=seed,
         cuts=cuts,
     )
+    return _levels(files, import_graph, cfg, None)
+
+
+def _levels(
+    files: Iterable[str | FileEntry],
+    import_graph: nx.DiGraph | None,
+    cfg: PlanConfig,
+    order: _Order | None,
+) -> Iterator[tuple[Subplan, ...]]:
+    """:func:`decompose_levels`, filling ``order`` (when given) as it goes."""
     cfg = with_default_budget(cfg)
     prepared = _prepare(files)
+    edges = {} if import_graph is None else _index_edges(import_graph, prepared)
+    if order is not None:
+        order.size, order.edges = len(prepared.paths), edges
     # Stable cuts ignore the graph (it still orders the leaves, in decompose); full cuts
     # merge small leaves once the tree is whole, by the graph's ties when there is one.
-    graph = None if cfg.cuts == "stable" else _index_graph(import_graph, prepared)
+    graph = None if cfg.cuts == "stable" else _undirected(edges)
     full = cfg.cuts == "full"
 
     every: Runs = [(0, len(prepared.paths))]
@@ -461,6 +504,8 @@ def decompose_levels(
             paths = node.files
             assert paths is not None
             tokens = prepared.tokens_of(node.runs)
+            if order is not None and not node.children:
+                order.leaves.append((node.id, node.runs))
             out.append(
                 Subplan(
                     id=node.id,
@@ -561,14 +606,11 @@ def decompose(
         cuts=cuts,
     )
     with gc_paused():  # many objects, no garbage: see subplan._gc
-        nodes = [
-            node
-            for level in decompose_levels(files, import_graph=import_graph, config=cfg)
-            for node in level
-        ]
+        order = _Order()
+        nodes = [node for level in _levels(files, import_graph, cfg, order) for node in level]
         deps = None
         if import_graph is not None:
             # The order the leaves' imports give (cycles collapsed); the levels hold the
             # leaves in another order than the plan's, which the order does not depend on.
-            deps = leaf_dependencies([n for n in nodes if not n.children], import_graph)
+            deps = leaf_order(order.leaves, order.edges, order.size)
         return Plan(nodes, config=with_default_budget(cfg), root=nodes[0].id, dependencies=deps)

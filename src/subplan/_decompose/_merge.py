@@ -22,7 +22,6 @@ from ._strategies import (
     cluster_of,
     common_dir,
     count_of,
-    group_of,
     merge_runs,
 )
 
@@ -97,9 +96,9 @@ def merge_small_leaves(root: Node, data: Sorted, cfg: PlanConfig, graph: Graph) 
             cfg.max_files is None or 2 * count < cfg.max_files
         )
 
-    # The leaf of every file, filled a run at a time (slice assignment, at C speed).
-    owner = [0] * len(data.paths)
-    for k, leaf in enumerate(leaves):
+    # The leaf of every linked file, filled a run at a time (slice assignment, at C speed).
+    owner = [0] * len(data.paths) if graph.linked else []
+    for k, leaf in enumerate(leaves) if graph.linked else ():
         for a, b in leaf.runs:
             owner[a:b] = [k] * (b - a)
 
@@ -118,7 +117,7 @@ def merge_small_leaves(root: Node, data: Sorted, cfg: PlanConfig, graph: Graph) 
     for a, leaf in enumerate(leaves):
         if not small(counts[a], tokens[a]):
             continue
-        for i in graph.linked_in(leaf.runs) if graph.linked else ():
+        for i in graph.linked_in(leaf.runs) if owner else ():
             for b in [owner[j] for j in graph.neighbours[i]]:
                 if b != a:
                     key = (a, b) if a < b else (b, a)
@@ -171,8 +170,7 @@ def merge_small_leaves(root: Node, data: Sorted, cfg: PlanConfig, graph: Graph) 
                 parent.runs = []  # emptied, not a leaf: _reshape drops it
         # The common directory needs only the first and the last file.
         span = [(min(p.runs[0][0] for p in parts), max(p.runs[-1][1] for p in parts))]
-        groups = [group_of(data, p.runs, p.label) for p in parts]
-        cluster = cluster_of(groups, common_dir(data, span))
+        cluster = cluster_of(parts, common_dir(data, span))
         home.children.append(Node(cluster.runs, home, home.depth + 1, cluster.label))
     reshaped = _reshape(root, data, cfg, dirty)
     assert reshaped is not None  # the files are all still there

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .._model import Plan, Subplan
+from ._strategies import Runs
 
 if TYPE_CHECKING:
     import networkx as nx
 
-__all__ = ["adjacency", "leaf_dependencies"]
+__all__ = ["adjacency", "leaf_dependencies", "leaf_order"]
 
 
 def adjacency(graph: nx.Graph) -> Mapping[Any, Mapping[Any, Any]]:
@@ -61,7 +62,36 @@ def leaf_dependencies(plan: Plan | Sequence[Subplan], graph: nx.DiGraph) -> dict
             b = leaf_of.get(imported)
             if b is not None and b != a:
                 edges.setdefault(a, set()).add(b)
-    component = _components([leaf.id for leaf in leaves], edges)
+    return _acyclic([leaf.id for leaf in leaves], edges)
+
+
+def leaf_order(
+    leaves: Sequence[tuple[str, Runs]], edges: Mapping[int, Iterable[int]], size: int
+) -> dict[str, set[str]]:
+    """:func:`leaf_dependencies` from an indexed graph, as the decomposer holds it.
+
+    Args:
+        leaves: each leaf's id and its files, as runs of indices into the sorted input.
+        edges: ``{file index: indices of the files it imports}``.
+        size: the number of input files.
+    """
+    owner = [0] * size
+    for k, (_, runs) in enumerate(leaves):
+        for a, b in runs:
+            owner[a:b] = [k] * (b - a)
+    ids = [leaf_id for leaf_id, _ in leaves]
+    between: dict[str, set[str]] = {}
+    for i, targets in edges.items():
+        a = owner[i]
+        for b in {owner[j] for j in targets}:
+            if b != a:
+                between.setdefault(ids[a], set()).add(ids[b])
+    return _acyclic(ids, between)
+
+
+def _acyclic(nodes: list[str], edges: dict[str, set[str]]) -> dict[str, set[str]]:
+    """``edges`` without those inside a strongly connected component of them."""
+    component = _components(nodes, edges)
     out: dict[str, set[str]] = {}
     for a, targets in edges.items():
         for b in targets:

@@ -35,6 +35,7 @@ import re
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 from zlib import crc32
 
 from .._model import PlanConfig
@@ -43,6 +44,7 @@ __all__ = [
     "Cluster",
     "Graph",
     "Group",
+    "Labelled",
     "Runs",
     "Sorted",
     "anchored_spans",
@@ -95,11 +97,12 @@ class Graph:
     """An undirected dependency graph over input indices.
 
     Attributes:
-        neighbours: per index with at least one edge, its neighbours (sorted, unique).
+        neighbours: per index with at least one edge, its neighbours (a set: nothing
+            depends on their order).
         linked: the indices that have neighbours, sorted (for bisection by run).
     """
 
-    neighbours: dict[int, tuple[int, ...]]
+    neighbours: dict[int, set[int]]
     linked: tuple[int, ...]
 
     def linked_in(self, runs: Runs) -> Iterator[int]:
@@ -291,23 +294,21 @@ def graph_chunks(data: Sorted, runs: Runs, graph: Graph | None, cfg: PlanConfig)
         return []
     inside = set(graph.linked_in(runs))
     neighbours = graph.neighbours
-    if not any(j in inside for i in inside for j in neighbours[i]):
+    # Each linked file's neighbours among the node's files (set operations at C speed).
+    local = {i: neighbours[i] & inside for i in inside}
+    if not any(local.values()):
         return []
     members = list(indices(runs))
-    tokens, max_files, max_tokens = data.tokens, cfg.max_files, cfg.max_tokens
+    tokens = data.tokens
+    # The budget's bounds, and the half of them a chunk must reach before it may stop
+    # for a file pulled elsewhere, read once (no calls in the loop below: it runs for
+    # every file and edge of the node).
+    most_files = cfg.max_files if cfg.max_files is not None else len(members) + 1
+    most_tokens = cfg.max_tokens if cfg.max_tokens is not None else data.cumulative[-1] + 1
+    half_files = -(-most_files // 2) if cfg.max_files is not None else len(members) + 1
+    half_tokens = -(-most_tokens // 2) if cfg.max_tokens is not None else most_tokens + 1
     taken: set[int] = set()
-
-    def half_full(count: int, size: int) -> bool:
-        return (max_tokens is not None and 2 * size >= max_tokens) or (
-            max_files is not None and 2 * count >= max_files
-        )
-
-    def pulled_away(i: int, into_chunk: int) -> bool:
-        if i not in inside:
-            return False
-        elsewhere = sum(1 for j in neighbours[i] if j in inside and j not in taken)
-        return elsewhere > into_chunk
-
+    push, pop, get_local = heapq.heappush, heapq.heappop, local.get
     chunks: list[list[int]] = []
     pos = 0
     while True:
@@ -322,22 +323,17 @@ def graph_chunks(data: Sorted, runs: Runs, graph: Graph | None, cfg: PlanConfig)
         heap: list[tuple[int, int]] = []
         rejected: set[int] = set()
         scan = pos
-
-        def grow(i: int, gain: dict[int, int] = gain, heap: list[tuple[int, int]] = heap) -> None:
-            if i not in inside:
-                return
-            for j in neighbours[i]:
-                if j in inside and j not in taken:
-                    g = gain[j] = gain.get(j, 0) + 1
-                    heapq.heappush(heap, (-g, j))
-
-        grow(seed)
+        grown = get_local(seed)
         while True:
-            if max_files is not None and len(chunk) >= max_files:
+            if grown:  # the last file taken: its untaken neighbours gain an edge
+                for j in grown - taken:
+                    g = gain[j] = gain.get(j, 0) + 1
+                    push(heap, (-g, j))
+            if len(chunk) >= most_files:
                 break
             pick = -1
             while heap:
-                g, j = heapq.heappop(heap)
+                g, j = pop(heap)
                 if j in taken or j in rejected or -g != gain.get(j):
                     continue
                 pick = j
@@ -350,22 +346,29 @@ def graph_chunks(data: Sorted, runs: Runs, graph: Graph | None, cfg: PlanConfig)
                 if scan >= len(members):
                     break
                 pick = members[scan]
-                if max_tokens is not None and size + tokens[pick] > max_tokens:
+                if size + tokens[pick] > most_tokens:
                     break
-            elif max_tokens is not None and size + tokens[pick] > max_tokens:
+            elif size + tokens[pick] > most_tokens:
                 rejected.add(pick)
+                grown = None
                 continue
-            if half_full(len(chunk), size) and pulled_away(pick, gain.get(pick, 0)):
-                # A file more tied to files not yet placed than to this chunk starts
-                # (or joins) another chunk instead: a half-full chunk may stop here.
+            if (
+                (size >= half_tokens or len(chunk) >= half_files)
+                and (mine := get_local(pick)) is not None
+                and len(mine - taken) > gain.get(pick, 0)
+            ):
+                # Half full, and the file is more tied to files not yet placed than to
+                # this chunk: it starts (or joins) another chunk instead, and a chunk
+                # grown in path order stops here.
                 if from_path_order:
                     break
                 rejected.add(pick)
+                grown = None
                 continue
             chunk.append(pick)
             size += tokens[pick]
             taken.add(pick)
-            grow(pick)
+            grown = get_local(pick)
         chunks.append(chunk)
     if len(chunks) < 2:
         return []
@@ -530,8 +533,15 @@ def anchored_spans(
     return out
 
 
-def cluster_of(chosen: Sequence[Group], prefix: str) -> Cluster:
-    """One cluster of ``chosen`` groups: a lone group keeps its label."""
+class Labelled(Protocol):
+    """Files as runs, with a label: a :class:`Group`, or a node of the tree being built."""
+
+    runs: Runs
+    label: str
+
+
+def cluster_of(chosen: Sequence[Labelled], prefix: str) -> Cluster:
+    """One cluster of ``chosen`` groups (or nodes): a lone one keeps its label."""
     if len(chosen) == 1:
         return Cluster(chosen[0].runs, chosen[0].label)
     names = [_relative(g.label, prefix) for g in chosen]

@@ -22,8 +22,6 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Final
 
-import pathspec
-
 __all__ = ["IgnoreRules", "is_ignored"]
 
 # pathspec marks with this named group the "/" after a pattern that matched a parent
@@ -95,6 +93,8 @@ def _compile(line: str) -> _Rule | None:
         body = body[:-1]
     if not body:
         return None
+    import pathspec  # on first use: a path list never needs it (14 ms to import)
+
     try:
         spec = pathspec.GitIgnoreSpec.from_lines([("!" if negate else "") + body])
     except (ValueError, re.error):  # "x\\", "[z-a]"
