@@ -23,6 +23,7 @@ does. Both modes share the rules that matter to a planner:
 from __future__ import annotations
 
 import errno
+import io
 import os
 import pathlib
 import re
@@ -571,6 +572,14 @@ def _list_lines(lines: Iterable[str]) -> Iterator[str]:
         yield from lines
 
 
+def _again(lines: Iterable[str], whole: str | None) -> Iterable[str]:
+    """The lines to read one by one: ``lines``, or a text file's lines from the text
+    already read (split as iterating over the file did: at ``\n`` only)."""
+    if whole is None or isinstance(lines, str):
+        return lines
+    return io.StringIO(whole)
+
+
 def read_path_list(
     lines: Iterable[str],
     *,
@@ -630,7 +639,7 @@ def read_path_list(
         sizes = cells[1::2]  # type: ignore[assignment]
         numbers = list(range(1, len(texts) + 1))
     else:
-        for lineno, line in enumerate(_list_lines(lines if whole is None else whole), start=1):
+        for lineno, line in enumerate(_list_lines(_again(lines, whole)), start=1):
             line = line.removesuffix("\n").removesuffix("\r")
             if not line.strip() or line.startswith("#"):
                 continue
