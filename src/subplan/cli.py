@@ -12,7 +12,6 @@ import contextlib
 import errno
 import functools
 import json
-import logging
 import os
 import shlex
 import sys
@@ -1016,22 +1015,19 @@ def _listeners(
             progress.close()
 
 
-class _Say(logging.Handler):
-    """The library's own INFO messages (the dask start-up) as ``subplan: ...`` lines."""
-
-    def __init__(self, progress: Progress) -> None:
-        super().__init__(logging.INFO)
-        self.progress = progress
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.progress.write_lines([(self.progress.stream, f"subplan: {record.getMessage()}\n")])
-
-
 @contextlib.contextmanager
 def _saying(progress: Progress) -> Iterator[None]:
     """While active, what subplan logs at INFO and above shows on the display's stream."""
+    import logging  # here: planning never logs, and loading logging costs 7 ms
+
+    class Say(logging.Handler):
+        """The library's own INFO messages (the dask start-up) as ``subplan: ...`` lines."""
+
+        def emit(self, record: logging.LogRecord) -> None:
+            progress.write_lines([(progress.stream, f"subplan: {record.getMessage()}\n")])
+
     logger = logging.getLogger("subplan")
-    handler = _Say(progress)
+    handler = Say(logging.INFO)
     level = logger.level
     logger.addHandler(handler)
     if level == logging.NOTSET or level > logging.INFO:

@@ -40,6 +40,7 @@ def test_planning_from_the_cli_loads_no_run_side_module(tmp_path: Path) -> None:
     # and no .gitignore to read in a list, no pathspec.
     assert "networkx" not in loaded
     assert "pathspec" not in loaded
+    assert "logging" not in loaded  # only a run shows the library's log lines
 
 
 def test_every_public_name_resolves_and_is_listed() -> None:
