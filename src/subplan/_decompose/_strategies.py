@@ -444,12 +444,14 @@ def fill_chunks(
     prefix = common_dir(data, runs)
     order = list(indices(runs))
     paths, tokens = data.paths, data.tokens
-    spans = anchored_spans(
-        [paths[i] for i in order],
-        [1] * len(order),
-        [tokens[i] for i in order],
-        cfg,
-    )
+    keys: Sequence[str]
+    weights: Sequence[int]
+    if len(runs) == 1:  # one directory: its files are one slice
+        a, b = runs[0]
+        keys, weights = paths[a:b], tokens[a:b]
+    else:
+        keys, weights = [paths[i] for i in order], [tokens[i] for i in order]
+    spans = anchored_spans(keys, [1] * len(order), weights, cfg)
     return [
         Cluster(sub_runs(runs, a, b), chunk_label(data, prefix, order[a], order[b - 1]))
         for a, b in spans
