@@ -294,8 +294,12 @@ def graph_chunks(data: Sorted, runs: Runs, graph: Graph | None, cfg: PlanConfig)
         return []
     inside = set(graph.linked_in(runs))
     neighbours = graph.neighbours
-    # Each linked file's neighbours among the node's files (set operations at C speed).
-    local = {i: neighbours[i] & inside for i in inside}
+    # Each linked file's neighbours among the node's files (set operations at C speed;
+    # a node that holds every linked file, as a flat root does, takes them as they are).
+    if len(inside) == len(graph.linked):
+        local = neighbours
+    else:
+        local = {i: neighbours[i] & inside for i in inside}
     if not any(local.values()):
         return []
     members = list(indices(runs))
