@@ -91,10 +91,13 @@ def merge_small_leaves(root: Node, data: Sorted, cfg: PlanConfig, graph: Graph) 
     counts = [count_of(leaf.runs) for leaf in leaves]
     tokens = [data.tokens_of(leaf.runs) for leaf in leaves]
 
-    def small(count: int, size: int) -> bool:
-        return (cfg.max_tokens is None or 2 * size < cfg.max_tokens) and (
-            cfg.max_files is None or 2 * count < cfg.max_files
-        )
+    # "Under half the budget" as two bounds read once (the loops below test it often):
+    # 2 * size < half_tokens and 2 * count < half_files.
+    total = data.cumulative[-1]
+    half_tokens = cfg.max_tokens if cfg.max_tokens is not None else 2 * total + 1
+    half_files = cfg.max_files if cfg.max_files is not None else 2 * len(data.paths) + 1
+    most_tokens = cfg.max_tokens if cfg.max_tokens is not None else total
+    most_files = cfg.max_files if cfg.max_files is not None else len(data.paths)
 
     # The leaf of every linked file, filled a run at a time (slice assignment, at C speed).
     owner = [0] * len(data.paths) if graph.linked else []
@@ -115,7 +118,7 @@ def merge_small_leaves(root: Node, data: Sorted, cfg: PlanConfig, graph: Graph) 
 
     pairs: dict[tuple[int, int], int] = {}
     for a, leaf in enumerate(leaves):
-        if not small(counts[a], tokens[a]):
+        if 2 * tokens[a] >= half_tokens or 2 * counts[a] >= half_files:
             continue
         for i in graph.linked_in(leaf.runs) if owner else ():
             for b in [owner[j] for j in graph.neighbours[i]]:
@@ -126,7 +129,9 @@ def merge_small_leaves(root: Node, data: Sorted, cfg: PlanConfig, graph: Graph) 
             pairs.setdefault((b, a), 0)
         for b in range(a + 1, min(len(leaves), a + _NEAR + 1)):
             pairs.setdefault((a, b), 0)
-    order = sorted(pairs, key=lambda p: (-pairs[p], -shared(*p), p[1] - p[0], p))
+    # Sorted as tuples (no key function): the most edges, the deepest common ancestor,
+    # the nearest, then the pair itself.
+    order = sorted([(-w, -shared(a, b), b - a, a, b) for (a, b), w in pairs.items()])
     root_of = list(range(len(leaves)))
 
     def find(x: int) -> int:
@@ -136,12 +141,18 @@ def merge_small_leaves(root: Node, data: Sorted, cfg: PlanConfig, graph: Graph) 
         return x
 
     merged_any = False
-    for a, b in order:
-        x, y = find(a), find(b)
-        if x == y or not (small(counts[x], tokens[x]) or small(counts[y], tokens[y])):
+    for _, _, _, a, b in order:
+        x = a if root_of[a] == a else find(a)
+        y = b if root_of[b] == b else find(b)
+        if x == y:
             continue
-        if not cfg.fits_budget(counts[x] + counts[y], tokens[x] + tokens[y]):
-            continue
+        count, size = counts[x] + counts[y], tokens[x] + tokens[y]
+        if count > most_files or size > most_tokens:
+            continue  # they do not fit together
+        if (2 * tokens[x] >= half_tokens or 2 * counts[x] >= half_files) and (
+            2 * tokens[y] >= half_tokens or 2 * counts[y] >= half_files
+        ):
+            continue  # neither is small any more
         x, y = min(x, y), max(x, y)
         root_of[y] = x
         counts[x] += counts[y]
