@@ -15,8 +15,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 import subplan._inventory as inventory
 from subplan._errors import InputError
@@ -590,37 +588,7 @@ def test_path_list_from_a_whole_text() -> None:
     assert ("a.py", "b.py") == read_path_list("b.py\na.py\n").paths
 
 
-def _read_or_error(lines: Any) -> Inventory | str:
-    try:
-        return read_path_list(lines)
-    except InputError as exc:
-        return str(exc)
-
-
-_LIST_TEXT = st.lists(
-    st.one_of(
-        st.sampled_from(["src/a.py", "b.c", "d/e/f.h", "#c", "./g", "a//b", "x/../y", ""]),
-        st.text(alphabet="ab/.#\t \r\x0b\u2028", max_size=8),
-    ).flatmap(
-        lambda path: st.sampled_from(["", "\t12", "\t 3 ", "\t-1", "\tx", "\t4\t5"]).map(
-            lambda size: path + size
-        )
-    ),
-    max_size=8,
-).flatmap(lambda lines: st.sampled_from(["", "\n"]).map(lambda end: "\n".join(lines) + end))
-
-
-@settings(max_examples=400, deadline=None)
-@given(_LIST_TEXT)
-def test_a_list_read_at_once_reads_as_line_by_line(text: str) -> None:
-    # A file and a str take the fast path when every line is PATH<TAB>SIZE: the same
-    # files, skips and errors as reading the lines one by one (a file splits at "\n"
-    # only, a str as str.splitlines does).
-    assert _read_or_error(list(io.StringIO(text))) == _read_or_error(io.StringIO(text))
-    assert _read_or_error(text.splitlines()) == _read_or_error(text)
-
-
-def test_a_plain_list_read_at_once_keeps_line_numbers_in_errors() -> None:
+def test_a_sized_list_keeps_line_numbers_in_errors() -> None:
     text = "a.py\t1\nb.py\t2\na.py\t3\n"
     with pytest.raises(InputError, match=r"^<list>:3: duplicate path 'a.py' \(first on line 1\)"):
         read_path_list(io.StringIO(text))

@@ -23,7 +23,6 @@ does. Both modes share the rules that matter to a planner:
 from __future__ import annotations
 
 import errno
-import io
 import os
 import pathlib
 import re
@@ -62,11 +61,6 @@ _GIT_UNREADABLE_RE: Final = re.compile(rb"^warning: could not open directory '(.
 _SIZE_RE: Final = re.compile(r"[0-9]+")
 # Sizes joined by newlines, each digits with spaces around them (as .strip(" ") allows).
 _SIZES_RE: Final = re.compile(r"(?: *[0-9]+ *\n)* *[0-9]+ *")
-# A list whose every line is PATH<TAB>SIZE: no comment, no blank line, no TAB in a path,
-# and none of the line breaks str.splitlines knows besides "\n".
-_LINE_CHAR = "[^\t\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]"
-_PLAIN_LINE = f"(?!#){_LINE_CHAR}+\t *[0-9]+ *"
-_PLAIN_LIST_RE: Final = re.compile(f"(?:{_PLAIN_LINE}\n)*(?:{_PLAIN_LINE})?")
 
 # The .gitignore files above a directory: (directory with trailing "/", rules), shallowest first.
 _Levels = tuple[tuple[str, IgnoreRules], ...]
@@ -572,14 +566,6 @@ def _list_lines(lines: Iterable[str]) -> Iterator[str]:
         yield from lines
 
 
-def _again(lines: Iterable[str], whole: str | None) -> Iterable[str]:
-    """The lines to read one by one: ``lines``, or a text file's lines from the text
-    already read (split as iterating over the file did: at ``\n`` only)."""
-    if whole is None or isinstance(lines, str):
-        return lines
-    return io.StringIO(whole)
-
-
 def read_path_list(
     lines: Iterable[str],
     *,
@@ -626,27 +612,14 @@ def read_path_list(
     numbers: list[int] = []
     texts: list[str] = []
     sizes: list[str | None] = []
-    whole = lines if isinstance(lines, str) else None
-    if whole is None and callable(read := getattr(lines, "read", None)):
-        whole = read()  # a text file: read at once, split below at C speed
-        if not isinstance(whole, str):
-            raise TypeError(f"expected lines of text, got {type(whole).__name__}")
-    if whole is not None and _PLAIN_LIST_RE.fullmatch(whole):
-        # Every line is PATH<TAB>SIZE (no comment, blank line or CR): split at C speed.
-        body = whole.removesuffix("\n")
-        cells = body.replace("\t", "\n").split("\n") if body else []
-        texts = cells[0::2]
-        sizes = cells[1::2]  # type: ignore[assignment]
-        numbers = list(range(1, len(texts) + 1))
-    else:
-        for lineno, line in enumerate(_list_lines(_again(lines, whole)), start=1):
-            line = line.removesuffix("\n").removesuffix("\r")
-            if not line.strip() or line.startswith("#"):
-                continue
-            text, tab, size_text = line.partition("\t")
-            numbers.append(lineno)
-            texts.append(text)
-            sizes.append(size_text if tab else None)
+    for lineno, line in enumerate(_list_lines(lines), start=1):
+        line = line.removesuffix("\n").removesuffix("\r")
+        if not line.strip() or line.startswith("#"):
+            continue
+        text, tab, size_text = line.partition("\t")
+        numbers.append(lineno)
+        texts.append(text)
+        sizes.append(size_text if tab else None)
     # One pass over all paths at C speed; only a suspicious list pays for normalizing
     # each path (which cleans what it can and names what it refuses).
     paths = texts
@@ -676,9 +649,9 @@ def read_path_list(
         # is found and named by the loop below).
         given_sizes: list[str] = sizes  # type: ignore[assignment]
         if _SIZES_RE.fullmatch("\n".join(given_sizes)):
-            numbers_of = [int(n) for n in given_sizes]
             files = [
-                FileEntry(p, n, estimate_tokens(n)) for p, n in zip(paths, numbers_of, strict=True)
+                FileEntry(p, n, estimate_tokens(n))
+                for p, n in zip(paths, map(int, given_sizes), strict=True)
             ]
             return _sorted_inventory(real_root, files, skipped, "list", weigh_all=weigh_all)
     for lineno, path, given in zip(numbers, paths, sizes, strict=True):
