@@ -19,6 +19,7 @@ from ._strategies import (
     Group,
     Runs,
     Sorted,
+    budget_bounds,
     cluster_of,
     common_dir,
     count_of,
@@ -91,13 +92,9 @@ def merge_small_leaves(root: Node, data: Sorted, cfg: PlanConfig, graph: Graph) 
     counts = [count_of(leaf.runs) for leaf in leaves]
     tokens = [data.tokens_of(leaf.runs) for leaf in leaves]
 
-    # "Under half the budget" as two bounds read once (the loops below test it often):
-    # 2 * size < half_tokens and 2 * count < half_files.
-    total = data.cumulative[-1]
-    half_tokens = cfg.max_tokens if cfg.max_tokens is not None else 2 * total + 1
-    half_files = cfg.max_files if cfg.max_files is not None else 2 * len(data.paths) + 1
-    most_tokens = cfg.max_tokens if cfg.max_tokens is not None else total
-    most_files = cfg.max_files if cfg.max_files is not None else len(data.paths)
+    # The budget as two bounds read once (the loops below test them often); a leaf is
+    # small while 2 * its tokens < most_tokens and 2 * its files < most_files.
+    most_files, most_tokens = budget_bounds(cfg, len(data.paths), data.cumulative[-1])
 
     # The leaf of every linked file, filled a run at a time (slice assignment, at C speed).
     owner = [0] * len(data.paths) if graph.linked else []
@@ -118,7 +115,7 @@ def merge_small_leaves(root: Node, data: Sorted, cfg: PlanConfig, graph: Graph) 
 
     pairs: dict[tuple[int, int], int] = {}
     for a, leaf in enumerate(leaves):
-        if 2 * tokens[a] >= half_tokens or 2 * counts[a] >= half_files:
+        if 2 * tokens[a] >= most_tokens or 2 * counts[a] >= most_files:
             continue
         for i in graph.linked_in(leaf.runs) if owner else ():
             for b in [owner[j] for j in graph.neighbours[i]]:
@@ -149,8 +146,8 @@ def merge_small_leaves(root: Node, data: Sorted, cfg: PlanConfig, graph: Graph) 
         count, size = counts[x] + counts[y], tokens[x] + tokens[y]
         if count > most_files or size > most_tokens:
             continue  # they do not fit together
-        if (2 * tokens[x] >= half_tokens or 2 * counts[x] >= half_files) and (
-            2 * tokens[y] >= half_tokens or 2 * counts[y] >= half_files
+        if (2 * tokens[x] >= most_tokens or 2 * counts[x] >= most_files) and (
+            2 * tokens[y] >= most_tokens or 2 * counts[y] >= most_files
         ):
             continue  # neither is small any more
         x, y = min(x, y), max(x, y)

@@ -48,6 +48,7 @@ __all__ = [
     "Runs",
     "Sorted",
     "anchored_spans",
+    "budget_bounds",
     "chunk_label",
     "cluster_of",
     "common_depth",
@@ -194,6 +195,16 @@ def merge_runs(runs: Sequence[Runs]) -> Runs:
     return out
 
 
+def budget_bounds(cfg: PlanConfig, files: int, tokens: int) -> tuple[int, int]:
+    """The budget as two plain bounds, on files and on tokens, for loops that test them
+    often: a bound not set is one that nothing of ``files`` files and ``tokens`` tokens
+    reaches, even doubled (so ``2 * size >= bound`` reads "at least half the budget")."""
+    return (
+        cfg.max_files if cfg.max_files is not None else 2 * files + 2,
+        cfg.max_tokens if cfg.max_tokens is not None else 2 * tokens + 2,
+    )
+
+
 def count_of(runs: Runs) -> int:
     """Number of files in ``runs``."""
     if len(runs) == 1:
@@ -307,10 +318,8 @@ def graph_chunks(data: Sorted, runs: Runs, graph: Graph | None, cfg: PlanConfig)
     # The budget's bounds, and the half of them a chunk must reach before it may stop
     # for a file pulled elsewhere, read once (no calls in the loop below: it runs for
     # every file and edge of the node).
-    most_files = cfg.max_files if cfg.max_files is not None else len(members) + 1
-    most_tokens = cfg.max_tokens if cfg.max_tokens is not None else data.cumulative[-1] + 1
-    half_files = -(-most_files // 2) if cfg.max_files is not None else len(members) + 1
-    half_tokens = -(-most_tokens // 2) if cfg.max_tokens is not None else most_tokens + 1
+    most_files, most_tokens = budget_bounds(cfg, len(members), data.cumulative[-1])
+    half_files, half_tokens = -(-most_files // 2), -(-most_tokens // 2)
     taken: set[int] = set()
     push, pop, get_local = heapq.heappush, heapq.heappop, local.get
     chunks: list[list[int]] = []
@@ -520,8 +529,7 @@ def anchored_spans(
     cum_t = [0, *itertools.accumulate(tokens)]
     cum_c = [0, *itertools.accumulate(counts)]
     # The budget's two bounds, read once (this loop runs for every span).
-    most_files = cfg.max_files if cfg.max_files is not None else cum_c[-1]
-    most_tokens = cfg.max_tokens if cfg.max_tokens is not None else cum_t[-1]
+    most_files, most_tokens = budget_bounds(cfg, cum_c[-1], cum_t[-1])
     out: list[tuple[int, int]] = []
     stack = [(0, n)]
     while stack:
@@ -616,8 +624,7 @@ def pack(
     bin_tokens: list[int] = []
     open_ids: list[int] = []
     # The budget's two bounds, read once: this loop runs groups x window times.
-    most_files = cfg.max_files if cfg.max_files is not None else n * len(data.paths) + 1
-    most_tokens = cfg.max_tokens if cfg.max_tokens is not None else data.cumulative[-1] + 1
+    most_files, most_tokens = budget_bounds(cfg, len(data.paths), data.cumulative[-1])
     for k in range(n):
         if find(k) != k:
             continue
