@@ -7,6 +7,8 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import subplan
 from subplan import (
@@ -21,7 +23,7 @@ from subplan import (
     estimate_tokens,
     subplan_id,
 )
-from subplan._model import normalize_path, path_sort_key
+from subplan._model import any_unclean, normalize_path, path_sort_key
 
 FILES = [
     "README.md",
@@ -78,6 +80,21 @@ def test_normalize_path_refuses(raw: str, message: str) -> None:
     with pytest.raises(InputError, match=message) as info:
         normalize_path(raw)
     assert raw == info.value.path
+
+
+def _clean(path: str) -> bool:
+    try:
+        return normalize_path(path) == path
+    except InputError:
+        return False
+
+
+@settings(max_examples=500)
+@given(st.lists(st.text(alphabet="a./\x00\r", max_size=6), min_size=1, max_size=5))
+def test_any_unclean_is_true_exactly_when_a_path_is_not_clean(paths: list[str]) -> None:
+    # Three substring tests on the joined paths stand for normalizing each of them.
+    joined = "\n" + "\n".join(paths) + "\n"
+    assert any_unclean(joined) == (not all(_clean(p) for p in paths))
 
 
 def test_sort_key_keeps_directories_contiguous() -> None:

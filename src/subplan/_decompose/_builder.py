@@ -40,6 +40,7 @@ from .._model import (
     Plan,
     PlanConfig,
     Subplan,
+    any_unclean,
     id_of_sorted,
     normalize_path,
 )
@@ -76,13 +77,6 @@ DEFAULT_MAX_TOKENS: Final = 50_000
 """The token budget of a leaf when neither ``max_tokens`` nor ``max_files`` is given."""
 
 
-# What normalize_path would change or refuse, seen in paths joined by newlines (with a
-# newline before the first and after the last): an empty path, a leading or trailing "/",
-# "//", a "." or ".." component, NUL or CR. Substring tests run at C speed.
-_UNCLEAN: tuple[str, ...] = ("\n/", "/\n", "\n\n", "//", "\x00", "\r", "/./", "/../", "/.\n")
-_UNCLEAN += ("/..\n", "\n./", "\n../", "\n.\n", "\n..\n")
-
-
 _PATH_OF: Final = operator.attrgetter("path")
 _TOKENS_OF: Final = operator.attrgetter("tokens")
 
@@ -113,7 +107,7 @@ def _prepare(files: Iterable[str | FileEntry]) -> Sorted:
     # One regex pass over all paths at C speed; only a suspicious input pays for the
     # per-path normalization (which cleans what it can and names what it refuses).
     joined = "\n" + "\n".join(paths) + "\n"
-    if joined.count("\n") != len(paths) + 1 or any(bad in joined for bad in _UNCLEAN):
+    if joined.count("\n") != len(paths) + 1 or any_unclean(joined):
         paths = [normalize_path(p) for p in paths]
         joined = "\n" + "\n".join(paths) + "\n"
     # Sort keys (see path_sort_key) made and split at C speed, not one path at a time.

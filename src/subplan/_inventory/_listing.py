@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from .._errors import InputError
-from .._model import FileEntry, estimate_tokens, normalize_path, path_sort_key
+from .._model import FileEntry, any_unclean, estimate_tokens, normalize_path, path_sort_key
 from ._gitignore import IgnoreRules, is_ignored
 from ._weights import is_weightless, never_planned, weightless_indices
 
@@ -538,11 +538,6 @@ def _walk(top: str, excludes: _Excludes) -> tuple[list[FileEntry], list[Skipped]
 # -- path lists -------------------------------------------------------------------------
 
 _NEVER_REASON: Final = "in a .git or .subplan directory"
-# What normalize_path would change or refuse, seen in paths joined by newlines (with a
-# newline before the first and after the last): an empty path, a trailing "/", "//",
-# a "." or ".." component, NUL or CR (a leading "/" is checked apart).
-_UNCLEAN_LIST: tuple[str, ...] = ("/\n", "\n\n", "//", "\x00", "\r", "/./", "/../", "/.\n", "/..\n")
-_UNCLEAN_LIST += ("\n./", "\n../", "\n.\n", "\n..\n", "\n/")
 
 
 def _size_under(base: str | None, path: str) -> int:
@@ -624,7 +619,7 @@ def read_path_list(
     # each path (which cleans what it can and names what it refuses).
     paths = texts
     joined = "\n" + "\n".join(texts) + "\n"
-    if any(bad in joined for bad in _UNCLEAN_LIST):
+    if any_unclean(joined):
         paths = []
         for lineno, text in zip(numbers, texts, strict=True):
             try:
