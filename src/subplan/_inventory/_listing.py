@@ -23,6 +23,8 @@ does. Both modes share the rules that matter to a planner:
 from __future__ import annotations
 
 import errno
+import itertools
+import operator
 import os
 import pathlib
 import re
@@ -157,9 +159,10 @@ def _resolve_root(root: str | os.PathLike[str]) -> pathlib.Path:
     return pathlib.Path(root).resolve()
 
 
-def _weigh(files: Iterable[FileEntry]) -> list[FileEntry]:
+def _weigh(files: Iterable[FileEntry], paths: Sequence[str] | None = None) -> list[FileEntry]:
+    """``files`` with the weightless ones at 0 tokens (``paths``: theirs, when known)."""
     out = list(files)
-    for i in weightless_indices([f.path for f in out]):
+    for i in weightless_indices([f.path for f in out] if paths is None else paths):
         found = out[i]
         if found.tokens:
             out[i] = FileEntry(found.path, found.size, 0)
@@ -199,7 +202,8 @@ def _sorted_inventory(
 ) -> Inventory:
     files = list(files)
     skipped = list(skipped)
-    joined = "\n".join(f.path for f in files)
+    paths = [f.path for f in files]
+    joined = "\n".join(paths)
     if joined.count("\n") != max(0, len(files) - 1) or "\r" in joined:
         # A name with a line break cannot go in a path list or a command's file list:
         # skipped with a warning, not an error, so one odd name does not stop a plan.
@@ -210,6 +214,8 @@ def _sorted_inventory(
             if "\n" in f.path or "\r" in f.path
         )
         files = kept
+        paths = [f.path for f in files]
+        joined = "\n".join(paths)
     if root is not None and (".json" in joined):
         base = str(root).rstrip("/") + "/"
         outputs = {
@@ -220,16 +226,22 @@ def _sorted_inventory(
         if outputs:
             skipped.extend(Skipped(p, _OUTPUT_REASON) for p in sorted(outputs))
             files = [f for f in files if f.path not in outputs]
+            paths = [f.path for f in files]
+            joined = "\n".join(paths)
     if not weigh_all:
-        files = _weigh(files)
-    files = list(files)
-    # The sort keys made at C speed (see sort_paths), then one sort of positions by them.
-    # (No name holds a line break any more: they were skipped above.)
-    keys = "\n".join([f.path for f in files]).replace("/", "\x00").split("\n") if files else []
-    order = sorted(range(len(files)), key=keys.__getitem__)
+        files = _weigh(files, paths)
+    # The sort keys made at C speed (see sort_paths), then one sort of positions by them,
+    # unless they are in order already (a sorted list). (No name holds a line break any
+    # more: they were skipped above.)
+    keys = joined.replace("/", "\x00").split("\n") if files else []
+    ordered: tuple[FileEntry, ...]
+    if all(map(operator.le, keys, itertools.islice(keys, 1, None))):
+        ordered = tuple(files)
+    else:
+        ordered = tuple(map(files.__getitem__, sorted(range(len(files)), key=keys.__getitem__)))
     return Inventory(
         root=root,
-        files=tuple([files[i] for i in order]),
+        files=ordered,
         skipped=tuple(sorted(skipped, key=lambda s: (path_sort_key(s.path), s.reason))),
         source=source,
     )
