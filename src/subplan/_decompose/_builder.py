@@ -113,7 +113,8 @@ def _prepare(files: Iterable[str | FileEntry]) -> Sorted:
     # Sort keys (see path_sort_key) made and split at C speed, not one path at a time.
     unsorted = joined[1:-1].replace("/", "\x00").split("\n")
     tokens: tuple[int, ...]
-    if all(map(operator.le, unsorted, itertools.islice(unsorted, 1, None))):
+    in_order = all(map(operator.le, unsorted, itertools.islice(unsorted, 1, None)))
+    if in_order:
         keys = unsorted  # given in order already (an inventory is)
         tokens = (0,) * len(keys) if given is None else tuple(given)
     elif given is None:
@@ -134,7 +135,10 @@ def _prepare(files: Iterable[str | FileEntry]) -> Sorted:
                 raise InputError(f"duplicate path {shown!r}", path=shown)
             if nxt[len(prev)] == "\x00":
                 raise InputError(f"path {shown!r} is both a file and a directory", path=shown)
-    sorted_paths = tuple("\n".join(keys).replace("\x00", "/").split("\n"))
+    if in_order:
+        sorted_paths = tuple(paths)
+    else:
+        sorted_paths = tuple("\n".join(keys).replace("\x00", "/").split("\n"))
     cumulative = (0, *itertools.accumulate(tokens))
     slashes = tuple(map(str.count, keys, itertools.repeat("\x00")))
     return Sorted(sorted_paths, tuple(keys), tokens, cumulative, slashes)
