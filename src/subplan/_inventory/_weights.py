@@ -93,13 +93,20 @@ def is_weightless(path: str) -> bool:
         >>> [is_weightless(p) for p in ("logo.png", "web/yarn.lock", "vendor/x/a.go", "a.py")]
         [True, True, True, False]
     """
-    name = path.rpartition("/")[2]
-    dot = name.rfind(".")
-    if dot > 0 and name[dot:].lower() in ZERO_WEIGHT_SUFFIXES:
+    if _binary_or_lockfile(path):
         return True
-    if name in _LOCKFILES or name.endswith(_GENERATED_ENDINGS) or ".generated." in name:
+    name = path.rpartition("/")[2]
+    if name.endswith(_GENERATED_ENDINGS) or ".generated." in name:
         return True
     return "/" in path and _VENDOR_RE.search(path) is not None
+
+
+def _binary_or_lockfile(path: str) -> bool:
+    """The part of :func:`is_weightless` that reads the file name alone: its suffix, or
+    a lockfile's name."""
+    name = path.rpartition("/")[2]
+    dot = name.rfind(".")
+    return (dot > 0 and name[dot:].lower() in ZERO_WEIGHT_SUFFIXES) or name in _LOCKFILES
 
 
 def weightless_indices(paths: Sequence[str]) -> set[int]:
@@ -124,10 +131,10 @@ def weightless_indices(paths: Sequence[str]) -> set[int]:
     if len(lowered) != len(paths):  # a name with a line break
         return {i for i, path in enumerate(paths) if is_weightless(path)}
     # The last extension of every weightless path (lowercased) is a candidate: only those
-    # few paths pay for the exact test.
+    # few paths pay for the test of their name (nothing is vendored or generated here).
     candidates = _CANDIDATE_EXTENSIONS
     return {
         i
         for i, low in enumerate(lowered)
-        if low[low.rfind(".") :] in candidates and is_weightless(paths[i])
+        if low[low.rfind(".") :] in candidates and _binary_or_lockfile(paths[i])
     }
