@@ -495,27 +495,28 @@ def _levels(
         return found
 
     def finished(level: list[Node]) -> tuple[Subplan, ...]:
-        # Called once a level is final (its nodes' files no longer change).
+        # Called once a level is final (its nodes' files no longer change); every node
+        # but the root was named as a child on the level above.
         out: list[Subplan] = []
         for node in level:
-            named(node)
             paths = node.files
-            assert paths is not None
-            tokens = prepared.tokens_of(node.runs)
-            if order is not None and not node.children:
-                order.leaves.append((node.id, node.runs))
-            out.append(
-                Subplan(
-                    id=node.id,
-                    parent=None if node.parent is None else node.parent.id,
-                    children=tuple([named(c) for c in node.children]),
-                    depth=node.depth,
-                    label=unique(node.label),
-                    files=paths,
-                    tokens=tokens,
-                    leaf_reason=None if node.children else _leaf_reason(cfg, len(paths), tokens),
-                )
-            )
+            if paths is None:
+                named(node)
+                paths = node.files
+                assert paths is not None
+            runs = node.runs
+            tokens = prepared.tokens_of(runs)
+            parent = None if node.parent is None else node.parent.id
+            if node.children:
+                kids = tuple([named(c) for c in node.children])
+                reason = None
+            else:
+                kids, reason = (), _leaf_reason(cfg, len(paths), tokens)
+                if order is not None:
+                    order.leaves.append((node.id, runs))
+            # Positional: a tenth of a plan's time goes to making its nodes.
+            label = unique(node.label)
+            out.append(Subplan(node.id, parent, kids, node.depth, label, paths, tokens, reason))
         return tuple(out)
 
     level = [root]
