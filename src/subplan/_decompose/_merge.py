@@ -113,22 +113,26 @@ def merge_small_leaves(root: Node, data: Sorted, cfg: PlanConfig, graph: Graph) 
             depth += 1
         return depth
 
-    pairs: dict[tuple[int, int], int] = {}
-    for a, leaf in enumerate(leaves):
-        if 2 * tokens[a] >= most_tokens or 2 * counts[a] >= most_files:
-            continue
-        for i in graph.linked_in(leaf.runs) if owner else ():
+    last = len(leaves) - 1
+    small = [
+        a for a in range(len(leaves)) if 2 * tokens[a] < most_tokens and 2 * counts[a] < most_files
+    ]
+    # Each small leaf with its nearest leaves in plan order, and with every leaf its
+    # files share edges with (counted).
+    near = {(a, b) for a in small for b in range(a + 1, min(last, a + _NEAR) + 1)}
+    near.update((b, a) for a in small for b in range(max(0, a - _NEAR), a))
+    ties: dict[tuple[int, int], int] = {}
+    for a in small if owner else ():
+        for i in graph.linked_in(leaves[a].runs):
             for b in [owner[j] for j in graph.neighbours[i]]:
                 if b != a:
                     key = (a, b) if a < b else (b, a)
-                    pairs[key] = pairs.get(key, 0) + 1
-        for b in range(max(0, a - _NEAR), a):
-            pairs.setdefault((b, a), 0)
-        for b in range(a + 1, min(len(leaves), a + _NEAR + 1)):
-            pairs.setdefault((a, b), 0)
+                    ties[key] = ties.get(key, 0) + 1
+    near.update(ties)
     # Sorted as tuples (no key function): the most edges, the deepest common ancestor,
     # the nearest, then the pair itself.
-    order = sorted([(-w, -shared(a, b), b - a, a, b) for (a, b), w in pairs.items()])
+    tie = ties.get
+    order = sorted([(-tie((a, b), 0), -shared(a, b), b - a, a, b) for a, b in near])
     root_of = list(range(len(leaves)))
 
     def find(x: int) -> int:
