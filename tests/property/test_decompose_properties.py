@@ -395,3 +395,45 @@ def test_full_cuts_without_a_graph_never_leave_more_leaves_than_stable_ones(
     for leaf in full.leaves:
         parts = {stable_leaf[f] for f in leaf.files}
         assert sum(stable[p].file_count for p in parts) == leaf.file_count
+
+
+def _spans_by_definition(
+    hashes: list[int], counts: list[int], tokens: list[int], cfg: PlanConfig
+) -> list[tuple[int, int]]:
+    """Content-anchored spans as defined: a span over the budget is cut before its
+    highest-hashed item after the first (the first of equal ones), again and again."""
+    out: list[tuple[int, int]] = []
+
+    def cut(x: int, y: int) -> None:
+        if y - x == 1 or cfg.fits_budget(sum(counts[x:y]), sum(tokens[x:y])):
+            out.append((x, y))
+            return
+        m = max(range(x + 1, y), key=lambda i: (hashes[i], -i))
+        cut(x, m)
+        cut(m, y)
+
+    if hashes:
+        cut(0, len(hashes))
+    return out
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from("abcdefgh"), st.integers(0, 3), st.integers(0, 900)),
+        max_size=60,
+    ),
+    st.integers(1, 2_000),
+    st.one_of(st.none(), st.integers(1, 12)),
+)
+def test_anchored_spans_are_the_spans_by_definition(
+    items: list[tuple[str, int, int]], max_tokens: int, max_files: int | None
+) -> None:
+    # Few distinct keys: many equal hashes, so the ties are exercised too.
+    from subplan._decompose._strategies import _anchor_hash, anchored_spans
+
+    keys = [f"{word}{n}" for word, n, _ in items]
+    counts = [1 + n % 2 for _, n, _ in items]
+    tokens = [t for _, _, t in items]
+    cfg = PlanConfig(max_tokens=max_tokens, max_files=max_files)
+    expected = _spans_by_definition([_anchor_hash(k) for k in keys], counts, tokens, cfg)
+    assert anchored_spans(keys, counts, tokens, cfg) == expected
