@@ -42,6 +42,7 @@ from .._model import (
     Subplan,
     any_unclean,
     id_of_sorted,
+    in_order,
     normalize_path,
 )
 from ._merge import Node, merge_small_leaves
@@ -113,8 +114,8 @@ def _prepare(files: Iterable[str | FileEntry]) -> Sorted:
     # Sort keys (see path_sort_key) made and split at C speed, not one path at a time.
     unsorted = joined[1:-1].replace("/", "\x00").split("\n")
     tokens: tuple[int, ...]
-    in_order = all(map(operator.le, unsorted, itertools.islice(unsorted, 1, None)))
-    if in_order:
+    ordered = in_order(unsorted)
+    if ordered:
         keys = unsorted  # given in order already (an inventory is)
         tokens = (0,) * len(keys) if given is None else tuple(given)
     elif given is None:
@@ -135,7 +136,7 @@ def _prepare(files: Iterable[str | FileEntry]) -> Sorted:
                 raise InputError(f"duplicate path {shown!r}", path=shown)
             if nxt[len(prev)] == "\x00":
                 raise InputError(f"path {shown!r} is both a file and a directory", path=shown)
-    if in_order:
+    if ordered:
         sorted_paths = tuple(paths)
     else:
         sorted_paths = tuple("\n".join(keys).replace("\x00", "/").split("\n"))

@@ -24,6 +24,7 @@ from ._strategies import (
     common_dir,
     count_of,
     merge_runs,
+    owners,
 )
 
 __all__ = ["Node", "merge_small_leaves"]
@@ -96,11 +97,8 @@ def merge_small_leaves(root: Node, data: Sorted, cfg: PlanConfig, graph: Graph) 
     # small while 2 * its tokens < most_tokens and 2 * its files < most_files.
     most_files, most_tokens = budget_bounds(cfg, len(data.paths), data.cumulative[-1])
 
-    # The leaf of every linked file, filled a run at a time (slice assignment, at C speed).
-    owner = [0] * len(data.paths) if graph.linked else []
-    for k, leaf in enumerate(leaves) if graph.linked else ():
-        for a, b in leaf.runs:
-            owner[a:b] = [k] * (b - a)
+    # The leaf of every file, when there are edges to follow.
+    owner = owners([leaf.runs for leaf in leaves], len(data.paths)) if graph.linked else []
 
     def shared(a: int, b: int) -> int:
         x, y = chains[a], chains[b]

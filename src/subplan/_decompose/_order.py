@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .._model import Plan, Subplan
-from ._strategies import Runs
+from ._strategies import Runs, owners
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -75,10 +75,7 @@ def leaf_order(
         edges: ``{file index: indices of the files it imports}``.
         size: the number of input files.
     """
-    owner = [0] * size
-    for k, (_, runs) in enumerate(leaves):
-        for a, b in runs:
-            owner[a:b] = [k] * (b - a)
+    owner = owners([runs for _, runs in leaves], size)
     ids = [leaf_id for leaf_id, _ in leaves]
     between: dict[str, set[str]] = {}
     leaf_of = owner.__getitem__

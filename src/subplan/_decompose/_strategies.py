@@ -33,7 +33,7 @@ import heapq
 import itertools
 import re
 from bisect import bisect_left
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 from zlib import crc32
@@ -60,6 +60,7 @@ __all__ = [
     "group_of",
     "indices",
     "merge_runs",
+    "owners",
     "pack",
     "prefix_groups",
     "runs_of",
@@ -181,6 +182,16 @@ def sub_runs(runs: Runs, start: int, stop: int) -> Runs:
         if pos >= stop:
             break
     return out
+
+
+def owners(runs: Iterable[Runs], size: int) -> list[int]:
+    """For each of ``size`` files, the position of the runs that hold it (0 for none),
+    filled a run at a time (slice assignment, at C speed)."""
+    owner = [0] * size
+    for k, held in enumerate(runs):
+        for a, b in held:
+            owner[a:b] = [k] * (b - a)
+    return owner
 
 
 def merge_runs(runs: Sequence[Runs]) -> Runs:

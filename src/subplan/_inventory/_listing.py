@@ -23,8 +23,6 @@ does. Both modes share the rules that matter to a planner:
 from __future__ import annotations
 
 import errno
-import itertools
-import operator
 import os
 import pathlib
 import re
@@ -35,7 +33,14 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from .._errors import InputError
-from .._model import FileEntry, any_unclean, estimate_tokens, normalize_path, path_sort_key
+from .._model import (
+    FileEntry,
+    any_unclean,
+    estimate_tokens,
+    in_order,
+    normalize_path,
+    path_sort_key,
+)
 from ._gitignore import IgnoreRules, is_ignored
 from ._weights import is_weightless, never_planned, weightless_indices
 
@@ -235,7 +240,7 @@ def _sorted_inventory(
     # more: they were skipped above.)
     keys = joined.replace("/", "\x00").split("\n") if files else []
     ordered: tuple[FileEntry, ...]
-    if all(map(operator.le, keys, itertools.islice(keys, 1, None))):
+    if in_order(keys):
         ordered = tuple(files)
     else:
         ordered = tuple(map(files.__getitem__, sorted(range(len(files)), key=keys.__getitem__)))
